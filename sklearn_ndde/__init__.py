@@ -1,0 +1,18 @@
+"""NDDe + TPDi density-peak clustering of embeddings, scikit-learn style."""
+
+from ._density import ndde_density
+from ._knn import knn_graph
+from ._peaks import density_peaks
+from ._tpdi import tpdi
+from ._transition import row_softmax, transition_matrix
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "density_peaks",
+    "knn_graph",
+    "ndde_density",
+    "row_softmax",
+    "tpdi",
+    "transition_matrix",
+]

@@ -1,0 +1,170 @@
+"""k-nearest-neighbour graphs under the cosine metric."""
+
+import numbers
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+
+#: Above this many samples, ``method="auto"`` switches to pynndescent.
+EXACT_MAX_SAMPLES = 30_000
+
+# Rows of the query block times all samples, as float32: bounds the memory of
+# the exact search to about 256 MB whatever n is.
+_BLOCK_ELEMENTS = 2**26
+
+
+def _normalize_rows(X):
+    """Return float32 unit rows; a zero row raises (cosine is undefined)."""
+    X = np.asarray(X, dtype=np.float32)
+    norms = np.linalg.norm(X, axis=1)
+    bad = np.flatnonzero(~(norms > 0))
+    if bad.size:
+        raise ValueError(
+            f"X has {bad.size} zero vector(s) (first at row {bad[0]}); the cosine "
+            "metric is undefined for them. Remove them or use metric='precomputed'."
+        )
+    return X / norms[:, None]
+
+
+def _sort_rows(indices, similarities):
+    """Self first, then by decreasing similarity (ties by index)."""
+    n = indices.shape[0]
+    is_self = indices == np.arange(n)[:, None]
+    order = np.lexsort((indices, -similarities, ~is_self), axis=-1)
+    return (
+        np.take_along_axis(indices, order, axis=1),
+        np.take_along_axis(similarities, order, axis=1),
+    )
+
+
+def _exact_knn(Xn, n_neighbors, rows=None):
+    """Blocked exact search of the rows ``rows`` of ``Xn`` against all of it."""
+    n = Xn.shape[0]
+    rows = np.arange(n) if rows is None else rows
+    block = max(1, _BLOCK_ELEMENTS // n)
+    indices = np.empty((rows.size, n_neighbors), dtype=np.int32)
+    sims = np.empty((rows.size, n_neighbors), dtype=np.float32)
+    for start in range(0, rows.size, block):
+        sel = rows[start : start + block]
+        S = Xn[sel] @ Xn.T
+        # The point itself always takes rank 0, even against exact duplicates.
+        S[np.arange(sel.size), sel] = np.inf
+        part = np.argpartition(-S, n_neighbors - 1, axis=1)[:, :n_neighbors]
+        vals = np.take_along_axis(S, part, axis=1)
+        indices[start : start + sel.size] = part
+        sims[start : start + sel.size] = vals
+    self_col = indices == rows[:, None]
+    sims[self_col] = np.einsum("ij,ij->i", Xn[rows], Xn[rows])
+    return indices, sims
+
+
+def _pynndescent_knn(Xn, n_neighbors, random_state, n_jobs):
+    from pynndescent import NNDescent
+
+    n = Xn.shape[0]
+    # One spare neighbour, so that self plus k - 1 others survive when the
+    # search did not return the point itself.
+    index = NNDescent(
+        Xn,
+        n_neighbors=min(n_neighbors + 1, n),
+        metric="dot",
+        random_state=random_state,
+        n_jobs=-1 if n_jobs is None else n_jobs,
+        compressed=True,
+    )
+    found, _ = index.neighbor_graph
+    found = found.astype(np.int64)
+    self_ids = np.arange(n)[:, None]
+    # Drop the point itself and pynndescent's -1 placeholders, then put the
+    # point itself in front.
+    valid = (found >= 0) & (found != self_ids)
+    order = np.argsort(~valid, axis=1, kind="stable")
+    found = np.take_along_axis(found, order, axis=1)
+    n_valid = valid.sum(axis=1)
+    indices = np.concatenate([self_ids, found[:, : n_neighbors - 1]], axis=1)
+    short = np.flatnonzero(n_valid < n_neighbors - 1)
+    if short.size:
+        indices[short] = _exact_knn(Xn, n_neighbors, short)[0]
+    indices = indices.astype(np.int32)
+    sims = np.einsum("ijd,id->ij", Xn[indices], Xn, optimize=True).astype(np.float32)
+    return indices, sims
+
+
+@validate_params(
+    {
+        "X": ["array-like"],
+        "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
+        "method": [StrOptions({"auto", "exact", "pynndescent"})],
+        "metric": [StrOptions({"cosine"})],
+        "random_state": ["random_state"],
+        "n_jobs": [numbers.Integral, None],
+    },
+    prefer_skip_nested_validation=True,
+)
+def knn_graph(
+    X, n_neighbors, *, method="auto", metric="cosine", random_state=None, n_jobs=None
+):
+    """Nearest neighbours of every sample, the sample itself included.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Embeddings. Rows need not be normalised; a zero row is an error.
+    n_neighbors : int
+        Number of neighbours per sample, the sample itself included, so at
+        most ``n_samples``.
+    method : {"auto", "exact", "pynndescent"}, default="auto"
+        ``"exact"`` is a blocked brute-force search that never holds more than
+        about 256 MB of similarities; ``"pynndescent"`` is approximate and
+        scales to millions of samples; ``"auto"`` picks exact search below
+        30,000 samples.
+    metric : {"cosine"}, default="cosine"
+        Similarity measure.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the approximate search.
+    n_jobs : int, default=None
+        Threads of the approximate search (``None`` means all).
+
+    Returns
+    -------
+    indices : ndarray of shape (n_samples, n_neighbors), dtype int32
+        ``indices[i, 0] == i``; the other columns by decreasing similarity.
+    similarities : ndarray of shape (n_samples, n_neighbors), dtype float32
+        Cosine similarity of each pair, aligned with ``indices``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ndde import knn_graph
+    >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> indices, sims = knn_graph(X, 2)
+    >>> indices
+    array([[0, 1],
+           [1, 0],
+           [2, 1]], dtype=int32)
+    >>> sims.round(3)
+    array([[1.   , 0.994],
+           [1.   , 0.994],
+           [1.   , 0.11 ]], dtype=float32)
+    """
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got an array of shape {X.shape}.")
+    n = X.shape[0]
+    if n_neighbors > n:
+        raise ValueError(
+            f"n_neighbors={n_neighbors} is larger than the number of samples ({n})."
+        )
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or infinity.")
+    Xn = _normalize_rows(X)
+    if method == "auto":
+        method = "exact" if n <= EXACT_MAX_SAMPLES else "pynndescent"
+    if method == "exact" or n_neighbors >= n - 1:
+        indices, sims = _exact_knn(Xn, n_neighbors)
+    else:
+        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+        indices, sims = _pynndescent_knn(Xn, n_neighbors, seed, n_jobs)
+    np.clip(sims, -1.0, 1.0, out=sims)
+    return _sort_rows(indices, sims)

@@ -1,0 +1,55 @@
+"""Checks shared by the pure functions."""
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def check_neighbors(indices, values, name="similarities", n_samples=None):
+    """Validate an aligned ``(indices, values)`` pair of (n, k) arrays.
+
+    Returns ``indices`` as int32 (int64 when needed) and ``values`` as a
+    floating array (float32 kept, anything else float64).
+    """
+    indices = np.asarray(indices)
+    values = np.asarray(values)
+    if indices.ndim != 2:
+        raise ValueError(f"indices must be 2-D, got shape {indices.shape}.")
+    if values.shape != indices.shape:
+        raise ValueError(
+            f"{name} must have the shape of indices {indices.shape}, "
+            f"got {values.shape}."
+        )
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise TypeError(f"indices must be integers, got dtype {indices.dtype}.")
+    if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+        raise TypeError(f"{name} must be real numbers, got dtype {values.dtype}.")
+    n = indices.shape[0] if n_samples is None else n_samples
+    if indices.size and (indices.min() < 0 or indices.max() >= n):
+        raise ValueError(
+            f"indices must lie in [0, {n - 1}]; found values in "
+            f"[{indices.min()}, {indices.max()}]."
+        )
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} contains NaN or infinity.")
+    dtype = np.float32 if values.dtype == np.float32 else np.float64
+    itype = np.int32 if n < 2**31 - 1 else np.int64
+    return indices.astype(itype, copy=False), values.astype(dtype, copy=False)
+
+
+def check_transition(P, name="P"):
+    """Validate a square sparse row-stochastic matrix and return it as CSR."""
+    if not sp.issparse(P):
+        raise TypeError(f"{name} must be a scipy.sparse matrix, got {type(P).__name__}.")
+    P = sp.csr_matrix(P)
+    if P.shape[0] != P.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {P.shape}.")
+    if not np.all(np.isfinite(P.data)) or (P.data < 0).any():
+        raise ValueError(f"{name} must hold finite non-negative probabilities.")
+    row_sums = np.asarray(P.sum(axis=1)).ravel()
+    if not np.allclose(row_sums, 1.0, atol=1e-4):
+        worst = int(np.argmax(np.abs(row_sums - 1.0)))
+        raise ValueError(
+            f"Every row of {name} must sum to 1; row {worst} sums to "
+            f"{row_sums[worst]:.6g}."
+        )
+    return P
