@@ -2,6 +2,7 @@
 
 from ._density import ndde_density
 from ._knn import knn_graph
+from ._ndde import NDDeTPDiClustering
 from ._peaks import density_peaks
 from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
@@ -9,6 +10,7 @@ from ._transition import row_softmax, transition_matrix
 __version__ = "0.1.0"
 
 __all__ = [
+    "NDDeTPDiClustering",
     "density_peaks",
     "knn_graph",
     "ndde_density",

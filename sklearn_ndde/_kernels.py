@@ -24,30 +24,33 @@ def numba_threads(n_jobs):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def bhattacharyya_pairs(indptr, cols, roots, pairs, n_chunks):
-    """``1 - sum_m roots_im * roots_jm`` for every ``j`` in ``pairs[i]``.
+def bhattacharyya_pairs(
+    a_indptr, a_cols, a_roots, pairs, n_chunks, b_indptr, b_cols, b_roots, n_cols
+):
+    """``1 - sum_m a_im * b_jm`` for every ``j`` in ``pairs[i]``.
 
-    ``indptr, cols, roots`` are the CSR arrays of the element-wise square
-    root of a row-stochastic matrix. Row ``i`` is scattered once into a
-    dense scratch vector; each of its ``k`` partner rows is then read
-    against it, so the cost is O(n k^2) and the memory O(n) per thread.
+    ``a`` and ``b`` are the CSR arrays of the element-wise square roots of
+    two row-stochastic matrices with ``n_cols`` columns (the same matrix for
+    TPDi). Row ``i`` of ``a`` is scattered once into a dense scratch vector;
+    each of its partner rows of ``b`` is then read against it, so the cost
+    is O(n k^2) and the memory O(n_cols) per thread.
     """
     n, k = pairs.shape
-    out = np.empty((n, k), dtype=roots.dtype)
+    out = np.empty((n, k), dtype=b_roots.dtype)
     step = (n + n_chunks - 1) // n_chunks
     for chunk in numba.prange(n_chunks):
-        scratch = np.zeros(n, dtype=np.float64)
+        scratch = np.zeros(n_cols, dtype=np.float64)
         for i in range(chunk * step, min(n, (chunk + 1) * step)):
-            for p in range(indptr[i], indptr[i + 1]):
-                scratch[cols[p]] = roots[p]
+            for p in range(a_indptr[i], a_indptr[i + 1]):
+                scratch[a_cols[p]] = a_roots[p]
             for c in range(k):
                 j = pairs[i, c]
                 acc = 0.0
-                for p in range(indptr[j], indptr[j + 1]):
-                    acc += scratch[cols[p]] * roots[p]
+                for p in range(b_indptr[j], b_indptr[j + 1]):
+                    acc += scratch[b_cols[p]] * b_roots[p]
                 out[i, c] = min(1.0, max(0.0, 1.0 - acc))
-            for p in range(indptr[i], indptr[i + 1]):
-                scratch[cols[p]] = 0.0
+            for p in range(a_indptr[i], a_indptr[i + 1]):
+                scratch[a_cols[p]] = 0.0
     return out
 
 

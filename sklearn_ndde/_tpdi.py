@@ -1,7 +1,6 @@
 """TPDi: transition-probability distance between two samples (step 5)."""
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.utils._param_validation import validate_params
 
 from ._kernels import bhattacharyya_pairs, numba_threads
@@ -45,8 +44,7 @@ def tpdi(Q, indices, *, n_jobs=None):
     Examples
     --------
     >>> import numpy as np
-    >>> import scipy.sparse as sp
-    >>> from sklearn_ndde import tpdi
+    >>>     >>> from sklearn_ndde import tpdi
     >>> Q = sp.csr_matrix(np.array([[0.5, 0.5, 0.0],
     ...                             [0.5, 0.5, 0.0],
     ...                             [0.0, 0.0, 1.0]]))
@@ -70,11 +68,17 @@ def tpdi(Q, indices, *, n_jobs=None):
     dtype = np.float32 if Q.dtype == np.float32 else np.float64
     roots = np.sqrt(Q.data.astype(dtype, copy=False))
     index_dtype = np.int64 if n >= 2**31 - 1 else np.int32
+    indptr = Q.indptr.astype(np.int64, copy=False)
+    cols = Q.indices.astype(index_dtype, copy=False)
     with numba_threads(n_jobs) as threads:
         return bhattacharyya_pairs(
-            Q.indptr.astype(np.int64, copy=False),
-            Q.indices.astype(index_dtype, copy=False),
+            indptr,
+            cols,
             roots,
             indices.astype(index_dtype, copy=False),
             max(1, min(n, 4 * threads)),
+            indptr,
+            cols,
+            roots,
+            n,
         )

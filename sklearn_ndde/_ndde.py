@@ -1,0 +1,440 @@
+"""NDDeTPDiClustering: the estimator over the pure functions."""
+
+import numbers
+import sys
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClusterMixin, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._density import ndde_density
+from ._kernels import bhattacharyya_pairs, numba_threads
+from ._knn import _normalize_rows, knn_graph
+from ._peaks import density_peaks
+from ._tpdi import tpdi
+from ._transition import row_softmax, transition_matrix
+from .similarity import CalibratedCosineSimilarity
+
+
+def _graph_to_neighbors(G, n_neighbors, square):
+    """Rows of a sparse distance graph as ``(indices, distances)`` arrays.
+
+    Each row keeps its ``n_neighbors`` smallest stored distances. For a
+    square (training) graph the sample itself is put in column 0 at distance
+    0 whether or not it is stored, and counts towards ``n_neighbors``.
+    """
+    G = sp.csr_matrix(G, dtype=np.float64)
+    G.sum_duplicates()
+    n = G.shape[0]
+    if not np.all(np.isfinite(G.data)) or (G.data < 0).any():
+        raise ValueError("The precomputed graph must hold finite non-negative distances.")
+    rows = np.repeat(np.arange(n), np.diff(G.indptr))
+    cols, dist = G.indices, G.data
+    wanted = n_neighbors
+    if square:
+        other = cols != rows
+        rows, cols, dist = rows[other], cols[other], dist[other]
+        wanted -= 1
+    counts = np.bincount(rows, minlength=n)
+    short = np.flatnonzero(counts < wanted)
+    if short.size:
+        raise ValueError(
+            f"The precomputed graph has fewer than {wanted} neighbours (besides the "
+            f"sample itself) in {short.size} row(s), e.g. row {short[0]} has "
+            f"{counts[short[0]]}; build it with at least n_neighbors={wanted} or "
+            f"lower k."
+        )
+    order = np.lexsort((cols, dist, rows))
+    rows, cols, dist = rows[order], cols[order], dist[order]
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(rows.size) - start[rows]
+    keep = rank < wanted
+    indices = cols[keep].reshape(n, wanted)
+    distances = dist[keep].reshape(n, wanted)
+    if square:
+        indices = np.hstack([np.arange(n)[:, None], indices])
+        distances = np.hstack([np.zeros((n, 1)), distances])
+    return indices.astype(np.int32), distances
+
+
+def _sort_by_similarity(indices, similarities):
+    order = np.argsort(-similarities, axis=1, kind="stable")
+    return (
+        np.take_along_axis(indices, order, axis=1),
+        np.take_along_axis(similarities, order, axis=1),
+    )
+
+
+class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
+    """Density-peak clustering with NDDe density and TPDi distance.
+
+    The method of Chen et al. (ECCV 2022) for grouping face embeddings by
+    identity, built to keep small and sparse identities whole. It needs no
+    labels and no training:
+
+    1. a cosine kNN graph (:func:`knn_graph`);
+    2. a same-identity probability for every kNN pair (``similarity``;
+       by default :class:`~sklearn_ndde.similarity.CalibratedCosineSimilarity`,
+       fitted on the data's own graph), each row re-ordered by it;
+    3. two row-softmax transition matrices (:func:`transition_matrix`);
+    4. NDDe, a density with mean 1 in every cluster whatever its size
+       (:func:`ndde_density`);
+    5. TPDi, a distance between transition rows (:func:`tpdi`);
+    6. each sample linked to its TPDi-nearest neighbour of higher-or-equal
+       density when closer than ``tau``; clusters are the connected
+       components of the links (:func:`density_peaks`).
+
+    Every intermediate result is kept as a fitted attribute, so a user can
+    re-run the last step with another ``tau``::
+
+        labels, _ = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.5)
+
+    Parameters
+    ----------
+    k : int, default=80
+        Neighbours per sample, the sample itself included (the paper's k).
+        Clipped, with a warning, to the number of samples.
+    tau : float in (0, 1], default=0.7
+        Largest TPDi of a link. Lower it for purer, smaller clusters.
+    similarity : object, default=None
+        Pair similarity with a ``pair_similarity(X, indices, Y=None)``
+        method (see :class:`~sklearn_ndde.similarity.PairSimilarity`).
+        ``None`` means a
+        :class:`~sklearn_ndde.similarity.CalibratedCosineSimilarity`.
+        A training-free similarity (one with ``fit_neighbors``) is cloned and
+        fitted on each data set's graph; any other, such as a trained learned
+        model, is used as it is and never modified.
+    density_k : int, default=20
+        Neighbours (by similarity, the sample itself included) of the
+        density transition matrix.
+    density_sigma : float, default=0.5
+        Softmax temperature of the density transition matrix.
+    distance_sigma : float, default=0.05
+        Softmax temperature of the distance (TPDi) transition matrix.
+    density_iter : int or None, default=1
+        ``n_iter`` of :func:`ndde_density`: 1 is the authors' one-step
+        density, more (or None, until converged) the paper's full diffusion.
+    knn_method : {"auto", "exact", "pynndescent"}, default="auto"
+        Neighbour search, see :func:`knn_graph`.
+    metric : {"cosine", "precomputed"}, default="cosine"
+        ``"precomputed"`` takes ``X`` as a sparse (n_samples, n_samples) graph
+        of cosine distances (``1 - cos``), as made by
+        ``KNeighborsTransformer(mode="distance", metric="cosine")``, with at
+        least ``k - 1`` neighbours per row besides the sample itself.
+    n_jobs : int, default=None
+        Threads of the neighbour search and the TPDi kernel (None: all).
+    random_state : int, RandomState instance or None, default=None
+        Seed of the approximate neighbour search; the rest is deterministic.
+    verbose : int, default=0
+        Print the time of each stage to stderr when > 0.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of each sample, consecutive from 0.
+    n_clusters_ : int
+        Number of clusters, singletons included.
+    neighbors_ : ndarray of shape (n_samples, k)
+        Neighbour ids of each sample, by decreasing pair similarity.
+    pair_similarities_ : ndarray of shape (n_samples, k)
+        Pair similarity aligned with ``neighbors_``.
+    density_ : ndarray of shape (n_samples,)
+        NDDe density of each sample (sums to n_samples).
+    tpdi_ : ndarray of shape (n_samples, k)
+        TPDi distance aligned with ``neighbors_``.
+    parents_ : ndarray of shape (n_samples,)
+        The sample each one links to, -1 for peaks.
+    similarity_ : object
+        The pair similarity that was used (the fitted clone for a
+        training-free one).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when they are all strings.
+
+    See Also
+    --------
+    knn_graph, transition_matrix, ndde_density, tpdi, density_peaks :
+        The steps, as functions.
+    sklearn.cluster.HDBSCAN : Density-based clustering without the size
+        invariance.
+
+    Notes
+    -----
+    Time O(n k^2) after the neighbour search, memory O(nk). :meth:`predict`
+    keeps the training embeddings (``n_samples * n_features`` floats).
+
+    References
+    ----------
+    Y. Chen, Z. Zhong et al., "On Mitigating Hard Clusters for Face
+    Clustering", ECCV 2022, arXiv:2207.11895.
+
+    Examples
+    --------
+    >>> from sklearn_ndde import NDDeTPDiClustering
+    >>> from sklearn_ndde.datasets import make_face_embeddings
+    >>> from sklearn_ndde.metrics import bcubed_fscore
+    >>> X, y = make_face_embeddings(2000, 200, dim=64, random_state=0)
+    >>> est = NDDeTPDiClustering(k=30).fit(X)
+    >>> bool(bcubed_fscore(y, est.labels_) > 0.95)
+    True
+    >>> bool((est.predict(X[:5]) == est.labels_[:5]).all())
+    True
+    """
+
+    _parameter_constraints = {
+        "k": [Interval(numbers.Integral, 2, None, closed="left")],
+        "tau": [Interval(numbers.Real, 0, 1, closed="right")],
+        "similarity": [HasMethods(["pair_similarity"]), None],
+        "density_k": [Interval(numbers.Integral, 1, None, closed="left")],
+        "density_sigma": [Interval(numbers.Real, 0, None, closed="neither")],
+        "distance_sigma": [Interval(numbers.Real, 0, None, closed="neither")],
+        "density_iter": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "knn_method": [StrOptions({"auto", "exact", "pynndescent"})],
+        "metric": [StrOptions({"cosine", "precomputed"})],
+        "n_jobs": [numbers.Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        k=80,
+        tau=0.7,
+        *,
+        similarity=None,
+        density_k=20,
+        density_sigma=0.5,
+        distance_sigma=0.05,
+        density_iter=1,
+        knn_method="auto",
+        metric="cosine",
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.k = k
+        self.tau = tau
+        self.similarity = similarity
+        self.density_k = density_k
+        self.density_sigma = density_sigma
+        self.distance_sigma = distance_sigma
+        self.density_iter = density_iter
+        self.knn_method = knn_method
+        self.metric = metric
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Cluster ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or \
+                (n_samples, n_samples)
+            Embeddings, or a sparse distance graph if
+            ``metric="precomputed"``.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        precomputed = self.metric == "precomputed"
+        X = validate_data(
+            self,
+            X,
+            accept_sparse="csr" if precomputed else False,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2,
+        )
+        n = X.shape[0]
+        if precomputed and X.shape[0] != X.shape[1]:
+            raise ValueError(
+                f"With metric='precomputed', X must be a square graph, got shape "
+                f"{X.shape}."
+            )
+        k = self.k
+        if k > n:
+            warnings.warn(
+                f"k={k} is larger than the number of samples ({n}); using k={n}.",
+                UserWarning,
+            )
+            k = n
+        self._timer = time.perf_counter()
+
+        if precomputed:
+            indices, distances = _graph_to_neighbors(X, k, square=True)
+            cosines = (1.0 - distances).astype(np.float32)
+            self._fit_X = None
+        else:
+            Xn = _normalize_rows(X)
+            indices, cosines = knn_graph(
+                Xn,
+                k,
+                method=self.knn_method,
+                random_state=self.random_state,
+                n_jobs=self.n_jobs,
+            )
+            self._fit_X = Xn
+        self._log("kNN graph")
+
+        self.similarity_ = self._fitted_similarity(indices, cosines)
+        s = self._pair_similarity(X if not precomputed else None, indices, cosines)
+        indices, s = _sort_by_similarity(indices, s)
+        self.neighbors_, self.pair_similarities_ = indices, s
+        self._log("pair similarity")
+
+        P = transition_matrix(
+            indices, s, sigma=self.density_sigma, top=min(self.density_k, k)
+        )
+        self.density_ = ndde_density(P, n_iter=self.density_iter)
+        self._log("NDDe density")
+
+        Q = transition_matrix(indices, s, sigma=self.distance_sigma)
+        self.tpdi_ = tpdi(Q, indices, n_jobs=self.n_jobs)
+        self._log("TPDi distance")
+
+        self.labels_, self.parents_ = density_peaks(
+            self.density_, indices, self.tpdi_, tau=self.tau
+        )
+        self.n_clusters_ = int(self.labels_.max()) + 1
+        self._log("density peaks")
+        del self._timer
+        return self
+
+    def predict(self, X):
+        """Assign new samples to the fitted clusters.
+
+        A new sample takes its ``k`` nearest training samples as neighbours
+        and gets its transition row and TPDi distances from them by the same
+        formulas. No training sample transitions to it, so it receives no
+        NDDe density and every neighbour is denser: it joins the cluster of
+        its TPDi-nearest training neighbour when that distance is below
+        ``tau``, and gets -1 otherwise. A training sample passed again finds
+        itself at distance 0 and gets its own label back (with exact
+        neighbour search).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_queries, n_features) or \
+                (n_queries, n_samples_fit)
+            Embeddings, or with ``metric="precomputed"`` a sparse graph of
+            cosine distances to the training samples (as made by
+            ``KNeighborsTransformer.transform``).
+
+        Returns
+        -------
+        labels : ndarray of shape (n_queries,)
+            Cluster of each sample, -1 when none is within ``tau``.
+        """
+        check_is_fitted(self, "labels_")
+        precomputed = self.metric == "precomputed"
+        X = validate_data(
+            self,
+            X,
+            accept_sparse="csr" if precomputed else False,
+            dtype=[np.float64, np.float32],
+            reset=False,
+        )
+        n_fit, k = self.neighbors_.shape
+        if precomputed:
+            if X.shape[1] != n_fit:
+                raise ValueError(
+                    f"With metric='precomputed', X must have one column per training "
+                    f"sample ({n_fit}), got {X.shape[1]}."
+                )
+            indices, distances = _graph_to_neighbors(X, k, square=False)
+            s = self._pair_similarity(None, indices, (1.0 - distances).astype(np.float32))
+        else:
+            Xq = _normalize_rows(X)
+            indices = _exact_knn_to(Xq, self._fit_X, k)
+            s = self._pair_similarity(Xq, indices, None, Y=self._fit_X)
+        indices, s = _sort_by_similarity(indices, s)
+        Q = transition_matrix(self.neighbors_, self.pair_similarities_, sigma=self.distance_sigma)
+        rows = row_softmax(s.astype(Q.dtype), self.distance_sigma)
+        m = indices.shape[0]
+        with numba_threads(self.n_jobs) as threads:
+            dist = bhattacharyya_pairs(
+                np.arange(0, m * k + 1, k, dtype=np.int64),
+                indices.astype(np.int32).ravel(),
+                np.sqrt(rows).ravel(),
+                indices.astype(np.int32),
+                max(1, min(m, 4 * threads)),
+                Q.indptr.astype(np.int64),
+                Q.indices.astype(np.int32),
+                np.sqrt(Q.data),
+                n_fit,
+            )
+        column = np.argmin(dist, axis=1)
+        nearest = dist[np.arange(m), column]
+        labels = self.labels_[indices[np.arange(m), column]]
+        return np.where(nearest < self.tau, labels, -1)
+
+    def _fitted_similarity(self, indices, cosines):
+        if self.similarity is None:
+            return CalibratedCosineSimilarity().fit_neighbors(indices, cosines)
+        if hasattr(self.similarity, "fit_neighbors"):
+            return clone(self.similarity).fit_neighbors(indices, cosines)
+        if self.metric == "precomputed":
+            raise ValueError(
+                f"{type(self.similarity).__name__} needs the embeddings, which "
+                "metric='precomputed' does not give; use metric='cosine' or a "
+                "training-free similarity."
+            )
+        return self.similarity
+
+    def _pair_similarity(self, X, indices, cosines, Y=None):
+        sim = self.similarity_
+        if X is None or (hasattr(sim, "calibrate") and cosines is not None):
+            s = sim.calibrate(cosines)
+        else:
+            s = sim.pair_similarity(X, indices, Y)
+        s = np.asarray(s)
+        if s.shape != indices.shape:
+            raise ValueError(
+                f"{type(sim).__name__}.pair_similarity returned shape {s.shape}, "
+                f"expected {indices.shape}."
+            )
+        if not np.all((s >= -1e-6) & (s <= 1 + 1e-6)):
+            raise ValueError(
+                f"{type(sim).__name__}.pair_similarity must return values in [0, 1] "
+                "(NaN included in the check)."
+            )
+        return np.clip(s, 0.0, 1.0).astype(np.float32, copy=False)
+
+    def _log(self, stage):
+        if self.verbose:
+            now = time.perf_counter()
+            print(
+                f"[NDDeTPDiClustering] {stage}: {now - self._timer:.2f} s",
+                file=sys.stderr,
+            )
+            self._timer = now
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = self.metric == "precomputed"
+        tags.input_tags.sparse = self.metric == "precomputed"
+        return tags
+
+
+def _exact_knn_to(Xq, Xfit, n_neighbors):
+    """The ``n_neighbors`` nearest rows of ``Xfit`` to each row of ``Xq``."""
+    indices = np.empty((Xq.shape[0], n_neighbors), dtype=np.int32)
+    block = max(1, 2**26 // Xfit.shape[0])
+    for start in range(0, Xq.shape[0], block):
+        S = Xq[start : start + block] @ Xfit.T
+        part = np.argpartition(-S, n_neighbors - 1, axis=1)[:, :n_neighbors]
+        vals = np.take_along_axis(S, part, axis=1)
+        order = np.lexsort((part, -vals), axis=-1)
+        indices[start : start + S.shape[0]] = np.take_along_axis(part, order, axis=1)
+    return indices
