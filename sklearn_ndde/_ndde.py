@@ -61,6 +61,14 @@ def _graph_to_neighbors(G, n_neighbors, square):
     return indices.astype(np.int32), distances
 
 
+def _check_sparse_only_if_precomputed(X, precomputed):
+    if sp.issparse(X) and not precomputed:
+        raise TypeError(
+            "A sparse X is only accepted with metric='precomputed', as a kNN "
+            "distance graph; pass the embeddings as a dense array."
+        )
+
+
 def _sort_by_similarity(indices, similarities):
     order = np.argsort(-similarities, axis=1, kind="stable")
     return (
@@ -178,7 +186,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
     >>> from sklearn_ndde import NDDeTPDiClustering
     >>> from sklearn_ndde.datasets import make_face_embeddings
     >>> from sklearn_ndde.metrics import bcubed_fscore
-    >>> X, y = make_face_embeddings(2000, 200, dim=64, random_state=0)
+    >>> X, y = make_face_embeddings(2000, 200, dim=64, spread=(0.4, 1.0),
+    ...                             random_state=0)
     >>> est = NDDeTPDiClustering(k=30).fit(X)
     >>> bool(bcubed_fscore(y, est.labels_) > 0.95)
     True
@@ -249,6 +258,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             The fitted estimator.
         """
         precomputed = self.metric == "precomputed"
+        _check_sparse_only_if_precomputed(X, precomputed)
         X = validate_data(
             self,
             X,
@@ -338,6 +348,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         """
         check_is_fitted(self, "labels_")
         precomputed = self.metric == "precomputed"
+        _check_sparse_only_if_precomputed(X, precomputed)
         X = validate_data(
             self,
             X,

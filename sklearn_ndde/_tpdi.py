@@ -44,7 +44,8 @@ def tpdi(Q, indices, *, n_jobs=None):
     Examples
     --------
     >>> import numpy as np
-    >>>     >>> from sklearn_ndde import tpdi
+    >>> import scipy.sparse as sp
+    >>> from sklearn_ndde import tpdi
     >>> Q = sp.csr_matrix(np.array([[0.5, 0.5, 0.0],
     ...                             [0.5, 0.5, 0.0],
     ...                             [0.0, 0.0, 1.0]]))

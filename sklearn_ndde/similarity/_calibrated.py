@@ -22,9 +22,9 @@ def cosine_quantiles(similarities, n_quantiles, exclude=None):
     not depend on the order of the samples.
     """
     values = similarities if exclude is None else similarities[~exclude]
-    values = values.ravel()
+    values = values.ravel().astype(np.float64)
     lo, hi = float(values.min()), float(values.max())
-    if hi - lo < 1e-12:
+    if hi - lo < 1e-6:
         return np.full(n_quantiles, lo)
     counts, edges = np.histogram(values, bins=65536, range=(lo, hi))
     cdf = np.concatenate([[0.0], np.cumsum(counts, dtype=np.float64)])
@@ -42,7 +42,7 @@ class CalibratedCosineSimilarity(BaseEstimator):
     graph, self pairs left out, mix two populations: the few neighbours of
     the same identity, high, and the many others, whose upper tail is
     skewed. A Gaussian mixture with ``n_components`` components is fitted to
-    their distribution; the posterior of the highest component, made
+    their distribution; the posterior of the same-identity components, made
     non-decreasing in the cosine, is the similarity. Fitted on every data
     set's own graph, it adapts to the embedding model with no label.
 
@@ -69,6 +69,9 @@ class CalibratedCosineSimilarity(BaseEstimator):
         interpolated in between.
     mixture_ : GaussianMixture
         The fitted mixture.
+    same_components_ : ndarray
+        Components taken as "same identity": those above the widest gap,
+        in pooled standard deviations, between consecutive component means.
 
     Examples
     --------
@@ -76,7 +79,8 @@ class CalibratedCosineSimilarity(BaseEstimator):
     >>> from sklearn_ndde import knn_graph
     >>> from sklearn_ndde.datasets import make_face_embeddings
     >>> from sklearn_ndde.similarity import CalibratedCosineSimilarity
-    >>> X, y = make_face_embeddings(2000, 200, dim=64, random_state=0)
+    >>> X, y = make_face_embeddings(2000, 200, dim=64, spread=(0.4, 1.0),
+    ...                             random_state=0)
     >>> indices, cosines = knn_graph(X, 20)
     >>> sim = CalibratedCosineSimilarity().fit_neighbors(indices, cosines)
     >>> s = sim.pair_similarity(X, indices)
@@ -148,18 +152,25 @@ class CalibratedCosineSimilarity(BaseEstimator):
             # One value only: no evidence of two populations, so every pair
             # at or above it is as alike as any.
             self.mixture_ = None
+            self.same_components_ = np.array([], dtype=int)
             self.curve_ = (self.grid_ >= sample[0] - 1e-9).astype(np.float64)
             return self
         self.mixture_ = GaussianMixture(
             n_components, random_state=0, reg_covar=1e-8
         ).fit(sample[:, None])
         means = self.mixture_.means_.ravel()
-        top = int(np.argmax(means))
-        curve = self.mixture_.predict_proba(self.grid_[:, None])[:, top]
+        sds = np.sqrt(self.mixture_.covariances_.ravel())
+        order = np.argsort(means)
+        # The same-identity components are those above the widest gap, in
+        # pooled standard deviations, between consecutive component means.
+        gaps = np.diff(means[order]) / np.hypot(sds[order][:-1], sds[order][1:])
+        self.same_components_ = np.sort(order[int(np.argmax(gaps)) + 1 :])
+        posterior = self.mixture_.predict_proba(self.grid_[:, None])
+        curve = posterior[:, self.same_components_].sum(axis=1)
         # Gaussian tails are meaningless far from the data: no evidence of
         # identity below the lowest centre, certainty above the highest.
         curve[self.grid_ <= means.min()] = 0.0
-        curve[self.grid_ >= means[top]] = 1.0
+        curve[self.grid_ >= means.max()] = 1.0
         self.curve_ = np.maximum.accumulate(curve)
         return self
 

@@ -1,0 +1,232 @@
+"""NDDeTPDiClustering: behaviour, scikit-learn integration, bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KNeighborsTransformer
+from sklearn.pipeline import make_pipeline
+
+from sklearn_ndde import NDDeTPDiClustering, density_peaks
+from sklearn_ndde.datasets import make_face_embeddings
+from sklearn_ndde.metrics import bcubed_fscore, bcubed_scorer, pairwise_fscore
+from sklearn_ndde.similarity import CalibratedCosineSimilarity
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return make_face_embeddings(1500, 150, dim=64, spread=(0.4, 1.0), random_state=0)
+
+
+def same_partition(a, b):
+    return np.array_equal(a[:, None] == a[None, :], b[:, None] == b[None, :])
+
+
+def test_fit_predict_recovers_identities(faces):
+    X, y = faces
+    est = NDDeTPDiClustering(k=30)
+    labels = est.fit_predict(X)
+    assert bcubed_fscore(y, labels) > 0.95
+    assert pairwise_fscore(y, labels) > 0.9
+    np.testing.assert_array_equal(labels, est.labels_)
+    assert est.n_clusters_ == len(np.unique(labels))
+    np.testing.assert_array_equal(np.unique(labels), np.arange(est.n_clusters_))
+    n = len(X)
+    assert est.neighbors_.shape == est.tpdi_.shape == est.pair_similarities_.shape
+    assert est.neighbors_.shape == (n, 30)
+    assert est.density_.sum() == pytest.approx(n)
+    assert est.parents_.shape == (n,) and est.n_features_in_ == 64
+
+
+def test_rerun_last_step_from_fitted_attributes(faces):
+    X, _ = faces
+    est = NDDeTPDiClustering(k=30).fit(X)
+    labels, parents = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.7)
+    np.testing.assert_array_equal(labels, est.labels_)
+    np.testing.assert_array_equal(parents, est.parents_)
+    stricter = NDDeTPDiClustering(k=30, tau=0.3).fit(X)
+    assert stricter.n_clusters_ >= est.n_clusters_
+
+
+def test_predict_on_training_points_gives_labels(faces):
+    X, _ = faces
+    est = NDDeTPDiClustering(k=30).fit(X)
+    np.testing.assert_array_equal(est.predict(X), est.labels_)
+
+
+def test_predict_new_points_joins_own_identity_or_minus_one(faces):
+    X, y = faces
+    est = NDDeTPDiClustering(k=30).fit(X[:1200])
+    pred = est.predict(X[1200:])
+    assert pred.min() >= -1 and pred.max() < est.n_clusters_
+    # A far-away point belongs to no cluster.
+    far = -X[:1].mean(axis=0, keepdims=True) + 5 * np.eye(1, X.shape[1], 3)
+    assert est.predict(far)[0] == -1
+    # New faces of identities seen in training mostly join them.
+    seen = np.isin(y[1200:], y[:1200])
+    train_cluster_of_identity = {
+        c: np.bincount(est.labels_[y[:1200] == c]).argmax() for c in np.unique(y[:1200])
+    }
+    expected = np.array([train_cluster_of_identity.get(c, -2) for c in y[1200:]])
+    assert np.mean(pred[seen] == expected[seen]) > 0.8
+
+
+def test_k_larger_than_n_is_clipped_with_warning():
+    X = np.random.default_rng(0).standard_normal((6, 4))
+    with pytest.warns(UserWarning, match="k=80 is larger than the number of samples"):
+        est = NDDeTPDiClustering().fit(X)
+    assert est.neighbors_.shape == (6, 6)
+
+
+def test_two_samples_run():
+    labels = NDDeTPDiClustering(k=2).fit_predict([[1.0, 0.0], [0.0, 1.0]])
+    assert labels.shape == (2,)
+
+
+def test_pipeline_with_precomputed_graph_matches_cosine(faces):
+    X, _ = faces
+    pipe = make_pipeline(
+        KNeighborsTransformer(n_neighbors=29, mode="distance", metric="cosine"),
+        NDDeTPDiClustering(k=30, metric="precomputed"),
+    )
+    labels = pipe.fit_predict(X)
+    direct = NDDeTPDiClustering(k=30).fit_predict(X)
+    assert same_partition(labels, direct)
+    np.testing.assert_array_equal(pipe.predict(X[:50]), labels[:50])
+
+
+def test_grid_search_over_tau_and_k(faces):
+    X, y = faces
+    everything = np.arange(len(X))
+    search = GridSearchCV(
+        NDDeTPDiClustering(),
+        {"tau": [0.1, 0.7], "k": [10, 30]},
+        scoring=bcubed_scorer,
+        cv=[(everything, everything)],
+    ).fit(X, y)
+    assert search.best_params_ == {"k": 30, "tau": 0.7}
+    assert search.best_score_ > 0.95
+
+
+def test_custom_similarity_is_used_as_is_and_not_mutated(faces):
+    X, _ = faces
+
+    class Raw:
+        calls = 0
+
+        def pair_similarity(self, X, indices, Y=None):
+            Raw.calls += 1
+            Y = X if Y is None else Y
+            Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+            Yn = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+            return np.clip(np.einsum("id,ikd->ik", Xn, Yn[indices]), 0, 1)
+
+    sim = Raw()
+    est = NDDeTPDiClustering(k=10, similarity=sim).fit(X)
+    assert est.similarity_ is sim and Raw.calls == 1
+    assert vars(sim) == {}
+    # clone deep-copies a non-estimator parameter: its state travels with it.
+    assert isinstance(clone(est).similarity, Raw)
+
+
+def test_training_free_similarity_is_cloned_and_fitted(faces):
+    X, _ = faces
+    sim = CalibratedCosineSimilarity(n_components=2)
+    est = NDDeTPDiClustering(k=20, similarity=sim).fit(X)
+    assert est.similarity_ is not sim and est.similarity_.n_components == 2
+    assert not hasattr(sim, "curve_")
+
+
+def test_fit_is_deterministic_and_scale_invariant(faces):
+    X, _ = faces
+    a = NDDeTPDiClustering(k=20).fit_predict(X)
+    b = NDDeTPDiClustering(k=20).fit_predict(X * 1000.0)
+    np.testing.assert_array_equal(a, b)
+
+
+@given(st.integers(0, 2**31 - 1))
+@settings(max_examples=10, deadline=None)
+def test_permuting_rows_permutes_labels(seed):
+    X, _ = make_face_embeddings(120, 15, dim=16, random_state=seed % 1000)
+    perm = np.random.default_rng(seed).permutation(len(X))
+    a = NDDeTPDiClustering(k=15).fit_predict(X)
+    b = NDDeTPDiClustering(k=15).fit_predict(X[perm])
+    assert same_partition(a[perm], b)
+
+
+def test_verbose_reports_stages(faces, capsys):
+    NDDeTPDiClustering(k=10, verbose=1).fit(faces[0][:200])
+    err = capsys.readouterr().err
+    for stage in ("kNN graph", "pair similarity", "NDDe", "TPDi", "density peaks"):
+        assert stage in err
+
+
+# ---------------------------------------------------------------- bad input
+
+GOOD = np.random.default_rng(0).standard_normal((10, 3))
+
+
+@pytest.mark.parametrize(
+    "params, X, error, match",
+    [
+        ({}, [[1.0, np.nan], [1.0, 2.0], [0.5, 1.0]], ValueError, "NaN"),
+        ({}, [[1.0, np.inf], [1.0, 2.0], [0.5, 1.0]], ValueError, "infinity"),
+        ({}, np.ones(5), ValueError, "2D array"),
+        ({}, [[1.0, 2.0]], ValueError, "minimum of 2"),
+        ({}, [["a", "b"], ["c", "d"]], ValueError, "could not convert"),
+        ({"k": 1}, GOOD, ValueError, "'k' parameter"),
+        ({"tau": 0.0}, GOOD, ValueError, "'tau' parameter"),
+        ({"tau": 1.5}, GOOD, ValueError, "'tau' parameter"),
+        ({"density_sigma": 0.0}, GOOD, ValueError, "'density_sigma' parameter"),
+        ({"distance_sigma": -1}, GOOD, ValueError, "'distance_sigma' parameter"),
+        ({}, np.vstack([GOOD, np.zeros((1, 3))]), ValueError, "zero vector"),
+        ({}, sp.csr_matrix(GOOD), TypeError, "sparse"),
+        ({"metric": "precomputed"}, sp.csr_matrix(np.ones((3, 4))), ValueError, "square"),
+        ({"similarity": "cosine"}, GOOD, ValueError, "'similarity' parameter"),
+    ],
+)
+def test_bad_input_raises_named_error(params, X, error, match):
+    with pytest.raises(error, match=match):
+        NDDeTPDiClustering(**{"k": 3, **params}).fit(X)
+
+
+def test_precomputed_graph_with_too_few_neighbours():
+    G = KNeighborsTransformer(n_neighbors=3, mode="distance").fit_transform(GOOD)
+    with pytest.raises(ValueError, match="fewer than 5 neighbours"):
+        NDDeTPDiClustering(k=6, metric="precomputed").fit(G)
+
+
+def test_predict_errors():
+    with pytest.raises(NotFittedError):
+        NDDeTPDiClustering().predict(GOOD)
+    est = NDDeTPDiClustering(k=3).fit(GOOD)
+    with pytest.raises(ValueError, match="3 features"):
+        est.predict(np.ones((2, 4)))
+
+
+def test_similarity_out_of_range_is_rejected():
+    class Bad:
+        def pair_similarity(self, X, indices, Y=None):
+            return np.full(indices.shape, 2.0)
+
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        NDDeTPDiClustering(k=3, similarity=Bad()).fit(GOOD)
+
+
+# ------------------------------------------------------------ real faces
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is absent")
+def test_lfw_dlib_test_split_default_parameters():
+    data = np.load(DATA / "lfw_dlib128.npz")
+    test = data["split"] == "test"
+    labels = NDDeTPDiClustering().fit_predict(data["features"][test])
+    assert bcubed_fscore(data["labels"][test], labels) > 0.93

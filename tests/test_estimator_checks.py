@@ -1,0 +1,25 @@
+"""scikit-learn's estimator checks on fast instances."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_ndde import NDDeTPDiClustering
+
+
+ZERO_ROW = (
+    "the check's random integer data holds an all-zero row, whose cosine is "
+    "undefined; rejecting it with a ValueError is the documented behaviour "
+    "(silently placing it would give an arbitrary label)"
+)
+
+
+# k=20: the calibration needs each kNN list to reach beyond its own cluster
+# (the checks' blobs hold about 17 samples each).
+@parametrize_with_checks(
+    [
+        NDDeTPDiClustering(k=20),
+        NDDeTPDiClustering(k=20, density_iter=None, tau=0.5),
+    ],
+    expected_failed_checks=lambda est: {"check_estimators_dtypes": ZERO_ROW},
+)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)

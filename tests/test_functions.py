@@ -1,0 +1,313 @@
+"""The pure functions: hand-computed cases, properties, a slow reference."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.sparse.csgraph import connected_components
+
+from sklearn_ndde import (
+    density_peaks,
+    knn_graph,
+    ndde_density,
+    row_softmax,
+    tpdi,
+    transition_matrix,
+)
+
+
+def random_graph(rng, n, k):
+    """A random kNN-like graph: self first, k - 1 distinct others per row."""
+    others = np.argsort(rng.random((n, n)) + np.eye(n) * 2, axis=1)[:, : k - 1]
+    indices = np.hstack([np.arange(n)[:, None], others])
+    sims = np.hstack([np.ones((n, 1)), rng.random((n, k - 1))])
+    return indices, sims
+
+
+@st.composite
+def graphs(draw, max_n=25):
+    n = draw(st.integers(2, max_n))
+    k = draw(st.integers(2, n))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return random_graph(np.random.default_rng(seed), n, k)
+
+
+# ---------------------------------------------------------------- knn_graph
+
+
+def test_knn_graph_matches_brute_force():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 8))
+    indices, sims = knn_graph(X, 10, method="exact")
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    S = Xn @ Xn.T
+    np.fill_diagonal(S, np.inf)
+    expected = np.argsort(-S, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(indices, expected)
+    np.fill_diagonal(S, 1.0)
+    np.testing.assert_allclose(sims, np.take_along_axis(S, indices, 1), atol=1e-5)
+    assert np.all(np.diff(sims[:, 1:], axis=1) <= 0)
+
+
+def test_knn_graph_self_first_with_duplicates():
+    X = np.array([[1.0, 0.0]] * 4 + [[0.0, 1.0]])
+    indices, sims = knn_graph(X, 3)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(5))
+    np.testing.assert_allclose(sims[:4], 1.0, atol=1e-6)
+
+
+def test_knn_graph_pynndescent_recall():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((40, 16))
+    X = centres[rng.integers(0, 40, 2000)] + 0.3 * rng.standard_normal((2000, 16))
+    exact, _ = knn_graph(X, 15, method="exact")
+    approx, sims = knn_graph(X, 15, method="pynndescent", random_state=0)
+    np.testing.assert_array_equal(approx[:, 0], np.arange(2000))
+    recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(approx, exact)])
+    assert recall > 0.95
+    assert np.all(np.diff(sims[:, 1:], axis=1) <= 1e-7)
+
+
+@pytest.mark.parametrize(
+    "X, n_neighbors, match",
+    [
+        (np.ones(5), 2, "2-D"),
+        (np.ones((3, 2)), 4, "larger than the number of samples"),
+        (np.array([[1.0, np.nan], [1.0, 2.0]]), 2, "NaN"),
+        (np.array([[0.0, 0.0], [1.0, 2.0]]), 2, "zero vector"),
+    ],
+)
+def test_knn_graph_bad_input(X, n_neighbors, match):
+    with pytest.raises(ValueError, match=match):
+        knn_graph(X, n_neighbors)
+
+
+# ---------------------------------------------------------- transitions
+
+
+def test_transition_matrix_hand_computed():
+    indices = np.array([[0, 1, 2], [1, 2, 0], [2, 0, 1]])
+    sims = np.array([[1.0, 0.5, 0.0], [1.0, 0.0, 0.5], [1.0, 1.0, 0.0]])
+    P = transition_matrix(indices, sims, sigma=0.5, top=2).toarray()
+    e = np.exp(1.0)  # exp(0.5 / 0.5) against exp(1 / 0.5): ratio e
+    np.testing.assert_allclose(
+        P,
+        [
+            [e / (1 + e), 1 / (1 + e), 0],
+            [1 / (1 + e), e / (1 + e), 0],
+            [0.5, 0, 0.5],
+        ],
+    )
+
+
+def test_row_softmax_extreme_temperature_stays_finite():
+    p = row_softmax(np.array([[1.0, 0.0, -1.0]]), sigma=1e-6)
+    np.testing.assert_array_equal(p, [[1.0, 0.0, 0.0]])
+
+
+@given(graphs(), st.floats(0.01, 10))
+def test_transition_rows_sum_to_one(graph, sigma):
+    indices, sims = graph
+    P = transition_matrix(indices, sims, sigma=sigma)
+    np.testing.assert_allclose(np.asarray(P.sum(axis=1)).ravel(), 1.0)
+    assert P.nnz == indices.size
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"sigma": 0.0}, ValueError, "sigma"),
+        ({"sigma": -1.0}, ValueError, "sigma"),
+        ({"sigma": 1.0, "top": 0}, ValueError, "top"),
+    ],
+)
+def test_transition_matrix_bad_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        transition_matrix(np.array([[0, 1], [1, 0]]), np.ones((2, 2)), **kwargs)
+
+
+def test_transition_matrix_bad_arrays():
+    with pytest.raises(ValueError, match="shape of indices"):
+        transition_matrix(np.array([[0, 1], [1, 0]]), np.ones((2, 3)), sigma=1)
+    with pytest.raises(ValueError, match="NaN"):
+        transition_matrix(np.array([[0, 1], [1, 0]]), [[1, np.nan], [1, 1]], sigma=1)
+    with pytest.raises(ValueError, match="lie in"):
+        transition_matrix(np.array([[0, 5], [1, 0]]), np.ones((2, 2)), sigma=1)
+
+
+# ---------------------------------------------------------------- NDDe
+
+
+@given(graphs())
+def test_one_step_density_sums_to_n(graph):
+    indices, sims = graph
+    rho = ndde_density(transition_matrix(indices, sims, sigma=0.5))
+    assert rho.sum() == pytest.approx(len(rho))
+    assert np.all(rho >= 0)
+
+
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=5), st.integers(0, 1000))
+@settings(deadline=None)
+def test_density_mean_is_one_in_closed_components(sizes, seed):
+    """Clusters the walk never leaves keep mean density 1, whatever their size."""
+    rng = np.random.default_rng(seed)
+    blocks = [sp.csr_matrix(rng.random((m, m)) + 0.01) for m in sizes]
+    P = sp.block_diag(blocks).tocsr()
+    P = sp.diags(1 / np.asarray(P.sum(axis=1)).ravel()) @ P
+    for n_iter in (1, 3, None):
+        rho = ndde_density(P, n_iter=n_iter)
+        _, comp = connected_components(P)
+        for c in np.unique(comp):
+            assert rho[comp == c].mean() == pytest.approx(1.0)
+
+
+def test_iterated_density_converges_to_stationary():
+    # Self-loops are dropped: 0 -> 1, 1 -> {0, 2}, 2 -> 1, whose stationary
+    # distribution is (1/4, 1/2, 1/4), times n = 3.
+    P = sp.csr_matrix(np.array([[0.5, 0.5, 0.0], [0.25, 0.5, 0.25], [0.0, 1.0, 0.0]]))
+    rho = ndde_density(P, n_iter=None, tol=1e-12)
+    np.testing.assert_allclose(rho, [0.75, 1.5, 0.75], atol=1e-9)
+
+
+def test_iterated_density_warns_without_convergence():
+    from sklearn.exceptions import ConvergenceWarning
+
+    import sklearn_ndde._density as density_module
+
+    # 0 -> 1 -> {0, 2} -> 1: without damping the walk oscillates forever.
+    P = sp.csr_matrix(np.array([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5], [0.0, 1.0, 0.0]]))
+    old = density_module.MAX_ITER
+    density_module.MAX_ITER = 2
+    try:
+        with pytest.warns(ConvergenceWarning, match="did not converge"):
+            ndde_density(P, n_iter=None, damping=0.0, tol=1e-12)
+    finally:
+        density_module.MAX_ITER = old
+
+
+def test_density_rejects_non_stochastic():
+    with pytest.raises(ValueError, match="sum to 1"):
+        ndde_density(sp.csr_matrix(np.ones((2, 2))))
+    with pytest.raises(TypeError, match="sparse"):
+        ndde_density(np.eye(2))
+
+
+# ---------------------------------------------------------------- TPDi
+
+
+def test_tpdi_hand_computed():
+    Q = sp.csr_matrix(np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]]))
+    D = tpdi(Q, np.array([[0, 1], [1, 2], [2, 0]]))
+    # rows 0 and 1 share column 1: 1 - sqrt(0.25); rows 1 and 2 share column 2
+    expected = [[0.0, 0.5], [0.0, 1 - np.sqrt(0.5)], [0.0, 1.0]]
+    np.testing.assert_allclose(D, expected, atol=1e-12)
+
+
+@given(graphs(), st.floats(0.02, 2))
+def test_tpdi_in_unit_interval_zero_on_self_and_symmetric(graph, sigma):
+    indices, sims = graph
+    Q = transition_matrix(indices, sims, sigma=sigma)
+    D = tpdi(Q, indices)
+    assert np.all((D >= 0) & (D <= 1))
+    np.testing.assert_allclose(D[:, 0], 0.0, atol=1e-12)
+    n = len(indices)
+    full = tpdi(Q, np.tile(np.arange(n), (n, 1)))
+    np.testing.assert_allclose(full, full.T, atol=1e-12)
+
+
+# -------------------------------------------------------- density peaks
+
+
+def test_density_peaks_ties_accepted_and_tau_exclusive():
+    density = np.array([1.0, 1.0, 1.0])
+    indices = np.array([[0, 1, 2], [1, 0, 2], [2, 1, 0]])
+    distances = np.array([[0, 0.3, 0.5], [0, 0.3, 0.7], [0, 0.7, 0.5]])
+    labels, parents = density_peaks(density, indices, distances, tau=0.7)
+    np.testing.assert_array_equal(parents, [1, 0, 0])
+    np.testing.assert_array_equal(labels, [0, 0, 0])
+    labels, parents = density_peaks(density, indices, distances, tau=0.5)
+    np.testing.assert_array_equal(parents, [1, 0, -1])
+    np.testing.assert_array_equal(labels, [0, 0, 1])
+
+
+def test_density_peaks_bad_input():
+    with pytest.raises(ValueError, match="density must have shape"):
+        density_peaks(np.ones(3), np.zeros((2, 2), int), np.zeros((2, 2)), tau=0.5)
+    with pytest.raises(ValueError, match="tau"):
+        density_peaks(np.ones(2), np.zeros((2, 2), int), np.zeros((2, 2)), tau=0)
+
+
+# ----------------------------------------------- slow per-point reference
+
+
+def reference_steps_3_to_7(indices, sims, tau, density_k=20, s1=0.5, s2=0.05):
+    """Steps 3-7 of the method, one point at a time, in plain Python."""
+    n, k = len(indices), len(indices[0])
+    order = [sorted(range(k), key=lambda c: -sims[i][c]) for i in range(n)]
+    nbrs = [[int(indices[i][c]) for c in order[i]] for i in range(n)]
+    s = [[float(sims[i][c]) for c in order[i]] for i in range(n)]
+
+    def softmax(row, sigma):
+        m = max(row)
+        e = [np.exp((v - m) / sigma) for v in row]
+        return [v / sum(e) for v in e]
+
+    rho = [0.0] * n
+    for i in range(n):
+        top = min(density_k, k)
+        for j, p in zip(nbrs[i][:top], softmax(s[i][:top], s1)):
+            rho[j] += p
+    q = [dict(zip(nbrs[i], softmax(s[i], s2))) for i in range(n)]
+    dist = [
+        [1 - sum(np.sqrt(q[i][m] * q[j].get(m, 0.0)) for m in q[i]) for j in nbrs[i]]
+        for i in range(n)
+    ]
+    parent = [-1] * n
+    for i in range(n):
+        for c in sorted(range(k), key=lambda c: dist[i][c]):
+            j = nbrs[i][c]
+            if j != i and rho[j] >= rho[i]:
+                if dist[i][c] < tau:
+                    parent[i] = j
+                break
+    # union-find over the links
+    root = list(range(n))
+
+    def find(a):
+        while root[a] != a:
+            a = root[a]
+        return a
+
+    for i in range(n):
+        if parent[i] >= 0:
+            root[find(i)] = find(parent[i])
+    return [find(i) for i in range(n)], rho, dist, nbrs
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fast_path_matches_slow_reference(seed):
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(5, 60)), int(rng.integers(2, 30))
+    k = min(k, n)
+    # Sharpened similarities make many links; random ones break ties.
+    indices, sims = random_graph(rng, n, k)
+    sims = sims**3
+    tau = float(rng.uniform(0.3, 1.0))
+    ref_roots, ref_rho, ref_dist, ref_nbrs = reference_steps_3_to_7(indices, sims, tau)
+
+    order = np.argsort(-sims, axis=1, kind="stable")
+    idx = np.take_along_axis(indices, order, 1)
+    s = np.take_along_axis(sims, order, 1)
+    np.testing.assert_array_equal(idx, ref_nbrs)
+    rho = ndde_density(transition_matrix(idx, s, sigma=0.5, top=20))
+    D = tpdi(transition_matrix(idx, s, sigma=0.05), idx)
+    labels, _ = density_peaks(rho, idx, D, tau=tau)
+    np.testing.assert_allclose(rho, ref_rho, rtol=1e-10)
+    np.testing.assert_allclose(D, ref_dist, atol=1e-10)
+    # Same partition, exactly.
+    _, ref_labels = np.unique(ref_roots, return_inverse=True)
+    pairs_ref = ref_labels[:, None] == ref_labels[None, :]
+    pairs = labels[:, None] == labels[None, :]
+    np.testing.assert_array_equal(pairs, pairs_ref)
