@@ -71,14 +71,14 @@ def baseline_grid(X, indices, similarities):
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
     cos = similarities[:, 1:]
     lo, hi = np.quantile(cos, [0.5, 0.995])
-    thresholds = np.round(np.linspace(lo, hi, 12), 3)
-    for eps in np.round(1 - thresholds, 3):
+    thresholds = np.round(np.linspace(lo, hi, 24), 4)
+    for eps in np.round(1 - thresholds, 4):
         labels = DBSCAN(eps=eps, min_samples=2, metric="cosine").fit_predict(Xn)
         yield "DBSCAN", f"eps={eps}", labels
     for m in [2, 3, 4, 5, 8]:
-        labels = HDBSCAN(min_cluster_size=m, min_samples=1).fit_predict(Xn)
+        labels = HDBSCAN(min_cluster_size=m, min_samples=1, copy=True).fit_predict(Xn)
         yield "HDBSCAN", f"min_cluster_size={m}", labels
-    for t in np.round(1 - thresholds, 3):
+    for t in np.round(1 - thresholds, 4):
         labels = AgglomerativeClustering(
             n_clusters=None, distance_threshold=t, metric="cosine", linkage="average"
         ).fit_predict(Xn)

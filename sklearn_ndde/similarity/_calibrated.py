@@ -70,8 +70,9 @@ class CalibratedCosineSimilarity(BaseEstimator):
     mixture_ : GaussianMixture
         The fitted mixture.
     same_components_ : ndarray
-        Components taken as "same identity": those above the widest gap,
-        in pooled standard deviations, between consecutive component means.
+        Components taken as "same identity": those above the widest gap
+        between consecutive component means, in standard deviations of the
+        lower component.
 
     Examples
     --------
@@ -161,9 +162,9 @@ class CalibratedCosineSimilarity(BaseEstimator):
         means = self.mixture_.means_.ravel()
         sds = np.sqrt(self.mixture_.covariances_.ravel())
         order = np.argsort(means)
-        # The same-identity components are those above the widest gap, in
-        # pooled standard deviations, between consecutive component means.
-        gaps = np.diff(means[order]) / np.hypot(sds[order][:-1], sds[order][1:])
+        # The same-identity components are those above the widest gap between
+        # consecutive component means, in standard deviations of the lower one.
+        gaps = np.diff(means[order]) / sds[order][:-1]
         self.same_components_ = np.sort(order[int(np.argmax(gaps)) + 1 :])
         posterior = self.mixture_.predict_proba(self.grid_[:, None])
         curve = posterior[:, self.same_components_].sum(axis=1)

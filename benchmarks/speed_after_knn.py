@@ -1,0 +1,102 @@
+"""Time and memory of the stages after the kNN graph at MS1M part1 size.
+
+Input: a synthetic kNN graph of n = 584,013 samples and k = 80 (the size of
+the paper's MS1M part1 test set): self first, then 79 random neighbours
+drawn from blocks of 2,000 samples (so rows overlap, as in a real graph),
+with pair similarities in [0, 1] sorted in decreasing order. Each repeat
+runs in a fresh process, which loads the input and then runs the
+transitions, NDDe, TPDi and density peaks exactly as ``NDDeTPDiClustering``
+does; the extra memory is the growth of the peak resident set over the
+loaded input.
+
+    python benchmarks/speed_after_knn.py [--n 584013] [--k 80] [--repeats 5]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_input(n, k, folder, seed=0):
+    rng = np.random.default_rng(seed)
+    block = 2000
+    block = min(block, n)
+    base = np.minimum((np.arange(n) // block) * block, n - block)
+    width = np.full(n, block)
+    # Distinct, non-self neighbours: increasing offsets inside the block.
+    step = rng.integers(1, max(2, block // k), (n, k - 1)).cumsum(axis=1)
+    others = base[:, None] + (np.arange(n)[:, None] - base[:, None] + step) % width[:, None]
+    indices = np.hstack([np.arange(n)[:, None], others]).astype(np.int32)
+    sims = np.sort(rng.random((n, k - 1)).astype(np.float32) ** 3, axis=1)[:, ::-1]
+    sims = np.hstack([np.ones((n, 1), np.float32), sims])
+    np.save(folder / "indices.npy", indices)
+    np.save(folder / "sims.npy", np.ascontiguousarray(sims))
+
+
+def run_once(folder, tau=0.7):
+    from sklearn_ndde import density_peaks, ndde_density, tpdi, transition_matrix
+
+    indices = np.load(folder / "indices.npy")
+    sims = np.load(folder / "sims.npy")
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = {}
+    t = time.perf_counter()
+    P = transition_matrix(indices, sims, sigma=0.5, top=20)
+    Q = transition_matrix(indices, sims, sigma=0.05)
+    times["transitions"] = time.perf_counter() - t
+    t = time.perf_counter()
+    density = ndde_density(P)
+    times["ndde"] = time.perf_counter() - t
+    t = time.perf_counter()
+    distances = tpdi(Q, indices)
+    times["tpdi"] = time.perf_counter() - t
+    t = time.perf_counter()
+    labels, _ = density_peaks(density, indices, distances, tau=tau)
+    times["peaks"] = time.perf_counter() - t
+    times["total"] = sum(times.values())
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times["extra_memory_gb"] = (rss1 - rss0) / 1024**2
+    times["n_clusters"] = int(labels.max() + 1)
+    print(json.dumps(times))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=584_013)
+    parser.add_argument("--k", type=int, default=80)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_once(Path(args.child))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        make_input(args.n, args.k, folder)
+        # Compile the numba kernels once, outside the timed runs.
+        subprocess.run([sys.executable, __file__, "--child", str(folder)], check=True,
+                       capture_output=True)
+        runs = []
+        for _ in range(args.repeats):
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(folder)],
+                check=True, capture_output=True, text=True,
+            ).stdout
+            runs.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"n = {args.n:,}, k = {args.k}, {args.repeats} runs, median (min-max):")
+    for key in ["transitions", "ndde", "tpdi", "peaks", "total"]:
+        v = np.array([r[key] for r in runs])
+        print(f"  {key:12s} {np.median(v):7.2f} s  ({v.min():.2f}-{v.max():.2f})")
+    mem = np.array([r["extra_memory_gb"] for r in runs])
+    print(f"  extra peak memory {np.median(mem):.2f} GB (max {mem.max():.2f})")
+
+
+if __name__ == "__main__":
+    main()
