@@ -84,8 +84,10 @@ def baseline_grid(X, indices, similarities):
         ).fit_predict(Xn)
         yield "Agglomerative (average)", f"distance_threshold={t}", labels
     for t in thresholds:
-        yield "Chinese whispers", f"threshold={t}", chinese_whispers(
-            indices, similarities, t
+        yield (
+            "Chinese whispers",
+            f"threshold={t}",
+            chinese_whispers(indices, similarities, t),
         )
     for t in thresholds:
         yield "Infomap", f"threshold={t}", infomap(indices, similarities, t)

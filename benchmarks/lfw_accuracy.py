@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from baselines import best_of_grid
+
 from sklearn_ndde import NDDeTPDiClustering, knn_graph
 from sklearn_ndde.metrics import bcubed_fscore, pairwise_fscore
 
@@ -50,11 +50,15 @@ def main():
         start = time.perf_counter()
         labels = NDDeTPDiClustering().fit_predict(X)
         seconds = time.perf_counter() - start
-        print(f"  {'NDDe + TPDi, defaults':28s} {bcubed_fscore(y, labels):9.4f} "
-              f"{pairwise_fscore(y, labels):7.4f}  k=80, tau=0.7 (fit {seconds:.1f} s)")
+        print(
+            f"  {'NDDe + TPDi, defaults':28s} {bcubed_fscore(y, labels):9.4f} "
+            f"{pairwise_fscore(y, labels):7.4f}  k=80, tau=0.7 (fit {seconds:.1f} s)"
+        )
         labels = NDDeTPDiClustering(similarity=RawCosine()).fit_predict(X)
-        print(f"  {'NDDe + TPDi, raw cosine':28s} {bcubed_fscore(y, labels):9.4f} "
-              f"{pairwise_fscore(y, labels):7.4f}  k=80, tau=0.7")
+        print(
+            f"  {'NDDe + TPDi, raw cosine':28s} {bcubed_fscore(y, labels):9.4f} "
+            f"{pairwise_fscore(y, labels):7.4f}  k=80, tau=0.7"
+        )
         if args.quick:
             continue
         indices, sims = knn_graph(X, 80, method="exact")

@@ -14,7 +14,6 @@ loaded input.
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,9 @@ def make_input(n, k, folder, seed=0):
     width = np.full(n, block)
     # Distinct, non-self neighbours: increasing offsets inside the block.
     step = rng.integers(1, max(2, block // k), (n, k - 1)).cumsum(axis=1)
-    others = base[:, None] + (np.arange(n)[:, None] - base[:, None] + step) % width[:, None]
+    others = (
+        base[:, None] + (np.arange(n)[:, None] - base[:, None] + step) % width[:, None]
+    )
     indices = np.hstack([np.arange(n)[:, None], others]).astype(np.int32)
     sims = np.sort(rng.random((n, k - 1)).astype(np.float32) ** 3, axis=1)[:, ::-1]
     sims = np.hstack([np.ones((n, 1), np.float32), sims])
@@ -40,12 +41,21 @@ def make_input(n, k, folder, seed=0):
     np.save(folder / "sims.npy", np.ascontiguousarray(sims))
 
 
+def peak_rss_gb():
+    """Peak resident set of this process (VmHWM; ru_maxrss survives exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def run_once(folder, tau=0.7):
     from sklearn_ndde import density_peaks, ndde_density, tpdi, transition_matrix
 
     indices = np.load(folder / "indices.npy")
     sims = np.load(folder / "sims.npy")
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = peak_rss_gb()
     times = {}
     t = time.perf_counter()
     P = transition_matrix(indices, sims, sigma=0.5, top=20)
@@ -61,8 +71,7 @@ def run_once(folder, tau=0.7):
     labels, _ = density_peaks(density, indices, distances, tau=tau)
     times["peaks"] = time.perf_counter() - t
     times["total"] = sum(times.values())
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times["extra_memory_gb"] = (rss1 - rss0) / 1024**2
+    times["extra_memory_gb"] = peak_rss_gb() - rss0
     times["n_clusters"] = int(labels.max() + 1)
     print(json.dumps(times))
 
@@ -81,13 +90,18 @@ def main():
         folder = Path(tmp)
         make_input(args.n, args.k, folder)
         # Compile the numba kernels once, outside the timed runs.
-        subprocess.run([sys.executable, __file__, "--child", str(folder)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, __file__, "--child", str(folder)],
+            check=True,
+            capture_output=True,
+        )
         runs = []
         for _ in range(args.repeats):
             out = subprocess.run(
                 [sys.executable, __file__, "--child", str(folder)],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             runs.append(json.loads(out.strip().splitlines()[-1]))
     print(f"n = {args.n:,}, k = {args.k}, {args.repeats} runs, median (min-max):")

@@ -26,15 +26,19 @@ def _demo(args):
         ("DBSCAN (eps=0.5, cosine)", DBSCAN(eps=0.5, min_samples=2, metric="cosine")),
         ("HDBSCAN (min_cluster_size=2)", HDBSCAN(min_cluster_size=2, copy=True)),
     ]
-    print(f"{'method':32s} {'BCubed P':>9s} {'BCubed R':>9s} {'BCubed F':>9s} "
-          f"{'pair F':>7s} {'time':>7s}")
+    print(
+        f"{'method':32s} {'BCubed P':>9s} {'BCubed R':>9s} {'BCubed F':>9s} "
+        f"{'pair F':>7s} {'time':>7s}"
+    )
     for name, est in methods:
         start = time.perf_counter()
         labels = est.fit_predict(X)
         seconds = time.perf_counter() - start
         p, r, f = bcubed_precision_recall_fscore(y, labels)
-        print(f"{name:32s} {p:9.4f} {r:9.4f} {f:9.4f} {pairwise_fscore(y, labels):7.4f} "
-              f"{seconds:6.2f}s")
+        print(
+            f"{name:32s} {p:9.4f} {r:9.4f} {f:9.4f} {pairwise_fscore(y, labels):7.4f} "
+            f"{seconds:6.2f}s"
+        )
     return 0
 
 

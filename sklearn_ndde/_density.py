@@ -110,5 +110,6 @@ def ndde_density(P, *, n_iter=1, damping=0.1, tol=0.05):
                 f"NDDe diffusion did not converge in {max_iter} iterations "
                 f"(last mean change {change:.3g} >= tol={tol}).",
                 ConvergenceWarning,
+                stacklevel=2,
             )
     return rho

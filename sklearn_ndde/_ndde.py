@@ -31,7 +31,9 @@ def _graph_to_neighbors(G, n_neighbors, square):
     G.sum_duplicates()
     n = G.shape[0]
     if not np.all(np.isfinite(G.data)) or (G.data < 0).any():
-        raise ValueError("The precomputed graph must hold finite non-negative distances.")
+        raise ValueError(
+            "The precomputed graph must hold finite non-negative distances."
+        )
     rows = np.repeat(np.arange(n), np.diff(G.indptr))
     cols, dist = G.indices, G.data
     wanted = n_neighbors
@@ -277,6 +279,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             warnings.warn(
                 f"k={k} is larger than the number of samples ({n}); using k={n}.",
                 UserWarning,
+                stacklevel=2,
             )
             k = n
         self._timer = time.perf_counter()
@@ -364,13 +367,17 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                     f"sample ({n_fit}), got {X.shape[1]}."
                 )
             indices, distances = _graph_to_neighbors(X, k, square=False)
-            s = self._pair_similarity(None, indices, (1.0 - distances).astype(np.float32))
+            s = self._pair_similarity(
+                None, indices, (1.0 - distances).astype(np.float32)
+            )
         else:
             Xq = _normalize_rows(X)
             indices = _exact_knn_to(Xq, self._fit_X, k)
             s = self._pair_similarity(Xq, indices, None, Y=self._fit_X)
         indices, s = _sort_by_similarity(indices, s)
-        Q = transition_matrix(self.neighbors_, self.pair_similarities_, sigma=self.distance_sigma)
+        Q = transition_matrix(
+            self.neighbors_, self.pair_similarities_, sigma=self.distance_sigma
+        )
         rows = row_softmax(s.astype(Q.dtype), self.distance_sigma)
         m = indices.shape[0]
         with numba_threads(self.n_jobs) as threads:

@@ -39,7 +39,9 @@ def check_neighbors(indices, values, name="similarities", n_samples=None):
 def check_transition(P, name="P"):
     """Validate a square sparse row-stochastic matrix and return it as CSR."""
     if not sp.issparse(P):
-        raise TypeError(f"{name} must be a scipy.sparse matrix, got {type(P).__name__}.")
+        raise TypeError(
+            f"{name} must be a scipy.sparse matrix, got {type(P).__name__}."
+        )
     P = sp.csr_matrix(P)
     if P.shape[0] != P.shape[1]:
         raise ValueError(f"{name} must be square, got shape {P.shape}.")

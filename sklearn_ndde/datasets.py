@@ -74,7 +74,9 @@ def make_face_embeddings(
             f"n_samples={n_samples} must be at least n_identities={n_identities}."
         )
     if len(spread) != 2 or not 0 <= spread[0] <= spread[1]:
-        raise ValueError(f"spread must be a (low, high) pair with 0 <= low <= high, got {spread}.")
+        raise ValueError(
+            f"spread must be a (low, high) pair with 0 <= low <= high, got {spread}."
+        )
     rng = check_random_state(random_state)
     weights = rng.lognormal(0.0, size_sigma, n_identities)
     sizes = 1 + rng.multinomial(n_samples - n_identities, weights / weights.sum())

@@ -166,7 +166,9 @@ pairwise_scorer = make_scorer(pairwise_fscore)
 def _identity_sparsity(X, labels_true):
     """``1 - mean pairwise cosine`` inside each identity (0 for singletons)."""
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
-    ids, inverse, counts = np.unique(labels_true, return_inverse=True, return_counts=True)
+    ids, inverse, counts = np.unique(
+        labels_true, return_inverse=True, return_counts=True
+    )
     sums = np.zeros((ids.size, X.shape[1]))
     np.add.at(sums, inverse, Xn)
     # sum over ordered pairs i != j of cos = |sum|^2 - count
@@ -220,7 +222,9 @@ def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
             f"labels_true and labels_pred have different lengths "
             f"({labels_true.size} and {labels_pred.size})."
         )
-    ids, inverse, counts = np.unique(labels_true, return_inverse=True, return_counts=True)
+    ids, inverse, counts = np.unique(
+        labels_true, return_inverse=True, return_counts=True
+    )
     if not 1 <= n_bins <= ids.size:
         raise ValueError(
             f"n_bins must be between 1 and the number of identities ({ids.size}), "

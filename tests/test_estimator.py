@@ -189,7 +189,12 @@ GOOD = np.random.default_rng(0).standard_normal((10, 3))
         ({"distance_sigma": -1}, GOOD, ValueError, "'distance_sigma' parameter"),
         ({}, np.vstack([GOOD, np.zeros((1, 3))]), ValueError, "zero vector"),
         ({}, sp.csr_matrix(GOOD), TypeError, "sparse"),
-        ({"metric": "precomputed"}, sp.csr_matrix(np.ones((3, 4))), ValueError, "square"),
+        (
+            {"metric": "precomputed"},
+            sp.csr_matrix(np.ones((3, 4))),
+            ValueError,
+            "square",
+        ),
         ({"similarity": "cosine"}, GOOD, ValueError, "'similarity' parameter"),
     ],
 )

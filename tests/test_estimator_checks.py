@@ -4,7 +4,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_ndde import NDDeTPDiClustering
 
-
 ZERO_ROW = (
     "the check's random integer data holds an all-zero row, whose cosine is "
     "undefined; rejecting it with a ValueError is the documented behaviour "

@@ -2,5 +2,6 @@
 
 from ._base import PairSimilarity
 from ._calibrated import CalibratedCosineSimilarity
+from ._transformer import TransformerSimilarity
 
-__all__ = ["CalibratedCosineSimilarity", "PairSimilarity"]
+__all__ = ["CalibratedCosineSimilarity", "PairSimilarity", "TransformerSimilarity"]

@@ -1,0 +1,63 @@
+"""The torch network of the learned pair similarity (imports torch)."""
+
+import math
+
+import torch
+from torch import nn
+
+
+def rank_encoding(length, d_model):
+    """Sinusoidal encoding of positions ``0 .. length - 1`` (Vaswani et al.)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32)
+        * (-math.log(10000.0) / d_model)
+    )
+    enc = torch.zeros(length, d_model)
+    enc[:, 0::2] = torch.sin(position * freq)
+    enc[:, 1::2] = torch.cos(position * freq[: d_model // 2])
+    return enc
+
+
+class PairScorer(nn.Module):
+    """Transformer over an anchor's neighbour sequence, then a pair MLP.
+
+    Input ``(batch, seq, n_features)``: position 0 is the anchor, the others
+    its neighbours by rank. Output ``(batch, seq)`` logits that each position
+    shares the anchor's identity. Attention runs over the sequence
+    (``batch_first=True``), not across the anchors of a batch.
+    """
+
+    def __init__(
+        self, n_features, d_model, n_heads, n_layers, dim_feedforward, dropout
+    ):
+        super().__init__()
+        self.d_model = d_model
+        self.project = (
+            nn.Identity() if n_features == d_model else nn.Linear(n_features, d_model)
+        )
+        layer = nn.TransformerEncoderLayer(
+            d_model,
+            n_heads,
+            dim_feedforward=dim_feedforward,
+            dropout=dropout,
+            batch_first=True,
+            norm_first=False,
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, n_layers, enable_nested_tensor=False
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * d_model, 256),
+            nn.ReLU(),
+            nn.Linear(256, 128),
+            nn.ReLU(),
+            nn.Linear(128, 1),
+        )
+
+    def forward(self, seq):
+        h = self.project(seq)
+        h = h + rank_encoding(h.shape[1], self.d_model).to(h.device, h.dtype)
+        t = self.encoder(h)
+        anchor = t[:, :1].expand_as(t)
+        return self.mlp(torch.cat([anchor, t], dim=-1)).squeeze(-1)

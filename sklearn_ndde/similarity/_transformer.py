@@ -1,0 +1,524 @@
+"""Learned pair similarity: the paper's transformer + MLP, scikit-learn style."""
+
+import numbers
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._knn import knn_graph
+
+_FORMAT = "sklearn_ndde.TransformerSimilarity/1"
+_ARCHITECTURE = ("d_model", "n_heads", "n_layers", "dim_feedforward")
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "TransformerSimilarity needs PyTorch: pip install 'sklearn-ndde[torch]' "
+            "(for a CPU-only build first: pip install torch --index-url "
+            "https://download.pytorch.org/whl/cpu)."
+        ) from exc
+    return torch
+
+
+@contextmanager
+def _torch_session(torch, seed, n_jobs):
+    """Seeded, thread-limited torch work that leaves the global state as it was."""
+    threads = torch.get_num_threads()
+    if n_jobs is not None:
+        torch.set_num_threads(
+            max(1, os.cpu_count() + 1 + n_jobs if n_jobs < 0 else n_jobs)
+        )
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class TransformerSimilarity(BaseEstimator):
+    """Same-identity probability of kNN pairs, learned from labelled faces.
+
+    The paper's model: an anchor and its ``n_neighbors - 1`` nearest
+    neighbours form a sequence (anchor first, neighbours by cosine rank, a
+    sinusoidal encoding of the rank added), a transformer encoder refines it
+    with attention over the sequence, and an MLP scores each pair
+    ``[t_anchor ; t_j]`` (512 -> 256 -> 128 -> 1, sigmoid). It is trained
+    with binary cross-entropy on "same identity as the anchor" for every
+    position of every anchor. Pass the trained model to
+    ``NDDeTPDiClustering(similarity=model)``.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=80
+        Sequence length: the anchor plus ``n_neighbors - 1`` neighbours. Use
+        the ``k`` of the clustering.
+    d_model : int, default=256
+        Width of the encoder; an input projection is added when the
+        embedding dimension differs.
+    n_heads : int, default=8
+        Attention heads.
+    n_layers : int, default=1
+        Encoder layers (post-norm).
+    dim_feedforward : int, default=2048
+        Hidden width of the encoder's feed-forward block.
+    dropout : float, default=0.2
+        Dropout of the encoder.
+    learning_rate : float, default=1e-4
+        Adam learning rate.
+    weight_decay : float, default=5e-4
+        Adam weight decay.
+    batch_size : int, default=512
+        Anchors per optimisation step.
+    max_epochs : int, default=10
+        Passes over the training anchors.
+    validation_fraction : float or None, default=None
+        Fraction of the anchors held out to stop early when their loss has
+        not improved for ``n_iter_no_change`` epochs; the best epoch's
+        weights are kept. ``None`` trains for ``max_epochs``.
+    n_iter_no_change : int, default=2
+        Patience of the early stopping.
+    knn_method : {"auto", "exact", "pynndescent"}, default="auto"
+        Neighbour search of :meth:`fit`, see :func:`~sklearn_ndde.knn_graph`.
+    device : str, default="auto"
+        ``"auto"`` uses CUDA when available, else the CPU; or any torch
+        device string (``"cpu"``, ``"cuda:1"``).
+    n_jobs : int, default=None
+        CPU threads of torch during fit and inference (None: torch's
+        setting).
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout and the validation
+        split; on the CPU, equal inputs and seeds give equal weights.
+    verbose : int, default=0
+        Print one line per epoch to stderr when > 0.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network, on ``device_``.
+    device_ : str
+        The device used.
+    n_features_in_ : int
+        Embedding dimension seen in fit.
+    history_ : list of dict
+        Per epoch: ``"epoch"``, ``"train_loss"``, ``"valid_loss"`` (or
+        None) and ``"seconds"``.
+    fit_time_ : float
+        Seconds spent in :meth:`fit`.
+
+    Notes
+    -----
+    Cloning a trained model returns it unchanged (it is frozen, like
+    :class:`sklearn.frozen.FrozenEstimator`), so
+    ``GridSearchCV(NDDeTPDiClustering(similarity=model), ...)`` tunes the
+    clustering without retraining or losing the weights. Pickles hold the
+    weights as CPU tensors, so a model trained on a GPU loads on a CPU-only
+    machine. :meth:`save` and :meth:`load` use a weights-only file that
+    cannot execute code.
+
+    Examples
+    --------
+    >>> from sklearn_ndde import NDDeTPDiClustering
+    >>> from sklearn_ndde.datasets import make_face_embeddings
+    >>> from sklearn_ndde.similarity import TransformerSimilarity
+    >>> X, y = make_face_embeddings(600, 60, dim=16, random_state=0)
+    >>> model = TransformerSimilarity(n_neighbors=10, d_model=32, n_heads=2,
+    ...                               dim_feedforward=64, max_epochs=2,
+    ...                               random_state=0).fit(X, y)
+    >>> labels = NDDeTPDiClustering(k=10, similarity=model).fit_predict(X)
+    >>> labels.shape
+    (600,)
+    """
+
+    _parameter_constraints = {
+        "n_neighbors": [Interval(numbers.Integral, 2, None, closed="left")],
+        "d_model": [Interval(numbers.Integral, 2, None, closed="left")],
+        "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_layers": [Interval(numbers.Integral, 1, None, closed="left")],
+        "dim_feedforward": [Interval(numbers.Integral, 1, None, closed="left")],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "knn_method": [StrOptions({"auto", "exact", "pynndescent"})],
+        "device": [str],
+        "n_jobs": [numbers.Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_neighbors=80,
+        *,
+        d_model=256,
+        n_heads=8,
+        n_layers=1,
+        dim_feedforward=2048,
+        dropout=0.2,
+        learning_rate=1e-4,
+        weight_decay=5e-4,
+        batch_size=512,
+        max_epochs=10,
+        validation_fraction=None,
+        n_iter_no_change=2,
+        knn_method="auto",
+        device="auto",
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_neighbors = n_neighbors
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.dim_feedforward = dim_feedforward
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.knn_method = knn_method
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Train on labelled embeddings.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+        y : array-like of shape (n_samples,)
+            Identity of each sample; at least two identities.
+
+        Returns
+        -------
+        self : object
+            The trained model.
+        """
+        self._validate_params()
+        torch = _import_torch()
+        from ._torch_model import PairScorer
+
+        if y is None:
+            raise ValueError(
+                "TransformerSimilarity.fit needs identity labels y; for clustering "
+                "without labels use the training-free CalibratedCosineSimilarity."
+            )
+        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=False)
+        n = X.shape[0]
+        if n < self.n_neighbors:
+            raise ValueError(
+                f"TransformerSimilarity needs at least n_neighbors={self.n_neighbors} "
+                f"samples to train, got {n}."
+            )
+        if np.unique(y).size < 2:
+            raise ValueError("y holds a single identity; training needs at least two.")
+        if self.d_model % self.n_heads or self.d_model % 2:
+            raise ValueError(
+                f"d_model={self.d_model} must be even and divisible by "
+                f"n_heads={self.n_heads}."
+            )
+        start = time.perf_counter()
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        self.device_ = self._resolve_device(torch)
+        indices, _ = knn_graph(
+            X, self.n_neighbors, method=self.knn_method, random_state=seed
+        )
+        targets = (y[indices] == y[:, None]).astype(np.float32)
+
+        anchors = rng.permutation(n)
+        n_valid = 0
+        if self.validation_fraction is not None:
+            n_valid = max(1, int(round(self.validation_fraction * n)))
+            if n_valid >= n:
+                raise ValueError("validation_fraction leaves no anchor to train on.")
+        valid, train = anchors[:n_valid], anchors[n_valid:]
+
+        with _torch_session(torch, seed, self.n_jobs):
+            module = PairScorer(
+                X.shape[1],
+                self.d_model,
+                self.n_heads,
+                self.n_layers,
+                self.dim_feedforward,
+                self.dropout,
+            ).to(self.device_)
+            optimizer = torch.optim.Adam(
+                module.parameters(),
+                lr=self.learning_rate,
+                weight_decay=self.weight_decay,
+            )
+            loss_fn = torch.nn.BCEWithLogitsLoss()
+            features = torch.from_numpy(X).to(self.device_)
+            idx_t = torch.from_numpy(indices.astype(np.int64)).to(self.device_)
+            tgt_t = torch.from_numpy(targets).to(self.device_)
+            generator = torch.Generator().manual_seed(seed)
+            self.history_ = []
+            best, best_state, stale = np.inf, None, 0
+            for epoch in range(self.max_epochs):
+                t0 = time.perf_counter()
+                module.train()
+                order = torch.from_numpy(train)[
+                    torch.randperm(train.size, generator=generator)
+                ]
+                total = 0.0
+                for b in range(0, order.numel(), self.batch_size):
+                    batch = order[b : b + self.batch_size].to(self.device_)
+                    logits = module(features[idx_t[batch]])
+                    loss = loss_fn(logits, tgt_t[batch])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += float(loss.detach()) * batch.numel()
+                record = {
+                    "epoch": epoch + 1,
+                    "train_loss": total / max(1, train.size),
+                    "valid_loss": None,
+                }
+                if n_valid:
+                    record["valid_loss"] = self._loss(
+                        torch, module, features, idx_t, tgt_t, valid, loss_fn
+                    )
+                record["seconds"] = time.perf_counter() - t0
+                self.history_.append(record)
+                if self.verbose:
+                    print(
+                        f"[TransformerSimilarity] epoch {epoch + 1}/{self.max_epochs} "
+                        f"train loss {record['train_loss']:.4f}"
+                        + (f" valid loss {record['valid_loss']:.4f}" if n_valid else "")
+                        + f" ({record['seconds']:.1f} s)",
+                        file=sys.stderr,
+                    )
+                if n_valid:
+                    if record["valid_loss"] < best:
+                        best, stale = record["valid_loss"], 0
+                        best_state = {
+                            k: v.detach().clone()
+                            for k, v in module.state_dict().items()
+                        }
+                    else:
+                        stale += 1
+                        if stale >= self.n_iter_no_change:
+                            break
+            if best_state is not None:
+                module.load_state_dict(best_state)
+            module.eval()
+        self.module_ = module
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _resolve_device(self, torch, fallback=False):
+        """The device to use; with ``fallback``, the CPU when CUDA is absent."""
+        cuda = torch.cuda.is_available()
+        if self.device == "auto":
+            return "cuda" if cuda else "cpu"
+        try:
+            kind = torch.device(self.device).type
+        except RuntimeError as exc:
+            raise ValueError(f"device={self.device!r} is not a torch device.") from exc
+        if kind == "cuda" and not cuda:
+            if fallback:
+                return "cpu"
+            raise ValueError(f"device={self.device!r} but CUDA is not available.")
+        return self.device
+
+    def _loss(self, torch, module, features, idx_t, tgt_t, anchors, loss_fn):
+        module.eval()
+        total = 0.0
+        with torch.inference_mode():
+            for b in range(0, anchors.size, 1024):
+                batch = torch.from_numpy(anchors[b : b + 1024]).to(features.device)
+                logits = module(features[idx_t[batch]])
+                total += float(loss_fn(logits, tgt_t[batch])) * batch.numel()
+        return total / anchors.size
+
+    def pair_similarity(self, X, indices, Y=None):
+        """Probability that ``X[i]`` and ``Y[indices[i, c]]`` share an identity.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Anchors.
+        indices : array-like of shape (n_samples, n_neighbors)
+            Neighbours of each anchor, rows of ``Y``, by decreasing cosine.
+            With ``Y=None`` the anchor itself must be in column 0, as
+            :func:`~sklearn_ndde.knn_graph` returns it.
+        Y : array-like of shape (n_samples_Y, n_features), default=None
+            Neighbours' embeddings; ``X`` when None. When given, each
+            anchor is put in front of its neighbours.
+
+        Returns
+        -------
+        similarities : ndarray of shape (n_samples, n_neighbors), float32
+            In [0, 1].
+        """
+        check_is_fitted(self, "module_")
+        torch = _import_torch()
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        indices = np.asarray(indices)
+        if indices.ndim != 2 or indices.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"indices must have shape (n_samples={X.shape[0]}, n_neighbors), got "
+                f"{indices.shape}."
+            )
+        if Y is None:
+            Y_arr = X
+            if indices.size and not np.array_equal(indices[:, 0], np.arange(len(X))):
+                raise ValueError(
+                    "With Y=None, column 0 of indices must be each anchor itself."
+                )
+        else:
+            Y_arr = validate_data(self, Y, dtype=np.float32, reset=False)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(Y_arr)):
+            raise ValueError(f"indices must lie in [0, {len(Y_arr) - 1}].")
+        device = next(self.module_.parameters()).device
+        out = np.empty(indices.shape, dtype=np.float32)
+        feats = torch.from_numpy(np.ascontiguousarray(Y_arr)).to(device)
+        anchors = torch.from_numpy(np.ascontiguousarray(X)).to(device)
+        idx_t = torch.from_numpy(indices.astype(np.int64))
+        self.module_.eval()
+        with _torch_session(torch, 0, self.n_jobs), torch.inference_mode():
+            for b in range(0, len(X), 1024):
+                rows = slice(b, b + 1024)
+                seq = feats[idx_t[rows].to(device)]
+                if Y is not None:
+                    seq = torch.cat([anchors[rows, None, :], seq], dim=1)
+                prob = torch.sigmoid(self.module_(seq).float())
+                if Y is not None:
+                    prob = prob[:, 1:]
+                out[rows] = prob.cpu().numpy()
+        return out
+
+    # -- persistence -------------------------------------------------------
+
+    def __sklearn_clone__(self):
+        if hasattr(self, "module_"):
+            return self
+        return super().__sklearn_clone__()
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        module = state.pop("module_", None)
+        if module is not None:
+            state["_cpu_weights"] = {
+                k: v.detach().cpu() for k, v in module.state_dict().items()
+            }
+        return state
+
+    def __setstate__(self, state):
+        weights = state.pop("_cpu_weights", None)
+        super().__setstate__(state)
+        if weights is not None:
+            torch = _import_torch()
+            self.device_ = self._resolve_device(torch, fallback=True)
+            self.module_ = self._build(torch, weights)
+
+    def _build(self, torch, weights):
+        from ._torch_model import PairScorer
+
+        module = PairScorer(
+            self.n_features_in_,
+            self.d_model,
+            self.n_heads,
+            self.n_layers,
+            self.dim_feedforward,
+            self.dropout,
+        )
+        module.load_state_dict(weights)
+        return module.to(self.device_).eval()
+
+    def save(self, path):
+        """Write the trained model to ``path`` as a weights-only torch file.
+
+        The file holds tensors, numbers and strings only, and is written to a
+        temporary file first and then renamed, so an interrupted save never
+        leaves a half-written model behind.
+        """
+        check_is_fitted(self, "module_")
+        torch = _import_torch()
+        params = {
+            k: v
+            for k, v in self.get_params().items()
+            if isinstance(v, (int, float, str, type(None)))
+        }
+        payload = {
+            "format": _FORMAT,
+            "params": params,
+            "n_features_in": int(self.n_features_in_),
+            "weights": {
+                k: v.detach().cpu() for k, v in self.module_.state_dict().items()
+            },
+        }
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path, *, device="auto"):
+        """Read a model written by :meth:`save`; never executes code from it.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file.
+        device : str, default="auto"
+            Where to put the network.
+
+        Returns
+        -------
+        model : TransformerSimilarity
+            The trained model.
+        """
+        torch = _import_torch()
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"No model file at {path!r}.")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(
+                f"{path!r} is not a readable TransformerSimilarity file (corrupt, or "
+                f"not weights-only): {type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            raise ValueError(f"{path!r} is not a TransformerSimilarity file.")
+        model = cls(**{**payload["params"], "device": device})
+        model.n_features_in_ = int(payload["n_features_in"])
+        model.device_ = model._resolve_device(torch, fallback=True)
+        try:
+            model.module_ = model._build(torch, payload["weights"])
+        except (RuntimeError, KeyError) as exc:
+            raise ValueError(
+                f"The weights in {path!r} do not match the architecture its "
+                f"parameters describe: {str(exc)[:200]}"
+            ) from exc
+        return model
