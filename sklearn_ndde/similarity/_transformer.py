@@ -418,7 +418,8 @@ class TransformerSimilarity(BaseEstimator):
         return super().__sklearn_clone__()
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: object.__getstate__ returns the instance's own __dict__.
+        state = dict(super().__getstate__())
         module = state.pop("module_", None)
         if module is not None:
             state["_cpu_weights"] = {

@@ -1,0 +1,165 @@
+"""TransformerSimilarity: training, determinism, persistence, plugging in."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+
+from sklearn_ndde import NDDeTPDiClustering, knn_graph
+from sklearn_ndde.datasets import make_face_embeddings
+from sklearn_ndde.metrics import bcubed_scorer
+
+torch = pytest.importorskip("torch")
+from sklearn_ndde.similarity import TransformerSimilarity  # noqa: E402
+
+SMALL = dict(n_neighbors=10, d_model=32, n_heads=4, dim_feedforward=64, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_face_embeddings(800, 200, dim=16, spread=(0.3, 0.8), random_state=0)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    X, y = data
+    return TransformerSimilarity(
+        **SMALL, learning_rate=3e-3, max_epochs=8, random_state=0
+    ).fit(X, y)
+
+
+def test_training_learns_same_identity(data, model):
+    X, y = data
+    indices, _ = knn_graph(X, 10)
+    s = model.pair_similarity(X, indices)
+    same = y[indices] == y[:, None]
+    assert s.shape == indices.shape and s.dtype == np.float32
+    assert np.all((s >= 0) & (s <= 1))
+    assert s[same].mean() > s[~same].mean() + 0.3
+    assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
+
+
+def test_same_seed_same_weights_on_cpu(data):
+    X, y = data
+    a = TransformerSimilarity(**SMALL, max_epochs=1, random_state=3).fit(X, y)
+    b = TransformerSimilarity(**SMALL, max_epochs=1, random_state=3).fit(X, y)
+    for (ka, va), (kb, vb) in zip(
+        a.module_.state_dict().items(), b.module_.state_dict().items()
+    ):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_fit_leaves_global_torch_state_alone(data):
+    X, y = data
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    threads = torch.get_num_threads()
+    TransformerSimilarity(**SMALL, max_epochs=1, random_state=0, n_jobs=1).fit(X, y)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
+
+
+def test_early_stopping_keeps_history(data):
+    X, y = data
+    m = TransformerSimilarity(
+        **SMALL, max_epochs=30, validation_fraction=0.2, n_iter_no_change=1,
+        learning_rate=1e-2, random_state=0,
+    ).fit(X, y)
+    assert all(r["valid_loss"] is not None for r in m.history_)
+    assert len(m.history_) <= 30
+
+
+def test_queries_against_reference_set(data, model):
+    X, y = data
+    Xq = X[:5] + 0.01
+    idx = np.tile(np.arange(10), (5, 1))
+    s = model.pair_similarity(Xq, idx, Y=X)
+    assert s.shape == (5, 10)
+
+
+def test_plugging_in_never_retrains_or_mutates(data, model):
+    X, y = data
+    before = {k: v.clone() for k, v in model.module_.state_dict().items()}
+    est = NDDeTPDiClustering(k=10, similarity=model).fit(X)
+    assert est.similarity_ is model
+    assert clone(model) is model and clone(est).similarity is model
+    search = GridSearchCV(
+        NDDeTPDiClustering(k=10, similarity=model),
+        {"tau": [0.3, 0.7]},
+        scoring=bcubed_scorer,
+        cv=[(np.arange(len(X)), np.arange(len(X)))],
+    ).fit(X, y)
+    assert search.best_estimator_.similarity is model
+    for k, v in model.module_.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert len(model.history_) == 8
+
+
+def test_pickle_and_save_load_round_trip(tmp_path, data, model):
+    X, _ = data
+    indices, _ = knn_graph(X[:50], 10)
+    expected = model.pair_similarity(X[:50], indices)
+    copy = pickle.loads(pickle.dumps(model))
+    np.testing.assert_allclose(copy.pair_similarity(X[:50], indices), expected, atol=1e-6)
+    path = tmp_path / "model.pt"
+    model.save(path)
+    loaded = TransformerSimilarity.load(path)
+    np.testing.assert_allclose(loaded.pair_similarity(X[:50], indices), expected, atol=1e-6)
+    assert loaded.get_params()["d_model"] == 32
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_load_rejects_bad_files(tmp_path, model):
+    with pytest.raises(FileNotFoundError, match="No model file"):
+        TransformerSimilarity.load(tmp_path / "missing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="not a readable"):
+        TransformerSimilarity.load(corrupt)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "x", "payload": Evil()}, evil)
+    with pytest.raises(ValueError, match="not a readable"):
+        TransformerSimilarity.load(evil)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something else"}, other)
+    with pytest.raises(ValueError, match="not a TransformerSimilarity file"):
+        TransformerSimilarity.load(other)
+    mismatched = tmp_path / "mismatched.pt"
+    model.save(mismatched)
+    payload = torch.load(mismatched, weights_only=True)
+    payload["params"]["d_model"] = 64
+    torch.save(payload, mismatched)
+    with pytest.raises(ValueError, match="do not match"):
+        TransformerSimilarity.load(mismatched)
+
+
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (np.ones((20, 4)), None, "needs identity labels"),
+        (np.random.default_rng(0).random((20, 4)), np.zeros(19), "inconsistent"),
+        (np.random.default_rng(0).random((20, 4)), np.zeros(20), "single identity"),
+        (np.full((20, 4), np.nan), np.arange(20) % 2, "NaN"),
+        (np.random.default_rng(0).random((5, 4)), np.arange(5) % 2, "at least"),
+    ],
+)
+def test_fit_bad_input(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        TransformerSimilarity(**SMALL, max_epochs=1).fit(X, y)
+
+
+def test_inference_errors(data, model):
+    X, _ = data
+    with pytest.raises(NotFittedError):
+        TransformerSimilarity().pair_similarity(X, np.zeros((len(X), 3), int))
+    with pytest.raises(ValueError, match="16 features"):
+        model.pair_similarity(np.ones((3, 8)), np.zeros((3, 10), int))
