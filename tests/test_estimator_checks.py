@@ -11,12 +11,14 @@ ZERO_ROW = (
 )
 
 
-# k=20: the calibration needs each kNN list to reach beyond its own cluster
-# (the checks' blobs hold about 17 samples each).
+# k=15: the calibration needs each kNN list to reach a little beyond its own
+# cluster (the checks' three blobs hold about 17 samples each), but on 2-D
+# blobs under the cosine metric a list much longer than a blob mixes in the
+# angularly nearest other blob and merges them (k=20 gives ARI 0.30).
 @parametrize_with_checks(
     [
-        NDDeTPDiClustering(k=20),
-        NDDeTPDiClustering(k=20, density_iter=None, tau=0.5),
+        NDDeTPDiClustering(k=15),
+        NDDeTPDiClustering(k=15, density_iter=None, tau=0.5),
     ],
     expected_failed_checks=lambda est: {"check_estimators_dtypes": ZERO_ROW},
 )

@@ -66,8 +66,12 @@ def test_fit_leaves_global_torch_state_alone(data):
 def test_early_stopping_keeps_history(data):
     X, y = data
     m = TransformerSimilarity(
-        **SMALL, max_epochs=30, validation_fraction=0.2, n_iter_no_change=1,
-        learning_rate=1e-2, random_state=0,
+        **SMALL,
+        max_epochs=30,
+        validation_fraction=0.2,
+        n_iter_no_change=1,
+        learning_rate=1e-2,
+        random_state=0,
     ).fit(X, y)
     assert all(r["valid_loss"] is not None for r in m.history_)
     assert len(m.history_) <= 30
@@ -104,11 +108,15 @@ def test_pickle_and_save_load_round_trip(tmp_path, data, model):
     indices, _ = knn_graph(X[:50], 10)
     expected = model.pair_similarity(X[:50], indices)
     copy = pickle.loads(pickle.dumps(model))
-    np.testing.assert_allclose(copy.pair_similarity(X[:50], indices), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        copy.pair_similarity(X[:50], indices), expected, atol=1e-6
+    )
     path = tmp_path / "model.pt"
     model.save(path)
     loaded = TransformerSimilarity.load(path)
-    np.testing.assert_allclose(loaded.pair_similarity(X[:50], indices), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.pair_similarity(X[:50], indices), expected, atol=1e-6
+    )
     assert loaded.get_params()["d_model"] == 32
     assert not list(tmp_path.glob(".tmp-*"))
 

@@ -1,0 +1,21 @@
+"""Collection settings shared by the doctests and the tests."""
+
+import importlib.util
+
+import os
+
+from hypothesis import settings
+
+# Bounded examples by default (CI); HYPOTHESIS_PROFILE=long for a longer local run.
+settings.register_profile("ci", max_examples=50, deadline=None)
+settings.register_profile("long", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+collect_ignore = []
+if importlib.util.find_spec("torch") is None:
+    # The learned similarity's modules need torch; without it they are skipped
+    # (tests/test_transformer.py skips itself).
+    collect_ignore += [
+        "sklearn_ndde/similarity/_torch_model.py",
+        "sklearn_ndde/similarity/_transformer.py",
+    ]
