@@ -1,7 +1,6 @@
 """Collection settings shared by the doctests and the tests."""
 
 import importlib.util
-
 import os
 
 from hypothesis import settings
