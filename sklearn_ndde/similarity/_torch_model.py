@@ -56,6 +56,9 @@ class PairScorer(nn.Module):
         )
 
     def forward(self, seq):
+        # Unit-norm faces (the method's input), scaled as token embeddings are
+        # so that the rank encoding does not drown them.
+        seq = nn.functional.normalize(seq, dim=-1) * math.sqrt(self.d_model)
         h = self.project(seq)
         h = h + rank_encoding(h.shape[1], self.d_model).to(h.device, h.dtype)
         t = self.encoder(h)
