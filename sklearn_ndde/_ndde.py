@@ -63,14 +63,6 @@ def _graph_to_neighbors(G, n_neighbors, square):
     return indices.astype(np.int32), distances
 
 
-def _check_sparse_only_if_precomputed(X, precomputed):
-    if sp.issparse(X) and not precomputed:
-        raise TypeError(
-            "A sparse X is only accepted with metric='precomputed', as a kNN "
-            "distance graph; pass the embeddings as a dense array."
-        )
-
-
 def _sort_by_similarity(indices, similarities):
     order = np.argsort(-similarities, axis=1, kind="stable")
     return (
@@ -260,14 +252,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             The fitted estimator.
         """
         precomputed = self.metric == "precomputed"
-        _check_sparse_only_if_precomputed(X, precomputed)
-        X = validate_data(
-            self,
-            X,
-            accept_sparse="csr" if precomputed else False,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2,
-        )
+        X = self._validate_input(X, reset=True)
         n = X.shape[0]
         if precomputed and X.shape[0] != X.shape[1]:
             raise ValueError(
@@ -351,14 +336,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         """
         check_is_fitted(self, "labels_")
         precomputed = self.metric == "precomputed"
-        _check_sparse_only_if_precomputed(X, precomputed)
-        X = validate_data(
-            self,
-            X,
-            accept_sparse="csr" if precomputed else False,
-            dtype=[np.float64, np.float32],
-            reset=False,
-        )
+        X = self._validate_input(X, reset=False)
         n_fit, k = self.neighbors_.shape
         if precomputed:
             if X.shape[1] != n_fit:
@@ -396,6 +374,23 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         nearest = dist[np.arange(m), column]
         labels = self.labels_[indices[np.arange(m), column]]
         return np.where(nearest < self.tau, labels, -1)
+
+    def _validate_input(self, X, reset):
+        """Dense embeddings, or a sparse graph with ``metric="precomputed"``."""
+        precomputed = self.metric == "precomputed"
+        if sp.issparse(X) and not precomputed:
+            raise TypeError(
+                "A sparse X is only accepted with metric='precomputed', as a kNN "
+                "distance graph; pass the embeddings as a dense array."
+            )
+        return validate_data(
+            self,
+            X,
+            accept_sparse="csr" if precomputed else False,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2 if reset else 1,
+            reset=reset,
+        )
 
     def _fitted_similarity(self, indices, cosines):
         if self.similarity is None:
