@@ -171,3 +171,18 @@ def test_inference_errors(data, model):
         TransformerSimilarity().pair_similarity(X, np.zeros((len(X), 3), int))
     with pytest.raises(ValueError, match="16 features"):
         model.pair_similarity(np.ones((3, 8)), np.zeros((3, 10), int))
+
+
+@pytest.mark.parametrize("tokens", ["embedding", "cosines"])
+def test_both_token_kinds_train_and_round_trip(tmp_path, data, tokens):
+    X, y = data
+    m = TransformerSimilarity(**SMALL, tokens=tokens, max_epochs=1, random_state=0)
+    m.fit(X, y)
+    indices, _ = knn_graph(X[:40], 10)
+    path = tmp_path / "m.pt"
+    m.save(path)
+    np.testing.assert_allclose(
+        TransformerSimilarity.load(path).pair_similarity(X[:40], indices),
+        m.pair_similarity(X[:40], indices),
+        atol=1e-6,
+    )

@@ -23,19 +23,28 @@ class PairScorer(nn.Module):
     """Transformer over an anchor's neighbour sequence, then a pair MLP.
 
     Input ``(batch, seq, n_features)``: position 0 is the anchor, the others
-    its neighbours by rank. Output ``(batch, seq)`` logits that each position
+    its neighbours by rank. With ``profile=None`` a face enters as its unit
+    embedding; with ``profile=m`` as its cosines to the first ``m`` faces of
+    the sequence. Output ``(batch, seq)`` logits that each position
     shares the anchor's identity. Attention runs over the sequence
     (``batch_first=True``), not across the anchors of a batch.
     """
 
     def __init__(
-        self, n_features, d_model, n_heads, n_layers, dim_feedforward, dropout
+        self,
+        n_features,
+        d_model,
+        n_heads,
+        n_layers,
+        dim_feedforward,
+        dropout,
+        profile=None,
     ):
         super().__init__()
         self.d_model = d_model
-        self.project = (
-            nn.Identity() if n_features == d_model else nn.Linear(n_features, d_model)
-        )
+        self.profile = profile
+        width = n_features if profile is None else profile
+        self.project = nn.Identity() if width == d_model else nn.Linear(width, d_model)
         layer = nn.TransformerEncoderLayer(
             d_model,
             n_heads,
@@ -58,8 +67,20 @@ class PairScorer(nn.Module):
     def forward(self, seq):
         # Unit-norm faces (the method's input), scaled as token embeddings are
         # so that the rank encoding does not drown them.
-        seq = nn.functional.normalize(seq, dim=-1) * math.sqrt(self.d_model)
-        h = self.project(seq)
+        seq = nn.functional.normalize(seq, dim=-1)
+        if self.profile is None:
+            tokens = seq * math.sqrt(self.d_model)
+        else:
+            # Each face described by its cosines to the first `profile` faces
+            # of the sequence: relations, not identities, so the model
+            # transfers to identities it never saw.
+            # Standardised per sequence, since each embedding model has its
+            # own band of cosines.
+            tokens = seq @ seq[:, : self.profile].transpose(1, 2)
+            mean = tokens.mean(dim=(1, 2), keepdim=True)
+            std = tokens.std(dim=(1, 2), keepdim=True).clamp_min(1e-6)
+            tokens = (tokens - mean) / std
+        h = self.project(tokens)
         h = h + rank_encoding(h.shape[1], self.d_model).to(h.device, h.dtype)
         t = self.encoder(h)
         anchor = t[:, :1].expand_as(t)
