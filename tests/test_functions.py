@@ -310,3 +310,25 @@ def test_fast_path_matches_slow_reference(seed):
     pairs_ref = ref_labels[:, None] == ref_labels[None, :]
     pairs = labels[:, None] == labels[None, :]
     np.testing.assert_array_equal(pairs, pairs_ref)
+
+
+def test_knn_graph_repairs_pynndescent_placeholders(monkeypatch):
+    """Rows where pynndescent left -1 (or missed the point itself) are redone."""
+    import pynndescent
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((200, 6))
+
+    class Stub:
+        def __init__(self, data, n_neighbors, **kwargs):
+            exact, _ = knn_graph(data, n_neighbors, method="exact")
+            exact = exact.astype(np.int64)
+            exact[::7, 3:] = -1  # short rows
+            exact[1::7, :2] = exact[1::7, 1::-1]  # self second
+            self.neighbor_graph = (exact, np.zeros(exact.shape))
+
+    monkeypatch.setattr(pynndescent, "NNDescent", Stub)
+    indices, sims = knn_graph(X, 10, method="pynndescent", random_state=0)
+    expected, expected_sims = knn_graph(X, 10, method="exact")
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(sims, expected_sims, atol=1e-6)
