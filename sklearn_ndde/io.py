@@ -1,0 +1,192 @@
+"""Reading embeddings, labels and kNN files, the benchmark formats included.
+
+The ``learn-to-cluster`` layout of the MS1M benchmark is supported as it is:
+features as raw float32 ``.bin`` files of shape (n, 256), labels as ``.meta``
+text files with one integer per line, and kNN files ``faiss_k_80.npz``
+holding an (n, 2, k) array ``data`` of neighbour ids and cosine distances.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["knn_to_graph", "load_features", "load_knn", "load_labels", "save_labels"]
+
+
+def _existing(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {str(path)!r}.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{str(path)!r} is empty.")
+    return path
+
+
+def load_features(path, *, dim=256):
+    """Embeddings from ``.npy``, ``.npz``, ``.bin`` or ``.csv``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.npy``: a 2-D array. ``.npz``: the array ``features``, or the only
+        array in the file. ``.bin``: raw little-endian float32, ``dim``
+        values per row (the learn-to-cluster layout). ``.csv``: one row per
+        line, comma separated, no header.
+    dim : int, default=256
+        Row length of a ``.bin`` file.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from sklearn_ndde.io import load_features
+    >>> folder = tempfile.mkdtemp()
+    >>> np.arange(8, dtype=np.float32).tofile(os.path.join(folder, "f.bin"))
+    >>> load_features(os.path.join(folder, "f.bin"), dim=4)
+    array([[0., 1., 2., 3.],
+           [4., 5., 6., 7.]], dtype=float32)
+    """
+    path = _existing(path)
+    suffix = path.suffix.lower()
+    if suffix == ".bin":
+        size = path.stat().st_size
+        if size % (4 * dim):
+            raise ValueError(
+                f"{str(path)!r} holds {size} bytes, not a whole number of rows of "
+                f"{dim} float32 values: truncated, or not dim={dim}."
+            )
+        X = np.fromfile(path, dtype="<f4").reshape(-1, dim)
+    elif suffix == ".npy":
+        X = np.load(path, allow_pickle=False)
+    elif suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            names = list(data.files)
+            if "features" in names:
+                X = data["features"]
+            elif len(names) == 1:
+                X = data[names[0]]
+            else:
+                raise ValueError(
+                    f"{str(path)!r} holds {names}; name the embeddings 'features'."
+                )
+    elif suffix == ".csv":
+        X = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    else:
+        raise ValueError(
+            f"Unknown features format {suffix!r}; use .npy, .npz, .bin or .csv."
+        )
+    if X.ndim != 2:
+        raise ValueError(f"{str(path)!r} holds an array of shape {X.shape}, not 2-D.")
+    return X
+
+
+def load_labels(path):
+    """Integer labels from ``.meta`` / ``.txt`` (one per line), ``.npy``, ``.csv``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from sklearn_ndde.io import load_labels
+    >>> path = os.path.join(tempfile.mkdtemp(), "l.meta")
+    >>> _ = open(path, "w").write("3\\n3\\n7\\n")
+    >>> load_labels(path)
+    array([3, 3, 7])
+    """
+    path = _existing(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        labels = np.load(path, allow_pickle=False)
+    elif suffix in (".meta", ".txt", ".csv"):
+        try:
+            labels = np.loadtxt(path, dtype=np.int64, ndmin=1, delimiter=",")
+        except ValueError as exc:
+            raise ValueError(f"{str(path)!r} must hold one integer per line.") from exc
+    else:
+        raise ValueError(
+            f"Unknown labels format {suffix!r}; use .meta, .txt, .npy or .csv."
+        )
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(f"{str(path)!r} must hold a 1-D list of integers.")
+    return labels
+
+
+def save_labels(path, labels):
+    """Write labels as ``.npy`` or ``.csv`` (one per line), atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".csv"):
+        raise ValueError(f"Labels are written as .npy or .csv, not {suffix!r}.")
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
+    if suffix == ".npy":
+        np.save(tmp, np.asarray(labels))
+    else:
+        np.savetxt(tmp, np.asarray(labels), fmt="%d")
+    os.replace(tmp, path)
+
+
+def load_knn(path):
+    """A learn-to-cluster kNN file: ``(indices, distances)``, both (n, k).
+
+    The file is an ``.npz`` whose array ``data`` (or only array) has shape
+    (n, 2, k): neighbour ids, then cosine distances (``1 - cos``).
+
+    Returns
+    -------
+    indices : ndarray of shape (n, k), int32
+        ``-1`` where the search found no neighbour.
+    distances : ndarray of shape (n, k), float32
+    """
+    path = _existing(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = list(data.files)
+            key = "data" if "data" in names else names[0] if len(names) == 1 else None
+            if key is None:
+                raise ValueError(f"{str(path)!r} holds {names}, no 'data' array.")
+            knn = data[key]
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable .npz kNN file.") from exc
+    if knn.ndim != 3 or knn.shape[1] != 2:
+        raise ValueError(
+            f"{str(path)!r} holds shape {knn.shape}; a kNN file holds (n, 2, k)."
+        )
+    indices = knn[:, 0, :]
+    if not np.all(np.isfinite(indices)) or np.any(indices != np.round(indices)):
+        raise ValueError(f"{str(path)!r}: neighbour ids must be integers.")
+    return indices.astype(np.int32), knn[:, 1, :].astype(np.float32)
+
+
+def knn_to_graph(indices, distances):
+    """Sparse (n, n) distance graph of a kNN list, for ``metric="precomputed"``.
+
+    Entries with a negative id (no neighbour found) are dropped; explicit
+    zero distances are kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ndde.io import knn_to_graph
+    >>> ids = np.array([[0, 1], [1, 0]])
+    >>> knn_to_graph(ids, np.array([[0.0, 0.2], [0.0, 0.2]])).toarray()
+    array([[0. , 0.2],
+           [0.2, 0. ]], dtype=float32)
+    """
+    indices = np.asarray(indices)
+    distances = np.asarray(distances, dtype=np.float32)
+    n = indices.shape[0]
+    if indices.shape != distances.shape or indices.ndim != 2:
+        raise ValueError("indices and distances must be (n, k) arrays of one shape.")
+    if indices.max(initial=-1) >= n:
+        raise ValueError(f"Neighbour ids must be below the number of rows ({n}).")
+    keep = indices >= 0
+    counts = keep.sum(axis=1)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return sp.csr_matrix(
+        (distances[keep], indices[keep].astype(np.int32), indptr), shape=(n, n)
+    )

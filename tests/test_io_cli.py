@@ -1,0 +1,116 @@
+"""Loaders of the benchmark formats, and the command line."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sklearn_ndde import NDDeTPDiClustering, knn_graph
+from sklearn_ndde.__main__ import main
+from sklearn_ndde.datasets import make_face_embeddings
+from sklearn_ndde.io import knn_to_graph, load_features, load_knn, load_labels
+
+
+@pytest.fixture(scope="module")
+def benchmark_files(tmp_path_factory):
+    """A tiny data set written in the learn-to-cluster layout."""
+    folder = tmp_path_factory.mktemp("ltc")
+    X, y = make_face_embeddings(600, 60, dim=64, spread=(0.4, 1.0), random_state=0)
+    X.astype("<f4").tofile(folder / "part1_test.bin")
+    (folder / "part1_test.meta").write_text("".join(f"{v}\n" for v in y))
+    indices, sims = knn_graph(X, 20)
+    knn = np.stack([indices.astype(np.float32), 1.0 - sims], axis=1)
+    np.savez_compressed(folder / "faiss_k_20.npz", data=knn)
+    np.save(folder / "features.npy", X)
+    return folder, X, y
+
+
+def test_loaders_read_the_benchmark_layout(benchmark_files):
+    folder, X, y = benchmark_files
+    np.testing.assert_array_equal(load_features(folder / "part1_test.bin", dim=64), X)
+    np.testing.assert_array_equal(load_labels(folder / "part1_test.meta"), y)
+    indices, distances = load_knn(folder / "faiss_k_20.npz")
+    assert indices.shape == distances.shape == (600, 20)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(600))
+
+
+def test_reused_knn_file_gives_the_same_clusters(benchmark_files):
+    folder, X, _ = benchmark_files
+    graph = knn_to_graph(*load_knn(folder / "faiss_k_20.npz"))
+    a = NDDeTPDiClustering(k=20, metric="precomputed").fit_predict(graph)
+    b = NDDeTPDiClustering(k=20).fit_predict(X)
+    assert np.array_equal(a[:, None] == a[None, :], b[:, None] == b[None, :])
+
+
+def test_bad_files(tmp_path):
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        load_features(empty)
+    truncated = tmp_path / "t.bin"
+    np.zeros(10, dtype="<f4").tofile(truncated)
+    with pytest.raises(ValueError, match="truncated"):
+        load_features(truncated, dim=4)
+    with pytest.raises(FileNotFoundError, match="No such file"):
+        load_features(tmp_path / "missing.npy")
+    bad = tmp_path / "l.meta"
+    bad.write_text("1\nx\n")
+    with pytest.raises(ValueError, match="one integer per line"):
+        load_labels(bad)
+    wrong = tmp_path / "k.npz"
+    np.savez(wrong, data=np.zeros((3, 3, 2)))
+    with pytest.raises(ValueError, match=r"\(n, 2, k\)"):
+        load_knn(wrong)
+
+
+def test_cli_cluster_writes_labels_and_prints_metrics(
+    benchmark_files, tmp_path, capsys
+):
+    folder, _, y = benchmark_files
+    out = tmp_path / "labels.npy"
+    code = main(
+        [
+            "cluster",
+            str(folder / "part1_test.bin"),
+            "--dim",
+            "64",
+            "--k",
+            "20",
+            "--knn",
+            str(folder / "faiss_k_20.npz"),
+            "--labels",
+            str(folder / "part1_test.meta"),
+            "-o",
+            str(out),
+            "--json",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    labels = np.load(out)
+    assert labels.shape == y.shape and result["n_clusters"] == labels.max() + 1
+    assert result["bcubed"]["f"] > 0.9
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["cluster", "missing.npy"], "No such file"),
+        (["cluster", "{folder}/part1_test.bin", "--dim", "7"], "truncated"),
+        (["cluster", "{folder}/features.npy", "--tau", "3"], "tau"),
+        (["cluster", "{folder}/features.npy", "-o", "x.txt"], ".npy or .csv"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(benchmark_files, tmp_path, args, message):
+    folder = benchmark_files[0]
+    args = [a.format(folder=folder) for a in args]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sklearn_ndde", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
