@@ -93,9 +93,11 @@ class TransformerSimilarity(BaseEstimator):
     max_epochs : int, default=10
         Passes over the training anchors.
     validation_fraction : float or None, default=None
-        Fraction of the anchors held out to stop early when their loss has
-        not improved for ``n_iter_no_change`` epochs; the best epoch's
-        weights are kept. ``None`` trains for ``max_epochs``.
+        Fraction of the identities whose faces are held out (as anchors) to
+        stop early when their loss has not improved for
+        ``n_iter_no_change`` epochs; the best epoch's weights are kept.
+        Identities, not faces, so that the loss measures what the model is
+        for: identities it never saw. ``None`` trains for ``max_epochs``.
     n_iter_no_change : int, default=2
         Patience of the early stopping.
     knn_method : {"auto", "exact", "pynndescent"}, default="auto"
@@ -257,13 +259,21 @@ class TransformerSimilarity(BaseEstimator):
         )
         targets = (y[indices] == y[:, None]).astype(np.float32)
 
-        anchors = rng.permutation(n)
-        n_valid = 0
+        # Held-out identities, not anchors: the model is meant for identities
+        # it never saw, and anchors of a training identity would flatter it.
+        valid = np.array([], dtype=np.int64)
         if self.validation_fraction is not None:
-            n_valid = max(1, int(round(self.validation_fraction * n)))
-            if n_valid >= n:
-                raise ValueError("validation_fraction leaves no anchor to train on.")
-        valid, train = anchors[:n_valid], anchors[n_valid:]
+            identities = rng.permutation(np.unique(y))
+            n_held = int(round(self.validation_fraction * identities.size))
+            if not 1 <= n_held < identities.size:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} holds out "
+                    f"{n_held} of {identities.size} identities; it must leave at "
+                    "least one for validation and one for training."
+                )
+            valid = np.flatnonzero(np.isin(y, identities[:n_held]))
+        train = rng.permutation(np.setdiff1d(np.arange(n), valid))
+        n_valid = valid.size
 
         with _torch_session(torch, seed, self.n_jobs):
             module = self._new_module(X.shape[1]).to(self.device_)
