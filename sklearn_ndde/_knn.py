@@ -87,8 +87,18 @@ def _pynndescent_knn(Xn, n_neighbors, random_state, n_jobs):
     if short.size:
         indices[short] = _exact_knn(Xn, n_neighbors, short)[0]
     indices = indices.astype(np.int32)
-    sims = np.einsum("ijd,id->ij", Xn[indices], Xn, optimize=True).astype(np.float32)
-    return indices, sims
+    return indices, _row_pair_cosines(Xn, indices)
+
+
+def _row_pair_cosines(Xn, indices):
+    """``Xn[i] . Xn[indices[i, c]]`` in row chunks of about 256 MB of gathers."""
+    n, k = indices.shape
+    out = np.empty((n, k), dtype=np.float32)
+    chunk = max(1, _BLOCK_ELEMENTS // (k * Xn.shape[1]))
+    for start in range(0, n, chunk):
+        rows = slice(start, start + chunk)
+        out[rows] = np.einsum("ikd,id->ik", Xn[indices[rows]], Xn[rows])
+    return out
 
 
 @validate_params(

@@ -23,8 +23,11 @@ class PairSimilarity(Protocol):
     def pair_similarity(self, X, indices, Y=None): ...
 
 
-def pair_cosines(X, indices, Y=None, chunk=65536):
-    """Cosine of each ``(X[i], Y[indices[i, c]])`` pair, float32, chunked."""
+def pair_cosines(X, indices, Y=None):
+    """Cosine of each ``(X[i], Y[indices[i, c]])`` pair, float32.
+
+    Chunked so that the gathered neighbour rows take about 256 MB.
+    """
     X = np.asarray(X, dtype=np.float32)
     Y = X if Y is None else np.asarray(Y, dtype=np.float32)
     x_norm = np.linalg.norm(X, axis=1)
@@ -37,6 +40,7 @@ def pair_cosines(X, indices, Y=None, chunk=65536):
                 "cosine similarity is undefined for them."
             )
     out = np.empty(indices.shape, dtype=np.float32)
+    chunk = max(1, 2**26 // max(1, indices.shape[1] * X.shape[1]))
     for start in range(0, indices.shape[0], chunk):
         rows = slice(start, start + chunk)
         nb = indices[rows]
