@@ -1,9 +1,12 @@
 """Time and memory of the stages after the kNN graph at MS1M part1 size.
 
 Input: a synthetic kNN graph of n = 584,013 samples and k = 80 (the size of
-the paper's MS1M part1 test set): self first, then 79 random neighbours
-drawn from blocks of 2,000 samples (so rows overlap, as in a real graph),
-with pair similarities in [0, 1] sorted in decreasing order. Each repeat
+the paper's MS1M part1 test set): self first, then 79 distinct random
+neighbours, with pair similarities in [0, 1] sorted in decreasing order.
+``--layout random`` (default) draws neighbours anywhere, as a search over
+samples in no particular order returns them; ``--layout block`` draws them
+inside blocks of 2,000 samples, as when samples are stored by identity,
+which is far kinder to the caches. Each repeat
 runs in a fresh process, which loads the input and then runs the
 transitions, NDDe, TPDi and density peaks exactly as ``NDDeTPDiClustering``
 does; the extra memory is the growth of the peak resident set over the
@@ -23,9 +26,12 @@ from pathlib import Path
 import numpy as np
 
 
-def make_input(n, k, folder, seed=0):
+def make_input(n, k, folder, layout, seed=0):
     rng = np.random.default_rng(seed)
-    block = 2000
+    if layout == "random":
+        block = n  # neighbours anywhere, as a search over unordered samples returns
+    else:
+        block = 2000
     block = min(block, n)
     base = np.minimum((np.arange(n) // block) * block, n - block)
     width = np.full(n, block)
@@ -81,6 +87,14 @@ def main():
     parser.add_argument("--n", type=int, default=584_013)
     parser.add_argument("--k", type=int, default=80)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--layout",
+        choices=["random", "block"],
+        default="random",
+        help="neighbour ids anywhere in [0, n) (as a kNN search over unordered "
+        "samples returns them), or inside blocks of 2,000 (samples ordered so "
+        "that neighbours are close, which is cache friendly)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -88,7 +102,7 @@ def main():
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        make_input(args.n, args.k, folder)
+        make_input(args.n, args.k, folder, args.layout)
         # Compile the numba kernels once, outside the timed runs.
         subprocess.run(
             [sys.executable, __file__, "--child", str(folder)],
@@ -104,7 +118,10 @@ def main():
                 text=True,
             ).stdout
             runs.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"n = {args.n:,}, k = {args.k}, {args.repeats} runs, median (min-max):")
+    print(
+        f"n = {args.n:,}, k = {args.k}, {args.layout} layout, {args.repeats} runs, "
+        "median (min-max):"
+    )
     for key in ["transitions", "ndde", "tpdi", "peaks", "total"]:
         v = np.array([r[key] for r in runs])
         print(f"  {key:12s} {np.median(v):7.2f} s  ({v.min():.2f}-{v.max():.2f})")

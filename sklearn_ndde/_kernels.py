@@ -39,7 +39,7 @@ def bhattacharyya_pairs(
     out = np.empty((n, k), dtype=b_roots.dtype)
     step = (n + n_chunks - 1) // n_chunks
     for chunk in numba.prange(n_chunks):
-        scratch = np.zeros(n_cols, dtype=np.float64)
+        scratch = np.zeros(n_cols, dtype=a_roots.dtype)
         for i in range(chunk * step, min(n, (chunk + 1) * step)):
             for p in range(a_indptr[i], a_indptr[i + 1]):
                 scratch[a_cols[p]] = a_roots[p]
