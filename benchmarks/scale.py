@@ -19,16 +19,9 @@ import sys
 import time
 
 import numpy as np
+from speed_after_knn import peak_rss_gb
 
 STAGES = ["knn", "similarity", "transitions", "ndde", "tpdi", "peaks"]
-
-
-def _peak_gb():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024**2
-    return float("nan")
 
 
 def _reset_peak():
@@ -59,7 +52,7 @@ def run(n, k=80, seed=0):
         start = time.perf_counter()
         value = fn()
         out["time"][name] = time.perf_counter() - start
-        out["peak_gb"][name] = _peak_gb()
+        out["peak_gb"][name] = peak_rss_gb()
         return value
 
     indices, cosines = stage("knn", lambda: knn_graph(X, k, random_state=seed))
