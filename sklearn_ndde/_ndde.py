@@ -267,7 +267,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 stacklevel=2,
             )
             k = n
-        self._timer = time.perf_counter()
+        log = self._stage_logger()
 
         if precomputed:
             indices, distances = _graph_to_neighbors(X, k, square=True)
@@ -283,30 +283,29 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 n_jobs=self.n_jobs,
             )
             self._fit_X = Xn
-        self._log("kNN graph")
+        log("kNN graph")
 
         self.similarity_ = self._fitted_similarity(indices, cosines)
         s = self._pair_similarity(X if not precomputed else None, indices, cosines)
         indices, s = _sort_by_similarity(indices, s)
         self.neighbors_, self.pair_similarities_ = indices, s
-        self._log("pair similarity")
+        log("pair similarity")
 
         P = transition_matrix(
             indices, s, sigma=self.density_sigma, top=min(self.density_k, k)
         )
         self.density_ = ndde_density(P, n_iter=self.density_iter)
-        self._log("NDDe density")
+        log("NDDe density")
 
         Q = transition_matrix(indices, s, sigma=self.distance_sigma)
         self.tpdi_ = tpdi(Q, indices, n_jobs=self.n_jobs)
-        self._log("TPDi distance")
+        log("TPDi distance")
 
         self.labels_, self.parents_ = density_peaks(
             self.density_, indices, self.tpdi_, tau=self.tau
         )
         self.n_clusters_ = int(self.labels_.max()) + 1
-        self._log("density peaks")
-        del self._timer
+        log("density peaks")
         return self
 
     def predict(self, X):
@@ -424,14 +423,20 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             )
         return np.clip(s, 0.0, 1.0).astype(np.float32, copy=False)
 
-    def _log(self, stage):
-        if self.verbose:
-            now = time.perf_counter()
-            print(
-                f"[NDDeTPDiClustering] {stage}: {now - self._timer:.2f} s",
-                file=sys.stderr,
-            )
-            self._timer = now
+    def _stage_logger(self):
+        """A ``log(stage)`` that prints the time since the previous call."""
+        last = [time.perf_counter()]
+
+        def log(stage):
+            if self.verbose:
+                now = time.perf_counter()
+                print(
+                    f"[NDDeTPDiClustering] {stage}: {now - last[0]:.2f} s",
+                    file=sys.stderr,
+                )
+                last[0] = now
+
+        return log
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
