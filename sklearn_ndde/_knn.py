@@ -86,19 +86,11 @@ def _pynndescent_knn(Xn, n_neighbors, random_state, n_jobs):
     short = np.flatnonzero(n_valid < n_neighbors - 1)
     if short.size:
         indices[short] = _exact_knn(Xn, n_neighbors, short)[0]
+    # Imported here: the similarity package itself builds on this module.
+    from .similarity._base import pair_cosines
+
     indices = indices.astype(np.int32)
-    return indices, _row_pair_cosines(Xn, indices)
-
-
-def _row_pair_cosines(Xn, indices):
-    """``Xn[i] . Xn[indices[i, c]]`` in row chunks of about 256 MB of gathers."""
-    n, k = indices.shape
-    out = np.empty((n, k), dtype=np.float32)
-    chunk = max(1, _BLOCK_ELEMENTS // (k * Xn.shape[1]))
-    for start in range(0, n, chunk):
-        rows = slice(start, start + chunk)
-        out[rows] = np.einsum("ikd,id->ik", Xn[indices[rows]], Xn[rows])
-    return out
+    return indices, pair_cosines(Xn, indices)
 
 
 @validate_params(
