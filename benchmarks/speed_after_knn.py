@@ -3,10 +3,13 @@
 Input: a synthetic kNN graph of n = 584,013 samples and k = 80 (the size of
 the paper's MS1M part1 test set): self first, then 79 distinct random
 neighbours, with pair similarities in [0, 1] sorted in decreasing order.
-``--layout random`` (default) draws neighbours anywhere, as a search over
-samples in no particular order returns them; ``--layout block`` draws them
-inside blocks of 2,000 samples, as when samples are stored by identity,
-which is far kinder to the caches. Each repeat
+``--layout random`` (default) draws neighbours anywhere, a graph with no
+structure at all (the worst case for the caches); ``--layout block`` draws
+them inside blocks of 2,000 samples, as when samples are stored by
+identity; ``--layout shuffled`` is the block graph with its sample ids
+permuted at random, as a real kNN graph over samples stored in no
+particular order (TPDi recovers the blocks through its visiting order).
+Each repeat
 runs in a fresh process, which loads the input and then runs the
 transitions, NDDe, TPDi and density peaks exactly as ``NDDeTPDiClustering``
 does; the extra memory is the growth of the peak resident set over the
@@ -43,6 +46,12 @@ def make_input(n, k, folder, layout, seed=0):
     indices = np.hstack([np.arange(n)[:, None], others]).astype(np.int32)
     sims = np.sort(rng.random((n, k - 1)).astype(np.float32) ** 3, axis=1)[:, ::-1]
     sims = np.hstack([np.ones((n, 1), np.float32), sims])
+    if layout == "shuffled":
+        new_id = rng.permutation(n)
+        shuffled = np.empty_like(indices)
+        shuffled[new_id] = new_id[indices]
+        indices = shuffled.astype(np.int32)
+        sims = sims[np.argsort(new_id)]
     np.save(folder / "indices.npy", indices)
     np.save(folder / "sims.npy", np.ascontiguousarray(sims))
 
@@ -89,11 +98,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--layout",
-        choices=["random", "block"],
-        default="random",
-        help="neighbour ids anywhere in [0, n) (as a kNN search over unordered "
-        "samples returns them), or inside blocks of 2,000 (samples ordered so "
-        "that neighbours are close, which is cache friendly)",
+        choices=["shuffled", "block", "random"],
+        default="shuffled",
+        help="neighbours inside blocks of 2,000 samples, with the ids permuted "
+        "at random (shuffled, the default: a clustered graph over unordered "
+        "samples) or not (block); or anywhere in [0, n) with no structure "
+        "(random, the worst case)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

