@@ -35,6 +35,7 @@ def bhattacharyya_pairs(
     b_cols,
     b_roots,
     n_cols,
+    out,
 ):
     """``1 - sum_m a_im * b_jm`` for every ``j`` in ``pairs[i]``.
 
@@ -45,10 +46,11 @@ def bhattacharyya_pairs(
     is O(n k^2) and the memory O(n_cols) per thread. Rows of ``a`` are
     visited in the sequence ``order`` (a permutation of its rows), split
     into ``n_chunks`` contiguous runs: when consecutive rows share partners,
-    the partner rows of ``b`` are still in cache.
+    the partner rows of ``b`` are still in cache. Only the rows in ``order``
+    are computed, into the same rows of ``out``, which is returned.
     """
-    n, k = pairs.shape
-    out = np.empty((n, k), dtype=b_roots.dtype)
+    k = pairs.shape[1]
+    n = order.size
     step = (n + n_chunks - 1) // n_chunks
     for chunk in numba.prange(n_chunks):
         scratch = np.zeros(n_cols, dtype=a_roots.dtype)

@@ -6,6 +6,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from ._progress import progress
+
 #: Above this many samples, ``method="auto"`` switches to pynndescent.
 EXACT_MAX_SAMPLES = 30_000
 
@@ -14,17 +16,33 @@ EXACT_MAX_SAMPLES = 30_000
 _BLOCK_ELEMENTS = 2**26
 
 
-def _normalize_rows(X):
-    """Return float32 unit rows; a zero row raises (cosine is undefined)."""
-    X = np.asarray(X, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1)
-    bad = np.flatnonzero(~(norms > 0))
-    if bad.size:
+def _normalize_rows(X, block=65536):
+    """Return float32 unit rows; a zero row raises (cosine is undefined).
+
+    Each row is divided by its largest absolute value before its norm is
+    taken, in the input's own precision, so that huge (1e30) and subnormal
+    (1e-40) entries neither overflow nor vanish. Works in blocks of rows.
+    """
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    out = np.empty(X.shape, dtype=np.float32)
+    zero = []
+    for start in range(0, X.shape[0], block):
+        part = X[start : start + block]
+        scale = np.max(np.abs(part), axis=1, initial=0.0)
+        bad = ~(scale > 0)
+        zero.append(np.flatnonzero(bad) + start)
+        part = part / np.where(bad, 1.0, scale)[:, None]
+        norms = np.linalg.norm(part, axis=1)
+        out[start : start + block] = part / np.where(bad, 1.0, norms)[:, None]
+    zero = np.concatenate(zero) if zero else np.empty(0, dtype=np.intp)
+    if zero.size:
         raise ValueError(
-            f"X has {bad.size} zero vector(s) (first at row {bad[0]}); the cosine "
+            f"X has {zero.size} zero vector(s) (first at row {zero[0]}); the cosine "
             "metric is undefined for them. Remove them or use metric='precomputed'."
         )
-    return X / norms[:, None]
+    return out
 
 
 def _sort_rows(indices, similarities):
@@ -38,13 +56,14 @@ def _sort_rows(indices, similarities):
     )
 
 
-def _exact_knn(Xn, n_neighbors, rows=None):
+def _exact_knn(Xn, n_neighbors, rows=None, verbose=False):
     """Blocked exact search of the rows ``rows`` of ``Xn`` against all of it."""
     n = Xn.shape[0]
     rows = np.arange(n) if rows is None else rows
     block = max(1, _BLOCK_ELEMENTS // n)
     indices = np.empty((rows.size, n_neighbors), dtype=np.int32)
     sims = np.empty((rows.size, n_neighbors), dtype=np.float32)
+    bar = progress("kNN (exact)", rows.size, verbose, unit="sample")
     for start in range(0, rows.size, block):
         sel = rows[start : start + block]
         S = Xn[sel] @ Xn.T
@@ -54,6 +73,8 @@ def _exact_knn(Xn, n_neighbors, rows=None):
         vals = np.take_along_axis(S, part, axis=1)
         indices[start : start + sel.size] = part
         sims[start : start + sel.size] = vals
+        bar.update(sel.size)
+    bar.close()
     self_col = indices == rows[:, None]
     sims[self_col] = np.einsum("ij,ij->i", Xn[rows], Xn[rows])
     return indices, sims
@@ -101,11 +122,19 @@ def _pynndescent_knn(Xn, n_neighbors, random_state, n_jobs):
         "metric": [StrOptions({"cosine"})],
         "random_state": ["random_state"],
         "n_jobs": [numbers.Integral, None],
+        "verbose": ["verbose"],
     },
     prefer_skip_nested_validation=True,
 )
 def knn_graph(
-    X, n_neighbors, *, method="auto", metric="cosine", random_state=None, n_jobs=None
+    X,
+    n_neighbors,
+    *,
+    method="auto",
+    metric="cosine",
+    random_state=None,
+    n_jobs=None,
+    verbose=False,
 ):
     """Nearest neighbours of every sample, the sample itself included.
 
@@ -127,6 +156,9 @@ def knn_graph(
         Seed of the approximate search.
     n_jobs : int, default=None
         Threads of the approximate search (``None`` means all).
+    verbose : bool, default=False
+        Show a progress bar on stderr (for the approximate search, one step
+        when it ends).
 
     Returns
     -------
@@ -164,9 +196,11 @@ def knn_graph(
     if method == "auto":
         method = "exact" if n <= EXACT_MAX_SAMPLES else "pynndescent"
     if method == "exact" or n_neighbors >= n - 1:
-        indices, sims = _exact_knn(Xn, n_neighbors)
+        indices, sims = _exact_knn(Xn, n_neighbors, verbose=verbose)
     else:
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
-        indices, sims = _pynndescent_knn(Xn, n_neighbors, seed, n_jobs)
+        with progress("kNN (pynndescent)", 1, verbose, unit="graph") as bar:
+            indices, sims = _pynndescent_knn(Xn, n_neighbors, seed, n_jobs)
+            bar.update(1)
     np.clip(sims, -1.0, 1.0, out=sims)
     return _sort_rows(indices, sims)

@@ -4,6 +4,7 @@ import numbers
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -13,8 +14,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._density import ndde_density
 from ._kernels import bhattacharyya_pairs, numba_threads
-from ._knn import _normalize_rows, knn_graph
+from ._knn import EXACT_MAX_SAMPLES, _normalize_rows, knn_graph
+from ._memory import check_memory, fit_bytes
 from ._peaks import density_peaks
+from ._progress import progress
 from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
 from .similarity import CalibratedCosineSimilarity
@@ -61,6 +64,28 @@ def _graph_to_neighbors(G, n_neighbors, square):
         indices = np.hstack([np.arange(n)[:, None], indices])
         distances = np.hstack([np.zeros((n, 1)), distances])
     return indices.astype(np.int32), distances
+
+
+_STAGES = (
+    "kNN graph",
+    "pair similarity",
+    "NDDe density",
+    "TPDi distance",
+    "density peaks",
+)
+_FITTED_ATTRIBUTES = (
+    "_fit_X",
+    "similarity_",
+    "neighbors_",
+    "pair_similarities_",
+    "density_",
+    "tpdi_",
+    "labels_",
+    "parents_",
+    "n_clusters_",
+    "n_features_in_",
+    "feature_names_in_",
+)
 
 
 def _sort_by_similarity(indices, similarities):
@@ -251,6 +276,24 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
+        # Forget any previous fit first: an error or Ctrl-C below must leave
+        # the estimator unfitted, never half-fitted.
+        self._forget_fit()
+        try:
+            fitted = self._fit(X)
+        except BaseException:
+            self._forget_fit()
+            raise
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        return self
+
+    def _forget_fit(self):
+        for name in _FITTED_ATTRIBUTES:
+            self.__dict__.pop(name, None)
+
+    def _fit(self, X):
+        """Run every stage; return the fitted attributes without setting them."""
         precomputed = self.metric == "precomputed"
         X = self._validate_input(X, reset=True)
         n = X.shape[0]
@@ -264,49 +307,72 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             warnings.warn(
                 f"k={k} is larger than the number of samples ({n}); using k={n}.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             k = n
-        log = self._stage_logger()
+        exact = self.knn_method == "exact" or (
+            self.knn_method == "auto" and n <= EXACT_MAX_SAMPLES
+        )
+        check_memory(
+            fit_bytes(n, 0 if precomputed else X.shape[1], k, exact),
+            f"NDDeTPDiClustering.fit on {n} samples with k={k}",
+        )
+        out = {}
+        stage = self._stage_logger()
 
-        if precomputed:
-            indices, distances = _graph_to_neighbors(X, k, square=True)
-            cosines = (1.0 - distances).astype(np.float32)
-            self._fit_X = None
-        else:
-            Xn = _normalize_rows(X)
-            indices, cosines = knn_graph(
-                Xn,
-                k,
-                method=self.knn_method,
-                random_state=self.random_state,
-                n_jobs=self.n_jobs,
+        with stage("kNN graph"):
+            if precomputed:
+                indices, distances = _graph_to_neighbors(X, k, square=True)
+                cosines = (1.0 - distances).astype(np.float32)
+                out["_fit_X"] = None
+            else:
+                Xn = _normalize_rows(X)
+                indices, cosines = knn_graph(
+                    Xn,
+                    k,
+                    method=self.knn_method,
+                    random_state=self.random_state,
+                    n_jobs=self.n_jobs,
+                    verbose=self.verbose,
+                )
+                out["_fit_X"] = Xn
+
+        with stage("pair similarity"):
+            similarity = self._fitted_similarity(indices, cosines)
+            s = self._pair_similarity(
+                similarity, X if not precomputed else None, indices, cosines
             )
-            self._fit_X = Xn
-        log("kNN graph")
+            indices, s = _sort_by_similarity(indices, s)
 
-        self.similarity_ = self._fitted_similarity(indices, cosines)
-        s = self._pair_similarity(X if not precomputed else None, indices, cosines)
-        indices, s = _sort_by_similarity(indices, s)
-        self.neighbors_, self.pair_similarities_ = indices, s
-        log("pair similarity")
+        with stage("NDDe density"):
+            P = transition_matrix(
+                indices, s, sigma=self.density_sigma, top=min(self.density_k, k)
+            )
+            density = ndde_density(P, n_iter=self.density_iter)
+            del P
 
-        P = transition_matrix(
-            indices, s, sigma=self.density_sigma, top=min(self.density_k, k)
+        with stage("TPDi distance"):
+            Q = transition_matrix(indices, s, sigma=self.distance_sigma)
+            distances = tpdi(Q, indices, n_jobs=self.n_jobs, verbose=self.verbose)
+            del Q
+
+        with stage("density peaks"):
+            labels, parents = density_peaks(density, indices, distances, tau=self.tau)
+
+        out.update(
+            similarity_=similarity,
+            neighbors_=indices,
+            pair_similarities_=s,
+            density_=density,
+            tpdi_=distances,
+            labels_=labels,
+            parents_=parents,
+            n_clusters_=int(labels.max()) + 1,
+            n_features_in_=self.n_features_in_,
         )
-        self.density_ = ndde_density(P, n_iter=self.density_iter)
-        log("NDDe density")
-
-        Q = transition_matrix(indices, s, sigma=self.distance_sigma)
-        self.tpdi_ = tpdi(Q, indices, n_jobs=self.n_jobs)
-        log("TPDi distance")
-
-        self.labels_, self.parents_ = density_peaks(
-            self.density_, indices, self.tpdi_, tau=self.tau
-        )
-        self.n_clusters_ = int(self.labels_.max()) + 1
-        log("density peaks")
-        return self
+        if hasattr(self, "feature_names_in_"):
+            out["feature_names_in_"] = self.feature_names_in_
+        return out
 
     def predict(self, X):
         """Assign new samples to the fitted clusters.
@@ -345,12 +411,14 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 )
             indices, distances = _graph_to_neighbors(X, k, square=False)
             s = self._pair_similarity(
-                None, indices, (1.0 - distances).astype(np.float32)
+                self.similarity_, None, indices, (1.0 - distances).astype(np.float32)
             )
         else:
             Xq = _normalize_rows(X)
             indices = _exact_knn_to(Xq, self._fit_X, k)
-            s = self._pair_similarity(Xq, indices, None, Y=self._fit_X)
+            s = self._pair_similarity(
+                self.similarity_, Xq, indices, None, Y=self._fit_X
+            )
         indices, s = _sort_by_similarity(indices, s)
         Q = transition_matrix(
             self.neighbors_, self.pair_similarities_, sigma=self.distance_sigma
@@ -369,6 +437,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 Q.indices.astype(np.int32),
                 np.sqrt(Q.data),
                 n_fit,
+                np.empty((m, k), dtype=Q.dtype),
             )
         column = np.argmin(dist, axis=1)
         nearest = dist[np.arange(m), column]
@@ -405,8 +474,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             )
         return self.similarity
 
-    def _pair_similarity(self, X, indices, cosines, Y=None):
-        sim = self.similarity_
+    def _pair_similarity(self, sim, X, indices, cosines, Y=None):
         if X is None or (hasattr(sim, "calibrate") and cosines is not None):
             s = sim.calibrate(cosines)
         else:
@@ -425,19 +493,30 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         return np.clip(s, 0.0, 1.0).astype(np.float32, copy=False)
 
     def _stage_logger(self):
-        """A ``log(stage)`` that prints the time since the previous call."""
-        last = [time.perf_counter()]
+        """``with stage(name):`` shows the stage as a step of a progress bar."""
+        bar = progress(
+            "NDDeTPDiClustering", len(_STAGES), self.verbose, "stage", leave=True
+        )
 
-        def log(stage):
+        @contextmanager
+        def stage(name):
+            bar.set_postfix_str(name)
+            start = time.perf_counter()
+            try:
+                yield
+            except BaseException:
+                bar.close()
+                raise
             if self.verbose:
-                now = time.perf_counter()
-                print(
-                    f"[NDDeTPDiClustering] {stage}: {now - last[0]:.2f} s",
+                bar.write(
+                    f"[NDDeTPDiClustering] {name}: {time.perf_counter() - start:.2f} s",
                     file=sys.stderr,
                 )
-                last[0] = now
+            bar.update(1)
+            if bar.n == len(_STAGES):
+                bar.close()
 
-        return log
+        return stage
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

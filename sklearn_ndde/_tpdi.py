@@ -6,14 +6,20 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import validate_params
 
 from ._kernels import bhattacharyya_pairs, numba_threads
+from ._progress import progress
 from ._validation import check_transition
 
 
 @validate_params(
-    {"Q": ["sparse matrix"], "indices": ["array-like"], "n_jobs": [int, None]},
+    {
+        "Q": ["sparse matrix"],
+        "indices": ["array-like"],
+        "n_jobs": [int, None],
+        "verbose": ["verbose"],
+    },
     prefer_skip_nested_validation=True,
 )
-def tpdi(Q, indices, *, n_jobs=None):
+def tpdi(Q, indices, *, n_jobs=None, verbose=False):
     """Transition-probability distance on every kNN pair.
 
     ``TPDi(i, j) = 1 - sum_m sqrt(q_im * q_jm)``: one minus the Bhattacharyya
@@ -30,6 +36,8 @@ def tpdi(Q, indices, *, n_jobs=None):
         The pairs to measure: ``(i, indices[i, c])``.
     n_jobs : int, default=None
         Threads (``None`` means all). Time O(n k^2), memory O(nk).
+    verbose : bool, default=False
+        Show a progress bar on stderr.
 
     Returns
     -------
@@ -73,19 +81,32 @@ def tpdi(Q, indices, *, n_jobs=None):
     index_dtype = np.int64 if n >= 2**31 - 1 else np.int32
     indptr = Q.indptr.astype(np.int64, copy=False)
     cols = Q.indices.astype(index_dtype, copy=False)
-    with numba_threads(n_jobs) as threads:
-        return bhattacharyya_pairs(
-            indptr,
-            cols,
-            roots,
-            indices.astype(index_dtype, copy=False),
-            locality_order(indices),
-            max(1, min(n, 4 * threads)),
-            indptr,
-            cols,
-            roots,
-            n,
-        )
+    pairs = indices.astype(index_dtype, copy=False)
+    order = locality_order(indices)
+    out = np.empty(indices.shape, dtype=dtype)
+    # Slices of the visiting order, so that a progress bar can move.
+    step = n if not verbose else max(65536, -(-n // 100))
+    with (
+        numba_threads(n_jobs) as threads,
+        progress("TPDi", n, verbose, unit="sample") as bar,
+    ):
+        for start in range(0, n, step):
+            rows = order[start : start + step]
+            bhattacharyya_pairs(
+                indptr,
+                cols,
+                roots,
+                pairs,
+                rows,
+                max(1, min(rows.size, 4 * threads)),
+                indptr,
+                cols,
+                roots,
+                n,
+                out,
+            )
+            bar.update(rows.size)
+    return out
 
 
 def locality_order(indices, n_columns=4):

@@ -4,6 +4,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .._knn import _normalize_rows
+
 
 @runtime_checkable
 class PairSimilarity(Protocol):
@@ -23,28 +25,30 @@ class PairSimilarity(Protocol):
     def pair_similarity(self, X, indices, Y=None): ...
 
 
+def _unit_rows(X, name):
+    """``X`` with unit rows (kept as is when they already are)."""
+    X = np.asarray(X)
+    if X.dtype == np.float32 and X.ndim == 2 and X.shape[0]:
+        norms = np.einsum("ij,ij->i", X, X)
+        if np.all(np.abs(norms - 1.0) < 1e-5):
+            return X
+    try:
+        return _normalize_rows(X)
+    except ValueError as error:
+        raise ValueError(str(error).replace("X has", f"{name} has", 1)) from None
+
+
 def pair_cosines(X, indices, Y=None):
     """Cosine of each ``(X[i], Y[indices[i, c]])`` pair, float32.
 
     Chunked so that the gathered neighbour rows take about 256 MB.
     """
-    X = np.asarray(X, dtype=np.float32)
-    Y = X if Y is None else np.asarray(Y, dtype=np.float32)
-    x_norm = np.linalg.norm(X, axis=1)
-    y_norm = np.linalg.norm(Y, axis=1)
-    for name, norm in (("X", x_norm), ("Y", y_norm)):
-        bad = np.flatnonzero(~(norm > 0))
-        if bad.size:
-            raise ValueError(
-                f"{name} has {bad.size} zero vector(s) (first at row {bad[0]}); the "
-                "cosine similarity is undefined for them."
-            )
+    X = _unit_rows(X, "X")
+    Y = X if Y is None else _unit_rows(Y, "Y")
     out = np.empty(indices.shape, dtype=np.float32)
     chunk = max(1, 2**26 // max(1, indices.shape[1] * X.shape[1]))
     for start in range(0, indices.shape[0], chunk):
         rows = slice(start, start + chunk)
         nb = indices[rows]
-        out[rows] = np.einsum("id,ikd->ik", X[rows], Y[nb], optimize=True) / (
-            x_norm[rows, None] * y_norm[nb]
-        )
+        out[rows] = np.einsum("id,ikd->ik", X[rows], Y[nb], optimize=True)
     return np.clip(out, -1.0, 1.0, out=out)

@@ -1,0 +1,60 @@
+"""Up-front memory estimates, so that a run too big fails before it starts."""
+
+import os
+
+# Bytes per (sample, neighbour) entry of the stages after the kNN graph: the
+# graph, the pair similarities, two CSR transition matrices, TPDi and the
+# sort buffers (``benchmarks/speed_after_knn.py`` measured about 15 extra
+# bytes at 584,013 x 80 on top of the 8 of the graph itself; this is a
+# generous bound).
+_BYTES_PER_ENTRY = 48
+# pynndescent's working set per entry (measured by ``benchmarks/scale.py``:
+# about 4.2 GB peak at 584,013 x 80 x 256-d, embeddings included).
+_PYNNDESCENT_BYTES_PER_ENTRY = 64
+# The exact search's similarity block and its argpartition output.
+_EXACT_BLOCK_BYTES = 2**26 * 12
+
+
+def available_bytes():
+    """Memory the process can still get, or None when it cannot be read.
+
+    ``MemAvailable`` of ``/proc/meminfo`` on Linux; the free physical pages
+    elsewhere on POSIX.
+    """
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def fit_bytes(n_samples, n_features, n_neighbors, exact):
+    """A bound on the peak memory of ``NDDeTPDiClustering.fit``.
+
+    ``n_features`` is 0 for a precomputed graph (no embeddings kept).
+    """
+    entries = n_samples * n_neighbors
+    total = 4 * n_samples * n_features + _BYTES_PER_ENTRY * entries
+    if n_features:
+        if exact:
+            total += _EXACT_BLOCK_BYTES
+        else:
+            total += _PYNNDESCENT_BYTES_PER_ENTRY * entries
+    return total
+
+
+def check_memory(needed, what):
+    """Raise a MemoryError naming ``what`` when ``needed`` bytes are not free."""
+    free = available_bytes()
+    if free is not None and needed > free:
+        raise MemoryError(
+            f"{what} needs about {needed / 1e9:.1f} GB but only {free / 1e9:.1f} GB "
+            "of memory is available; lower k, cluster fewer samples at once, or "
+            "free memory."
+        )
