@@ -8,6 +8,9 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 
 from ._progress import progress
 
+#: Cosines this close to 1 mark exact duplicates (float32 rounding included).
+DUPLICATE_GAP = 1e-5
+
 #: Above this many samples, ``method="auto"`` switches to pynndescent.
 EXACT_MAX_SAMPLES = 30_000
 

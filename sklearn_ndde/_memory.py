@@ -11,8 +11,10 @@ _BYTES_PER_ENTRY = 48
 # pynndescent's working set per entry (measured by ``benchmarks/scale.py``:
 # about 4.2 GB peak at 584,013 x 80 x 256-d, embeddings included).
 _PYNNDESCENT_BYTES_PER_ENTRY = 64
-# The exact search's similarity block and its argpartition output.
-_EXACT_BLOCK_BYTES = 2**26 * 12
+# The exact search's similarity block (at most 2**26 float32) and its int64
+# argpartition output.
+_EXACT_BLOCK_ELEMENTS = 2**26
+_EXACT_BYTES_PER_ELEMENT = 12
 
 
 def available_bytes():
@@ -43,7 +45,8 @@ def fit_bytes(n_samples, n_features, n_neighbors, exact):
     total = 4 * n_samples * n_features + _BYTES_PER_ENTRY * entries
     if n_features:
         if exact:
-            total += _EXACT_BLOCK_BYTES
+            block = min(n_samples * n_samples, _EXACT_BLOCK_ELEMENTS)
+            total += _EXACT_BYTES_PER_ELEMENT * block
         else:
             total += _PYNNDESCENT_BYTES_PER_ENTRY * entries
     return total

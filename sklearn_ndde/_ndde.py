@@ -14,9 +14,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._density import ndde_density
 from ._kernels import bhattacharyya_pairs, numba_threads
-from ._knn import EXACT_MAX_SAMPLES, _normalize_rows, knn_graph
+from ._knn import DUPLICATE_GAP, EXACT_MAX_SAMPLES, _normalize_rows, knn_graph
 from ._memory import check_memory, fit_bytes
-from ._peaks import density_peaks
+from ._peaks import components_from_parents, density_peaks
 from ._progress import progress
 from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
@@ -86,6 +86,29 @@ _FITTED_ATTRIBUTES = (
     "n_features_in_",
     "feature_names_in_",
 )
+
+
+def _duplicate_links(indices, cosines, Xn):
+    """Links ``(a, b)`` between exact duplicates, to put them in one cluster.
+
+    Pairs of the kNN graph at cosine 1 (within ``DUPLICATE_GAP``) are
+    linked; with the embeddings ``Xn`` at hand, the samples that have such a
+    pair are also grouped by exact equality of their unit rows, so that a
+    pile of copies larger than k stays whole even where the kNN lists of
+    the copies do not reach each other.
+    """
+    near = cosines >= 1.0 - DUPLICATE_GAP
+    near &= indices != np.arange(indices.shape[0])[:, None]
+    rows, cols = np.nonzero(near)
+    a, b = rows, indices[rows, cols]
+    if Xn is not None and rows.size:
+        candidates = np.unique(rows)
+        as_bytes = np.ascontiguousarray(Xn[candidates])
+        as_bytes = as_bytes.view(np.dtype((np.void, as_bytes.strides[0]))).ravel()
+        _, first, group = np.unique(as_bytes, return_index=True, return_inverse=True)
+        a = np.concatenate([a, candidates])
+        b = np.concatenate([b, candidates[first[group]]])
+    return a, b
 
 
 def _sort_by_similarity(indices, similarities):
@@ -337,6 +360,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 )
                 out["_fit_X"] = Xn
 
+        knn_indices = indices
         with stage("pair similarity"):
             similarity = self._fitted_similarity(indices, cosines)
             s = self._pair_similarity(
@@ -358,6 +382,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
 
         with stage("density peaks"):
             labels, parents = density_peaks(density, indices, distances, tau=self.tau)
+            duplicates = _duplicate_links(knn_indices, cosines, out["_fit_X"])
+            if duplicates[0].size:
+                labels = components_from_parents(parents, duplicates)
 
         out.update(
             similarity_=similarity,

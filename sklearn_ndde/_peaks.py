@@ -11,17 +11,20 @@ from ._kernels import nearest_denser
 from ._validation import check_neighbors
 
 
-def components_from_parents(parents):
+def components_from_parents(parents, extra_links=None):
     """Connected components of the links ``i -- parents[i]`` (``-1``: none).
 
-    Returns consecutive labels, numbered by the first sample of each
-    component.
+    ``extra_links``, a pair of id arrays ``(a, b)``, adds the links
+    ``a[m] -- b[m]``. Returns consecutive labels, numbered by the first
+    sample of each component.
     """
     n = parents.shape[0]
-    linked = np.flatnonzero(parents >= 0)
-    graph = sp.csr_matrix(
-        (np.ones(linked.size, dtype=np.int8), (linked, parents[linked])), shape=(n, n)
-    )
+    src = np.flatnonzero(parents >= 0)
+    dst = parents[src]
+    if extra_links is not None:
+        src = np.concatenate([src, extra_links[0]])
+        dst = np.concatenate([dst, extra_links[1]])
+    graph = sp.csr_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n, n))
     _, labels = connected_components(graph, directed=True, connection="weak")
     return labels.astype(np.intp, copy=False)
 

@@ -8,7 +8,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._knn import knn_graph
+from .._knn import DUPLICATE_GAP, knn_graph
 from .._validation import check_neighbors
 from ._base import pair_cosines
 
@@ -16,13 +16,15 @@ _GRID_SIZE = 4097
 
 
 def cosine_quantiles(similarities, n_quantiles, exclude=None):
-    """``n_quantiles`` evenly spaced quantiles of the kNN cosines.
+    """Evenly spaced quantiles of the kNN cosines.
 
-    Read off a fine histogram, so it runs in O(nk) without sorting and does
-    not depend on the order of the samples.
+    ``n_quantiles`` of them, or one per cosine when there are fewer (but at
+    least 1,000). Read off a fine histogram, so it runs in O(nk) without
+    sorting and does not depend on the order of the samples.
     """
     values = similarities if exclude is None else similarities[~exclude]
     values = values.ravel().astype(np.float64)
+    n_quantiles = min(n_quantiles, max(1000, values.size))
     lo, hi = float(values.min()), float(values.max())
     if hi - lo < 1e-6:
         return np.full(n_quantiles, lo)
@@ -130,7 +132,8 @@ class CalibratedCosineSimilarity(BaseEstimator):
         Parameters
         ----------
         indices : array-like of shape (n_samples, n_neighbors)
-            Neighbour ids; pairs of a sample with itself are left out.
+            Neighbour ids; pairs of a sample with itself, and exact duplicates
+        (cosine within 1e-5 of 1), are left out unless nothing else is left.
         similarities : array-like of shape (n_samples, n_neighbors)
             Cosine similarities aligned with ``indices``.
 
@@ -144,6 +147,12 @@ class CalibratedCosineSimilarity(BaseEstimator):
         is_self = indices == np.arange(indices.shape[0])[:, None]
         if is_self.all():
             raise ValueError("The kNN graph holds no pair of distinct samples.")
+        # Exact duplicates (the same photo twice) say nothing about how an
+        # identity varies; a pile of them would take a mixture component of
+        # its own at cosine 1 and push every real pair below it.
+        duplicate = similarities >= 1.0 - DUPLICATE_GAP
+        if not (is_self | duplicate).all():
+            is_self = is_self | duplicate
         sample = cosine_quantiles(similarities, self.n_quantiles, exclude=is_self)
         n_distinct = np.unique(sample.round(6)).size
         n_components = min(self.n_components, n_distinct)

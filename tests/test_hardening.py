@@ -1,0 +1,327 @@
+"""Hostile inputs, determinism and guards of the estimator.
+
+Every test here is a row of the bad-input table in ``docs/bad_input.md``.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.validation import check_is_fitted
+
+from sklearn_ndde import NDDeTPDiClustering, _memory
+from sklearn_ndde import _ndde as ndde_module
+from sklearn_ndde.datasets import make_face_embeddings
+from sklearn_ndde.metrics import bcubed_fscore
+
+K = 10
+X, Y = make_face_embeddings(240, 24, dim=16, spread=(0.4, 1.0), random_state=0)
+REFERENCE = NDDeTPDiClustering(k=K).fit_predict(X)
+
+
+def same_partition(a, b):
+    """True when ``a`` and ``b`` group the samples alike, whatever the ids."""
+    a, b = np.asarray(a), np.asarray(b)
+    pairs = np.unique(np.stack([a, b]), axis=1).shape[1]
+    return pairs == np.unique(a).size == np.unique(b).size
+
+
+def assert_valid_partition(labels, n):
+    labels = np.asarray(labels)
+    assert labels.shape == (n,)
+    assert np.issubdtype(labels.dtype, np.integer)
+    assert np.array_equal(np.unique(labels), np.arange(labels.max() + 1))
+
+
+# ------------------------------------------------ inputs that must just work
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "float32",
+        "fortran_order",
+        "strided_view",
+        "scaled_1e30",
+        "scaled_1e-300_subnormal",
+        "dataframe",
+    ],
+)
+def test_equivalent_inputs_give_identical_labels(variant):
+    if variant == "float32":
+        data = X.astype(np.float32)
+    elif variant == "fortran_order":
+        data = np.asfortranarray(X)
+    elif variant == "strided_view":
+        data = np.repeat(X, 2, axis=1)[::1, ::2]
+        assert not data.flags.c_contiguous
+    elif variant == "scaled_1e30":
+        data = X.astype(np.float64) * 1e30
+    elif variant == "scaled_1e-300_subnormal":
+        data = X.astype(np.float64) * 1e-310  # float64 subnormals
+        assert np.abs(data).max() < np.finfo(np.float64).tiny
+    else:
+        pd = pytest.importorskip("pandas")
+        data = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    labels = NDDeTPDiClustering(k=K).fit_predict(data)
+    assert same_partition(labels, REFERENCE)
+
+
+@pytest.mark.parametrize(
+    "variant", ["float16", "int_rounded", "float32_subnormal", "float32_1e30"]
+)
+def test_lossy_inputs_keep_the_clustering(variant):
+    if variant == "float16":
+        data = X.astype(np.float16)
+    elif variant == "int_rounded":
+        data = np.round(X * 1000).astype(np.int64)
+    elif variant == "float32_subnormal":
+        data = (X * 2.0**-140).astype(np.float32)  # 8-10 significant bits left
+    else:
+        data = (X * 1e30).astype(np.float32)
+    labels = NDDeTPDiClustering(k=K).fit_predict(data)
+    assert_valid_partition(labels, len(X))
+    assert bcubed_fscore(REFERENCE, labels) > 0.95
+
+
+def test_dataframe_feature_names_are_checked_at_predict():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    est = NDDeTPDiClustering(k=K).fit(frame)
+    assert list(est.feature_names_in_) == list(frame.columns)
+    assert np.array_equal(est.predict(frame.iloc[:5]), est.labels_[:5])
+    with pytest.raises(ValueError, match="feature names"):
+        est.predict(frame.iloc[:5].rename(columns={"f0": "other"}))
+
+
+def test_many_exact_duplicates_share_one_cluster():
+    # 3 * K copies of one face: more duplicates than neighbours.
+    data = np.vstack([X, np.repeat(X[:1], 3 * K, axis=0)])
+    labels = NDDeTPDiClustering(k=K).fit_predict(data)
+    assert np.unique(labels[[0, *range(len(X), len(data))]]).size == 1
+    assert bcubed_fscore(REFERENCE, labels[: len(X)]) > 0.95
+
+
+def test_constant_data_is_one_cluster():
+    labels = NDDeTPDiClustering(k=K).fit_predict(np.ones((50, 4)))
+    assert np.all(labels == 0)
+
+
+@pytest.mark.parametrize("n, k", [(2, 2), (2, 80), (3, 2), (5, K)])
+def test_tiny_inputs(n, k):
+    data = X[:n]
+    if k > n:
+        with pytest.warns(UserWarning, match=f"k={k} is larger"):
+            labels = NDDeTPDiClustering(k=k).fit_predict(data)
+    else:
+        labels = NDDeTPDiClustering(k=k).fit_predict(data)
+    assert_valid_partition(labels, n)
+
+
+# --------------------------------------------------- inputs that must raise
+
+
+@pytest.mark.parametrize(
+    "data, params, error, match",
+    [
+        (np.where(np.arange(240)[:, None] == 7, np.nan, X), {}, ValueError, "NaN"),
+        (np.where(np.arange(240)[:, None] == 7, np.inf, X), {}, ValueError, "inf"),
+        (np.where(np.arange(240)[:, None] == 7, -np.inf, X), {}, ValueError, "inf"),
+        (
+            np.where(np.arange(240)[:, None] == 7, 0.0, X),
+            {},
+            ValueError,
+            "1 zero vector.*row 7",
+        ),
+        (X[:1], {}, ValueError, "minimum of 2 is required"),
+        (X[:0], {}, ValueError, "0 sample"),
+        (X[None], {}, ValueError, "dim 3"),
+        (np.full((5, 3), "a"), {}, ValueError, "float"),
+        (X, {"k": 1}, InvalidParameterError, "'k' parameter"),
+        (X, {"tau": 0.0}, InvalidParameterError, "'tau' parameter"),
+        (X, {"knn_method": "faiss"}, InvalidParameterError, "'knn_method'"),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "minus_inf",
+        "zero_vector",
+        "one_sample",
+        "no_sample",
+        "3d",
+        "strings",
+        "k_1",
+        "tau_0",
+        "unknown_knn_method",
+    ],
+)
+def test_bad_input_is_a_named_error(data, params, error, match):
+    with pytest.raises(error, match=match):
+        NDDeTPDiClustering(**{"k": K, **params}).fit(data)
+
+
+def test_predict_bad_input():
+    with pytest.raises(NotFittedError):
+        NDDeTPDiClustering(k=K).predict(X)
+    est = NDDeTPDiClustering(k=K).fit(X)
+    with pytest.raises(ValueError, match="16 features"):
+        est.predict(X[:, :8])
+    with pytest.raises(ValueError, match="NaN"):
+        est.predict(np.full((2, 16), np.nan))
+    with pytest.raises(ValueError, match="zero vector"):
+        est.predict(np.zeros((2, 16)))
+
+
+# ------------------------------------------------------------------ guards
+
+
+def test_memory_guard_raises_before_any_stage(monkeypatch):
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 10**3)
+    monkeypatch.setattr(
+        ndde_module,
+        "knn_graph",
+        lambda *a, **k: pytest.fail("the kNN search ran despite the guard"),
+    )
+    est = NDDeTPDiClustering(k=K)
+    with pytest.raises(MemoryError, match=r"240 samples with k=10 needs about"):
+        est.fit(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
+
+
+def test_memory_estimate_scales_with_the_input():
+    small = _memory.fit_bytes(1000, 256, 80, exact=True)
+    large = _memory.fit_bytes(584_013, 256, 80, exact=False)
+    # The 584K x 80 run measured 4.2 GB at its peak (benchmarks/scale.py).
+    assert 4.2e9 < large < 8e9
+    assert small < 0.5e9
+
+
+@pytest.mark.parametrize("refit", [False, True])
+def test_interrupted_fit_leaves_the_estimator_unfitted(monkeypatch, refit):
+    est = NDDeTPDiClustering(k=K)
+    if refit:
+        est.fit(X)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ndde_module, "tpdi", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
+    assert not [name for name in vars(est) if name.endswith("_")]
+    monkeypatch.undo()
+    assert same_partition(est.fit(X).labels_, REFERENCE)
+
+
+# ------------------------------------------------------------- determinism
+
+_CHILD = """
+import json, sys
+import numpy as np
+from sklearn_ndde import NDDeTPDiClustering
+from sklearn_ndde.datasets import make_face_embeddings
+X, _ = make_face_embeddings(600, 60, dim=16, random_state=3)
+est = NDDeTPDiClustering(k=10, knn_method=sys.argv[1], random_state=7).fit(X)
+print(json.dumps(est.labels_.tolist()))
+"""
+
+
+def test_same_random_state_same_labels_across_processes():
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _CHILD, "pynndescent"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for _ in range(2)
+    ]
+    first, second = (json.loads(run.strip().splitlines()[-1]) for run in runs)
+    assert first == second
+    X3, _ = make_face_embeddings(600, 60, dim=16, random_state=3)
+    here = NDDeTPDiClustering(k=10, knn_method="pynndescent", random_state=7)
+    assert here.fit(X3).labels_.tolist() == first
+
+
+# -------------------------------------------------- properties (hypothesis)
+
+
+@st.composite
+def embeddings(draw):
+    """Small face-like data sets, some with exact duplicates."""
+    n_ids = draw(st.integers(2, 12))
+    n = draw(st.integers(max(n_ids, 12), 60))
+    seed = draw(st.integers(0, 2**31 - 1))
+    dim = draw(st.sampled_from([3, 8, 32]))
+    data, _ = make_face_embeddings(n, n_ids, dim=dim, random_state=seed)
+    n_dup = draw(st.integers(0, 12))
+    if n_dup:
+        source = draw(st.integers(0, n - 1))
+        data = np.vstack([data, np.repeat(data[source : source + 1], n_dup, 0)])
+    else:
+        source = None
+    return data, source, n
+
+
+settings_ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings_
+@given(case=embeddings(), k=st.integers(2, 15), tau=st.floats(0.05, 1.0))
+def test_property_labels_partition_and_fit_predict_agree(case, k, tau):
+    data, source, n = case
+    k = min(k, len(data))
+    est = NDDeTPDiClustering(k=k, tau=tau)
+    labels = est.fit(data).labels_
+    assert_valid_partition(labels, len(data))
+    assert est.n_clusters_ == labels.max() + 1
+    assert np.array_equal(NDDeTPDiClustering(k=k, tau=tau).fit_predict(data), labels)
+    if source is not None:
+        assert np.unique(labels[[source, *range(n, len(data))]]).size == 1
+
+
+@settings_
+@given(case=embeddings(), k=st.integers(2, 12), seed=st.integers(0, 2**31 - 1))
+def test_property_row_order_does_not_matter(case, k, seed):
+    # Without exact duplicates: which of several identical copies fills a kNN
+    # list is a tie, broken by row order (docs/bad_input.md).
+    data, _, n = case
+    data = data[:n]
+    k = min(k, len(data))
+    perm = np.random.default_rng(seed).permutation(len(data))
+    labels = NDDeTPDiClustering(k=k).fit_predict(data)
+    permuted = NDDeTPDiClustering(k=k).fit_predict(data[perm])
+    assert same_partition(labels[perm], permuted)
+
+
+@settings_
+@given(
+    case=embeddings(),
+    k=st.integers(2, 12),
+    scale=st.one_of(st.integers(-60, 60).map(lambda e: 2.0**e), st.floats(1e-3, 1e3)),
+)
+def test_property_positive_scaling_does_not_matter(case, k, scale):
+    data, _, _ = case
+    k = min(k, len(data))
+    labels = NDDeTPDiClustering(k=k).fit_predict(data)
+    assert same_partition(NDDeTPDiClustering(k=k).fit_predict(data * scale), labels)
+
+
+@settings_
+@given(case=embeddings(), k=st.integers(2, 12))
+def test_property_predict_on_training_points_gives_labels(case, k):
+    data, _, _ = case
+    k = min(k, len(data))
+    est = NDDeTPDiClustering(k=k).fit(data)
+    # Each training point is its own nearest neighbour at TPDi 0 (or shares
+    # a cluster with an exact duplicate), so the rule returns its label.
+    assert np.array_equal(est.predict(data), est.labels_)
