@@ -139,7 +139,7 @@ def main(argv=None):
         parser.error("--n-samples must be at least 20")
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, MemoryError) as exc:
         message = " ".join(str(exc).split())
         print(f"sklearn-ndde: error: {message}", file=sys.stderr)
         return 2

@@ -123,11 +123,15 @@ def save_labels(path, labels):
     if suffix not in (".npy", ".csv"):
         raise ValueError(f"Labels are written as .npy or .csv, not {suffix!r}.")
     tmp = path.with_name(f".{path.name}.tmp{suffix}")
-    if suffix == ".npy":
-        np.save(tmp, np.asarray(labels))
-    else:
-        np.savetxt(tmp, np.asarray(labels), fmt="%d")
-    os.replace(tmp, path)
+    try:
+        if suffix == ".npy":
+            np.save(tmp, np.asarray(labels))
+        else:
+            np.savetxt(tmp, np.asarray(labels), fmt="%d")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_knn(path):

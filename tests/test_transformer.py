@@ -129,14 +129,17 @@ def test_load_rejects_bad_files(tmp_path, model):
     with pytest.raises(ValueError, match="not a readable"):
         TransformerSimilarity.load(corrupt)
 
+    marker = tmp_path / "pwned"
+
     class Evil:
         def __reduce__(self):
-            return (print, ("pwned",))
+            return (open, (str(marker), "w"))
 
     evil = tmp_path / "evil.pt"
     torch.save({"format": "x", "payload": Evil()}, evil)
     with pytest.raises(ValueError, match="not a readable"):
         TransformerSimilarity.load(evil)
+    assert not marker.exists()  # the payload never ran
     other = tmp_path / "other.pt"
     torch.save({"format": "something else"}, other)
     with pytest.raises(ValueError, match="not a TransformerSimilarity file"):
@@ -186,3 +189,18 @@ def test_both_token_kinds_train_and_round_trip(tmp_path, data, tokens):
         m.pair_similarity(X[:40], indices),
         atol=1e-6,
     )
+
+
+def test_interrupted_save_keeps_the_old_file(tmp_path, model, monkeypatch):
+    path = tmp_path / "m.pt"
+    model.save(path)
+    before = path.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
