@@ -363,3 +363,26 @@ def test_property_predict_on_training_points_gives_labels(case, k):
     # Each training point is its own nearest neighbour at TPDi 0 (or shares
     # a cluster with an exact duplicate), so the rule returns its label.
     assert np.array_equal(est.predict(data), est.labels_)
+
+
+def test_without_torch_the_package_imports_and_the_model_says_how(tmp_path):
+    # A child process where ``import torch`` fails, as on a machine without it.
+    code = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('No module named torch')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import sklearn_ndde, numpy as np\n"
+        "from sklearn_ndde.similarity import TransformerSimilarity\n"
+        "X = np.random.default_rng(0).random((30, 4))\n"
+        "try:\n"
+        "    TransformerSimilarity(n_neighbors=5).fit(X, np.arange(30) % 3)\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "pip install 'sklearn-ndde[torch]'" in out
