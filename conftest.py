@@ -5,6 +5,9 @@ import os
 
 from hypothesis import settings
 
+# Figures are drawn off screen in the tests, the doctests and the examples.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
 # Bounded examples by default (CI); HYPOTHESIS_PROFILE=long for a longer local run.
 settings.register_profile("ci", max_examples=50, deadline=None)
 settings.register_profile("long", max_examples=1000, deadline=None)

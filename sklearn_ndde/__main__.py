@@ -1,9 +1,14 @@
-"""Command line: ``sklearn-ndde demo`` and ``sklearn-ndde cluster``."""
+"""Command line: ``sklearn-ndde {demo,cluster,evaluate,train}``.
+
+Results go to stdout (``--json`` for machine-readable output), progress bars
+and errors to stderr; bad input ends with a one-line error and exit status 2.
+"""
 
 import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -13,43 +18,68 @@ def _demo(args):
 
     from . import NDDeTPDiClustering
     from .datasets import make_face_embeddings
-    from .metrics import bcubed_precision_recall_fscore, pairwise_fscore
+    from .metrics import (
+        bcubed_precision_recall_fscore,
+        hard_cluster_report,
+        pairwise_fscore,
+    )
 
     X, y = make_face_embeddings(
         args.n_samples, args.n_samples // 10, dim=128, random_state=args.random_state
     )
-    print(
-        f"Synthetic face embeddings: {X.shape[0]} samples, {len(np.unique(y))} "
-        f"identities, dim {X.shape[1]} (sklearn_ndde.datasets.make_face_embeddings)"
-    )
     methods = [
-        ("NDDe + TPDi (defaults)", NDDeTPDiClustering()),
+        ("NDDe + TPDi (defaults)", NDDeTPDiClustering(verbose=args.verbose)),
         ("DBSCAN (eps=0.5, cosine)", DBSCAN(eps=0.5, min_samples=2, metric="cosine")),
         ("HDBSCAN (min_cluster_size=2)", HDBSCAN(min_cluster_size=2, copy=True)),
     ]
-    print(
-        f"{'method':32s} {'BCubed P':>9s} {'BCubed R':>9s} {'BCubed F':>9s} "
-        f"{'pair F':>7s} {'time':>7s}"
-    )
+    rows, reports = [], {}
     for name, est in methods:
         start = time.perf_counter()
         labels = est.fit_predict(X)
         seconds = time.perf_counter() - start
         p, r, f = bcubed_precision_recall_fscore(y, labels)
-        print(
-            f"{name:32s} {p:9.4f} {r:9.4f} {f:9.4f} {pairwise_fscore(y, labels):7.4f} "
-            f"{seconds:6.2f}s"
+        rows.append(
+            {
+                "method": name,
+                "bcubed_precision": p,
+                "bcubed_recall": r,
+                "bcubed_f": f,
+                "pairwise_f": pairwise_fscore(y, labels),
+                "seconds": round(seconds, 3),
+            }
         )
+        reports[name.split(" (")[0]] = hard_cluster_report(y, labels, X)
+    result = {"n_samples": int(X.shape[0]), "methods": rows}
+    if args.figure:
+        from .plotting import plot_hard_cluster_report
+
+        plot_hard_cluster_report(reports).savefig(args.figure, dpi=120)
+        result["figure"] = args.figure
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"Synthetic face embeddings: {X.shape[0]} samples, {len(np.unique(y))} "
+        f"identities, dim {X.shape[1]} (sklearn_ndde.datasets.make_face_embeddings)"
+    )
+    print(
+        f"{'method':32s} {'BCubed P':>9s} {'BCubed R':>9s} {'BCubed F':>9s} "
+        f"{'pair F':>7s} {'time':>7s}"
+    )
+    for row in rows:
+        print(
+            f"{row['method']:32s} {row['bcubed_precision']:9.4f} "
+            f"{row['bcubed_recall']:9.4f} {row['bcubed_f']:9.4f} "
+            f"{row['pairwise_f']:7.4f} {row['seconds']:6.2f}s"
+        )
+    if args.figure:
+        print(f"Hard-cluster figure written to {args.figure}")
     return 0
 
 
 def _cluster(args):
     from . import NDDeTPDiClustering
     from .io import knn_to_graph, load_features, load_knn, load_labels, save_labels
-    from .metrics import (
-        bcubed_precision_recall_fscore,
-        pairwise_precision_recall_fscore,
-    )
 
     X = load_features(args.features, dim=args.dim)
     params = dict(k=args.k, tau=args.tau, n_jobs=args.n_jobs, verbose=args.verbose)
@@ -74,16 +104,7 @@ def _cluster(args):
         save_labels(args.output, labels)
         result["output"] = args.output
     if args.labels:
-        y = load_labels(args.labels)
-        result["pairwise"] = dict(
-            zip(
-                ("precision", "recall", "f"),
-                pairwise_precision_recall_fscore(y, labels),
-            )
-        )
-        result["bcubed"] = dict(
-            zip(("precision", "recall", "f"), bcubed_precision_recall_fscore(y, labels))
-        )
+        result.update(_scores(load_labels(args.labels), labels))
     if args.json:
         print(json.dumps(result))
     else:
@@ -99,6 +120,104 @@ def _cluster(args):
     return 0
 
 
+def _scores(y, labels):
+    from .metrics import (
+        bcubed_precision_recall_fscore,
+        pairwise_precision_recall_fscore,
+    )
+
+    keys = ("precision", "recall", "f")
+    return {
+        "pairwise": dict(zip(keys, pairwise_precision_recall_fscore(y, labels))),
+        "bcubed": dict(zip(keys, bcubed_precision_recall_fscore(y, labels))),
+    }
+
+
+def _evaluate(args):
+    from .io import load_features, load_labels
+    from .metrics import hard_cluster_report
+
+    labels = load_labels(args.predicted)
+    y = load_labels(args.labels)
+    if labels.shape != y.shape:
+        raise ValueError(
+            f"{args.predicted} holds {labels.size} labels, {args.labels} {y.size}."
+        )
+    X = load_features(args.features, dim=args.dim) if args.features else None
+    n_bins = min(args.bins, np.unique(y).size)
+    result = {"n_samples": int(y.size), **_scores(y, labels)}
+    result["hard_clusters"] = hard_cluster_report(y, labels, X, n_bins=n_bins)
+    if args.figure:
+        from .plotting import plot_hard_cluster_report
+
+        name = Path(args.predicted).stem
+        plot_hard_cluster_report({name: result["hard_clusters"]}).savefig(
+            args.figure, dpi=120
+        )
+        result["figure"] = args.figure
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for name in ("pairwise", "bcubed"):
+        p, r, f = result[name].values()
+        print(f"{name:9s} precision {p:.4f} recall {r:.4f} F {f:.4f}")
+    print(
+        f"{'bin':>14s} {'range':>13s} {'ids':>6s} {'faces':>7s} {'BCubed P':>9s} "
+        f"{'BCubed R':>9s} {'BCubed F':>9s}"
+    )
+    for row in result["hard_clusters"]:
+        span = f"{row['low']:.3g}-{row['high']:.3g}"
+        print(
+            f"{row['by'] + ' ' + str(row['bin']):>14s} {span:>13s} "
+            f"{row['n_identities']:6d} {row['n_samples']:7d} "
+            f"{row['bcubed_precision']:9.4f} {row['bcubed_recall']:9.4f} "
+            f"{row['bcubed_f']:9.4f}"
+        )
+    if args.figure:
+        print(f"Hard-cluster figure written to {args.figure}")
+    return 0
+
+
+def _train(args):
+    from .io import load_features, load_labels
+    from .similarity import TransformerSimilarity
+
+    X = load_features(args.features, dim=args.dim)
+    y = load_labels(args.labels)
+    model = TransformerSimilarity(
+        n_neighbors=args.k,
+        d_model=args.d_model,
+        dim_feedforward=args.dim_feedforward,
+        max_epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        validation_fraction=args.validation_fraction,
+        device=args.device,
+        random_state=args.random_state,
+        verbose=args.verbose,
+    )
+    start = time.perf_counter()
+    model.fit(X, y)
+    model.save(args.output)
+    result = {
+        "n_samples": int(X.shape[0]),
+        "epochs": len(model.history_),
+        "train_loss": model.history_[-1]["train_loss"],
+        "valid_loss": model.history_[-1]["valid_loss"],
+        "seconds": round(time.perf_counter() - start, 3),
+        "output": args.output,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"Trained on {result['n_samples']} faces for {result['epochs']} epochs "
+            f"in {result['seconds']:.1f} s (train loss {result['train_loss']:.4f}); "
+            f"model in {args.output}"
+        )
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="sklearn-ndde",
@@ -110,6 +229,11 @@ def main(argv=None):
     )
     demo.add_argument("--n-samples", type=int, default=5000)
     demo.add_argument("--random-state", type=int, default=0)
+    demo.add_argument(
+        "--figure", help="write the hard-cluster figure here (.png, .pdf, .svg)"
+    )
+    demo.add_argument("--json", action="store_true", help="machine-readable output")
+    demo.add_argument("-v", "--verbose", action="count", default=0)
     demo.set_defaults(func=_demo)
 
     cluster = sub.add_parser(
@@ -134,12 +258,51 @@ def main(argv=None):
     cluster.add_argument("-v", "--verbose", action="count", default=0)
     cluster.set_defaults(func=_cluster)
 
+    evaluate = sub.add_parser(
+        "evaluate", help="score a labels file and print the hard-cluster report"
+    )
+    evaluate.add_argument("predicted", help="predicted labels (.npy, .csv, .meta)")
+    evaluate.add_argument("--labels", required=True, help="ground-truth labels")
+    evaluate.add_argument(
+        "--features", help="embeddings, for the sparsity bins (.npy, .bin, ...)"
+    )
+    evaluate.add_argument("--dim", type=int, default=256, help="row length of a .bin")
+    evaluate.add_argument("--bins", type=int, default=5, help="bins per report")
+    evaluate.add_argument("--figure", help="write the hard-cluster figure here")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.set_defaults(func=_evaluate)
+
+    train = sub.add_parser(
+        "train", help="train the learned pair similarity and save it (needs torch)"
+    )
+    train.add_argument("features", help="labelled embeddings (.npy, .bin, ...)")
+    train.add_argument("--labels", required=True, help="identity of each face")
+    train.add_argument("-o", "--output", required=True, help="model file (.pt)")
+    train.add_argument("--dim", type=int, default=256, help="row length of a .bin")
+    train.add_argument("--k", type=int, default=80, help="neighbours, self included")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--learning-rate", type=float, default=1e-4)
+    train.add_argument("--batch-size", type=int, default=512)
+    train.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=None,
+        help="identities held out for early stopping",
+    )
+    train.add_argument("--d-model", type=int, default=256)
+    train.add_argument("--dim-feedforward", type=int, default=2048)
+    train.add_argument("--device", default="auto")
+    train.add_argument("--random-state", type=int, default=0)
+    train.add_argument("--json", action="store_true", help="machine-readable output")
+    train.add_argument("-v", "--verbose", action="count", default=0)
+    train.set_defaults(func=_train)
+
     args = parser.parse_args(argv)
     if args.command == "demo" and args.n_samples < 20:
         parser.error("--n-samples must be at least 20")
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, MemoryError) as exc:
+    except (ValueError, TypeError, OSError, MemoryError, ImportError) as exc:
         message = " ".join(str(exc).split())
         print(f"sklearn-ndde: error: {message}", file=sys.stderr)
         return 2
