@@ -1,6 +1,6 @@
 """
 Train the learned pair similarity once, then tune the clustering around it
-=========================================================================
+==========================================================================
 
 :class:`~sklearn_ndde.similarity.TransformerSimilarity` learns from labelled
 faces which kNN pairs share an identity. Trained once, it plugs into

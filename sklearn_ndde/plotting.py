@@ -96,9 +96,11 @@ def plot_hard_cluster_report(reports, *, metric="bcubed", figsize=(10, 6)):
 def plot_density_peaks(X, estimator, *, ax=None, links=True):
     """Draw a fitted clustering of 2-D points: density, peaks and links.
 
-    Points are coloured by NDDe density (``estimator.density_``), peaks
-    (samples without a parent) are drawn as stars, and each link from a
-    sample to its parent as a grey line.
+    Points are coloured by NDDe density (``estimator.density_``), the
+    densest sample of each cluster (its peak) is drawn as a star, and each
+    link from a sample to its parent as a grey line. (Where densities tie,
+    two samples may link to each other and their cluster has no sample
+    without a parent, hence the densest sample rather than the root.)
 
     Parameters
     ----------
@@ -143,7 +145,10 @@ def plot_density_peaks(X, estimator, *, ax=None, links=True):
 
         ax.add_collection(LineCollection(segments, colors="0.6", linewidths=0.8))
     points = ax.scatter(X[:, 0], X[:, 1], c=estimator.density_, s=18, cmap="viridis")
-    peaks = parents < 0
+    labels = np.asarray(estimator.labels_)
+    order = np.lexsort((-np.asarray(estimator.density_), labels))
+    first = np.r_[True, labels[order][1:] != labels[order][:-1]]
+    peaks = order[first]
     ax.scatter(
         X[peaks, 0],
         X[peaks, 1],

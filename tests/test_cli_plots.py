@@ -142,8 +142,13 @@ def test_density_peaks_figure_marks_every_peak(files):
     X = np.c_[np.cos(angles), np.sin(angles)]
     est = NDDeTPDiClustering(k=10).fit(X)
     ax = plot_density_peaks(X, est)
-    peaks = ax.collections[-1]
-    assert len(peaks.get_offsets()) == int((est.parents_ < 0).sum())
+    peaks = np.asarray(ax.collections[-1].get_offsets())
+    assert len(peaks) == est.n_clusters_
+    for label in range(est.n_clusters_):
+        densest = np.flatnonzero(est.labels_ == label)[
+            np.argmax(est.density_[est.labels_ == label])
+        ]
+        assert any(np.allclose(X[densest], p) for p in peaks)
     links = ax.collections[0]
     assert len(links.get_segments()) == int((est.parents_ >= 0).sum())
     plt.close(ax.figure)

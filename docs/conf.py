@@ -1,0 +1,51 @@
+"""Sphinx configuration of the sklearn-ndde documentation."""
+
+import os
+import warnings
+from importlib.metadata import version as _version
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
+
+project = "sklearn-ndde"
+author = "the sklearn-ndde developers"
+copyright = "2026, the sklearn-ndde developers"
+release = _version("sklearn-ndde")
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+    "myst_parser",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]
+root_doc = "index"
+
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": False}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+myst_heading_anchors = 3
+
+# No network at build time: cross-references to other projects stay plain text.
+intersphinx_mapping = {}
+nitpicky = False
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": "/",  # execute every example during the build
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "within_subsection_order": "FileNameSortKey",
+}
+
+html_theme = "pydata_sphinx_theme"
+html_title = "sklearn-ndde"
+html_theme_options = {"navigation_with_keys": False}
+html_static_path = []
