@@ -23,6 +23,7 @@ from sklearn.neighbors import KNeighborsTransformer
 from sklearn.pipeline import make_pipeline
 
 from sklearn_ndde import NDDeTPDiClustering
+from sklearn_ndde.metrics import bcubed_fscore
 from sklearn_ndde.plotting import plot_density_peaks
 
 rng = np.random.default_rng(2)
@@ -42,6 +43,7 @@ labels = pipe.fit_predict(X)
 est = pipe[-1]
 ari = adjusted_rand_score(y, labels)
 print(f"{est.n_clusters_} clusters for {len(sizes)} groups, ARI {ari:.2f}")
+print(f"BCubed F {bcubed_fscore(y, labels):.3f}")
 print("peaks:", int((est.parents_ < 0).sum()))
 print(
     "mean NDDe density per true group:",
