@@ -92,3 +92,11 @@ def test_python_blocks_run_as_written(page):
         if "fit_predict(X)  # X:" in block:
             continue  # the one-line teaser, X undefined on purpose
         exec(compile(block, str(page), "exec"), namespace)
+
+
+def test_readme_example_block_runs(capsys):
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Example\n\n```python\n(.*?)```", text, re.S).group(1)
+    assert len(block.strip().splitlines()) <= 10
+    exec(compile(block, "README.md", "exec"), {})
+    assert "clusters; BCubed F" in capsys.readouterr().out
