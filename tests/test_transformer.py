@@ -204,3 +204,13 @@ def test_interrupted_save_keeps_the_old_file(tmp_path, model, monkeypatch):
         model.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_verbose_training_shows_a_progress_bar_on_stderr(data, capsys):
+    X, y = data
+    TransformerSimilarity(**SMALL, max_epochs=2, random_state=0, verbose=1).fit(
+        X[:200], y[:200]
+    )
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "TransformerSimilarity" in captured.err and "2/2" in captured.err

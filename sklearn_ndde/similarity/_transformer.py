@@ -2,7 +2,6 @@
 
 import numbers
 import os
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._knn import knn_graph
+from .._progress import progress
 
 _FORMAT = "sklearn_ndde.TransformerSimilarity/1"
 _ARCHITECTURE = ("d_model", "n_heads", "n_layers", "dim_feedforward")
@@ -289,6 +289,9 @@ class TransformerSimilarity(BaseEstimator):
             generator = torch.Generator().manual_seed(seed)
             self.history_ = []
             best, best_state, stale = np.inf, None, 0
+            bar = progress(
+                "TransformerSimilarity", self.max_epochs, self.verbose, "epoch", True
+            )
             for epoch in range(self.max_epochs):
                 t0 = time.perf_counter()
                 module.train()
@@ -315,14 +318,13 @@ class TransformerSimilarity(BaseEstimator):
                     )
                 record["seconds"] = time.perf_counter() - t0
                 self.history_.append(record)
-                if self.verbose:
-                    print(
-                        f"[TransformerSimilarity] epoch {epoch + 1}/{self.max_epochs} "
-                        f"train loss {record['train_loss']:.4f}"
-                        + (f" valid loss {record['valid_loss']:.4f}" if n_valid else "")
-                        + f" ({record['seconds']:.1f} s)",
-                        file=sys.stderr,
-                    )
+                bar.update(1)
+                bar.set_postfix(
+                    train_loss=f"{record['train_loss']:.4f}",
+                    **(
+                        {"valid_loss": f"{record['valid_loss']:.4f}"} if n_valid else {}
+                    ),
+                )
                 if n_valid:
                     if record["valid_loss"] < best:
                         best, stale = record["valid_loss"], 0
@@ -334,6 +336,7 @@ class TransformerSimilarity(BaseEstimator):
                         stale += 1
                         if stale >= self.n_iter_no_change:
                             break
+            bar.close()
             if best_state is not None:
                 module.load_state_dict(best_state)
             module.eval()
