@@ -13,6 +13,14 @@ from pathlib import Path
 import numpy as np
 
 
+def _save_figure(reports, path):
+    """Draw the hard-cluster reports into ``path``; return the path."""
+    from .plotting import plot_hard_cluster_report
+
+    plot_hard_cluster_report(reports).savefig(path, dpi=120)
+    return path
+
+
 def _demo(args):
     from sklearn.cluster import DBSCAN, HDBSCAN
 
@@ -51,10 +59,7 @@ def _demo(args):
         reports[name.split(" (")[0]] = hard_cluster_report(y, labels, X)
     result = {"n_samples": int(X.shape[0]), "methods": rows}
     if args.figure:
-        from .plotting import plot_hard_cluster_report
-
-        plot_hard_cluster_report(reports).savefig(args.figure, dpi=120)
-        result["figure"] = args.figure
+        result["figure"] = _save_figure(reports, args.figure)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -148,13 +153,8 @@ def _evaluate(args):
     result = {"n_samples": int(y.size), **_scores(y, labels)}
     result["hard_clusters"] = hard_cluster_report(y, labels, X, n_bins=n_bins)
     if args.figure:
-        from .plotting import plot_hard_cluster_report
-
-        name = Path(args.predicted).stem
-        plot_hard_cluster_report({name: result["hard_clusters"]}).savefig(
-            args.figure, dpi=120
-        )
-        result["figure"] = args.figure
+        reports = {Path(args.predicted).stem: result["hard_clusters"]}
+        result["figure"] = _save_figure(reports, args.figure)
     if args.json:
         print(json.dumps(result))
         return 0
