@@ -19,17 +19,9 @@ import sys
 import time
 
 import numpy as np
-from speed_after_knn import peak_rss_gb
+from speed_after_knn import peak_rss_gb, reset_peak
 
 STAGES = ["knn", "similarity", "transitions", "ndde", "tpdi", "peaks"]
-
-
-def _reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def run(n, k=80, seed=0):
@@ -48,7 +40,7 @@ def run(n, k=80, seed=0):
     out = {"n": n, "time": {}, "peak_gb": {}}
 
     def stage(name, fn):
-        _reset_peak()
+        reset_peak()
         start = time.perf_counter()
         value = fn()
         out["time"][name] = time.perf_counter() - start

@@ -82,6 +82,15 @@ def peak_rss_gb():
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def reset_peak():
+    """Start VmHWM again from the current resident set (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def run_once(folder, tau=0.7):
     from sklearn_ndde import density_peaks, ndde_density, tpdi, transition_matrix
 
@@ -102,6 +111,7 @@ def run_once(folder, tau=0.7):
         del cosines, order
     else:
         sims = np.load(folder / "sims.npy")
+    reset_peak()
     rss0 = peak_rss_gb()
     t = time.perf_counter()
     P = transition_matrix(indices, sims, sigma=0.5, top=20)
