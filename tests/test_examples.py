@@ -1,5 +1,6 @@
 """The examples and the README's code run as written."""
 
+import importlib.util
 import re
 import runpy
 import subprocess
@@ -27,14 +28,20 @@ def test_readme_python_block_runs():
     assert namespace["search"].best_score_ > 0.9
 
 
-def test_demo_command_prints_table():
+def test_demo_command_prints_table_and_writes_the_figure(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "sklearn_ndde", "demo", "--n-samples", "600"],
         capture_output=True,
         text=True,
         check=True,
+        cwd=tmp_path,
     ).stdout
     assert "NDDe + TPDi (defaults)" in out and "HDBSCAN" in out
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "ndde_demo.png").stat().st_size > 10_000
+        assert "ndde_demo.png" in out
+    else:
+        assert "No figure" in out
 
 
 def test_cli_rejects_bad_option():
