@@ -66,6 +66,9 @@ def _graph_to_neighbors(G, n_neighbors, square):
     return indices.astype(np.int32), distances
 
 
+# TPDi values this close count as equal in predict (float32 rounding).
+_TIE_TOLERANCE = 1e-6
+
 _STAGES = (
     "kNN graph",
     "pair similarity",
@@ -466,8 +469,10 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 n_fit,
                 np.empty((m, k), dtype=Q.dtype),
             )
-        column = np.argmin(dist, axis=1)
-        nearest = dist[np.arange(m), column]
+        # Distances equal up to float rounding are ties, won by the earlier
+        # (more similar) column: a training point queried again finds itself.
+        nearest = dist.min(axis=1)
+        column = np.argmax(dist <= nearest[:, None] + _TIE_TOLERANCE, axis=1)
         labels = self.labels_[indices[np.arange(m), column]]
         return np.where(nearest < self.tau, labels, -1)
 
