@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from ._memory import check_memory, knn_bytes
 from ._progress import progress
 
 #: Cosines this close to 1 mark exact duplicates (float32 rounding included).
@@ -195,10 +196,15 @@ def knn_graph(
         )
     if not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or infinity.")
-    Xn = _normalize_rows(X)
     if method == "auto":
         method = "exact" if n <= EXACT_MAX_SAMPLES else "pynndescent"
-    if method == "exact" or n_neighbors >= n - 1:
+    exact = method == "exact" or n_neighbors >= n - 1
+    check_memory(
+        knn_bytes(n, X.shape[1], n_neighbors, exact),
+        f"knn_graph on {n} samples with n_neighbors={n_neighbors}",
+    )
+    Xn = _normalize_rows(X)
+    if exact:
         indices, sims = _exact_knn(Xn, n_neighbors, verbose=verbose)
     else:
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)

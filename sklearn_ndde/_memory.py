@@ -36,6 +36,22 @@ def available_bytes():
         return None
 
 
+def knn_bytes(n_samples, n_features, n_neighbors, exact):
+    """A bound on the peak memory of :func:`~sklearn_ndde.knn_graph`.
+
+    The unit-row copy of the embeddings, the (n, k) outputs and the search's
+    working set.
+    """
+    entries = n_samples * n_neighbors
+    total = 4 * n_samples * n_features + 16 * entries
+    if exact:
+        block = min(n_samples * n_samples, _EXACT_BLOCK_ELEMENTS)
+        total += _EXACT_BYTES_PER_ELEMENT * block
+    else:
+        total += _PYNNDESCENT_BYTES_PER_ENTRY * entries
+    return total
+
+
 def fit_bytes(n_samples, n_features, n_neighbors, exact):
     """A bound on the peak memory of ``NDDeTPDiClustering.fit``.
 

@@ -233,6 +233,14 @@ def test_memory_guard_raises_before_any_stage(monkeypatch):
         check_is_fitted(est)
 
 
+def test_knn_graph_memory_guard(monkeypatch):
+    from sklearn_ndde import knn_graph
+
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 10**3)
+    with pytest.raises(MemoryError, match="knn_graph on 240 samples"):
+        knn_graph(X, K)
+
+
 def test_memory_estimate_scales_with_the_input():
     small = _memory.fit_bytes(1000, 256, 80, exact=True)
     large = _memory.fit_bytes(584_013, 256, 80, exact=False)
