@@ -104,7 +104,9 @@ def _cluster(args):
         est = NDDeTPDiClustering(metric="precomputed", **params)
         labels = est.fit_predict(knn_to_graph(indices, distances))
     else:
-        est = NDDeTPDiClustering(knn_method=args.knn_method, **params)
+        est = NDDeTPDiClustering(
+            knn_method=args.knn_method, device=args.device, **params
+        )
         labels = est.fit_predict(X)
     result = {
         "n_samples": int(X.shape[0]),
@@ -264,6 +266,11 @@ def main(argv=None):
         "--labels", help="ground truth (.meta, .npy, .csv): print metrics"
     )
     cluster.add_argument("--n-jobs", type=int, default=None)
+    cluster.add_argument(
+        "--device",
+        default="auto",
+        help="exact kNN on a torch device: auto (CUDA if present), cpu, cuda",
+    )
     cluster.add_argument("--json", action="store_true", help="machine-readable output")
     cluster.add_argument("-v", "--verbose", action="count", default=0)
     cluster.set_defaults(func=_cluster)

@@ -84,6 +84,62 @@ def _exact_knn(Xn, n_neighbors, rows=None, verbose=False):
     return indices, sims
 
 
+def _cuda_device(device):
+    """The torch device for the exact search, or None for numpy on the CPU.
+
+    ``"auto"`` is CUDA when torch is installed and sees a GPU; ``"cpu"`` is
+    numpy; any other value is a torch device that must exist.
+    """
+    if device == "cpu":
+        return None
+    try:
+        import torch
+    except ImportError:
+        if device == "auto":
+            return None
+        raise ImportError(
+            f"device={device!r} needs PyTorch: pip install 'sklearn-ndde[torch]'."
+        ) from None
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else None
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise ValueError(f"device={device!r} is not a torch device.") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available.")
+    return device
+
+
+def _exact_knn_torch(Xn, n_neighbors, device, verbose=False):
+    """The blocked exact search as torch matrix products on ``device``.
+
+    Same blocks and the same result as :func:`_exact_knn` up to float
+    rounding (and the order of exact ties); on a GPU it is the fast path.
+    """
+    import torch
+
+    n = Xn.shape[0]
+    X = torch.from_numpy(np.ascontiguousarray(Xn)).to(device)
+    block = max(1, _BLOCK_ELEMENTS // n)
+    indices = np.empty((n, n_neighbors), dtype=np.int32)
+    sims = np.empty((n, n_neighbors), dtype=np.float32)
+    bar = progress(f"kNN (exact, {device})", n, verbose, unit="sample")
+    with torch.inference_mode():
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            S = X[start:stop] @ X.T
+            rows = torch.arange(stop - start, device=S.device)
+            S[rows, rows + start] = float("inf")  # the point itself first
+            vals, part = torch.topk(S, n_neighbors, dim=1)
+            indices[start:stop] = part.cpu().numpy()
+            sims[start:stop] = vals.cpu().numpy()
+            bar.update(stop - start)
+    bar.close()
+    sims[:, 0] = np.einsum("ij,ij->i", Xn, Xn)
+    return indices, sims
+
+
 def _pynndescent_knn(Xn, n_neighbors, random_state, n_jobs):
     from pynndescent import NNDescent
 
@@ -126,6 +182,7 @@ def _pynndescent_knn(Xn, n_neighbors, random_state, n_jobs):
         "metric": [StrOptions({"cosine"})],
         "random_state": ["random_state"],
         "n_jobs": [numbers.Integral, None],
+        "device": [str],
         "verbose": ["verbose"],
     },
     prefer_skip_nested_validation=True,
@@ -138,6 +195,7 @@ def knn_graph(
     metric="cosine",
     random_state=None,
     n_jobs=None,
+    device="auto",
     verbose=False,
 ):
     """Nearest neighbours of every sample, the sample itself included.
@@ -153,13 +211,18 @@ def knn_graph(
         ``"exact"`` is a blocked brute-force search that never holds more than
         about 256 MB of similarities; ``"pynndescent"`` is approximate and
         scales to millions of samples; ``"auto"`` picks exact search below
-        30,000 samples.
+        30,000 samples, or at any size on a CUDA device.
     metric : {"cosine"}, default="cosine"
         Similarity measure.
     random_state : int, RandomState instance or None, default=None
         Seed of the approximate search.
     n_jobs : int, default=None
         Threads of the approximate search (``None`` means all).
+    device : str, default="auto"
+        Where the exact search runs: ``"cpu"`` (numpy), a torch device such
+        as ``"cuda"`` (blocked matrix products on the GPU, same result up to
+        float rounding), or ``"auto"``: CUDA when torch is installed and
+        sees a GPU, else numpy.
     verbose : bool, default=False
         Show a progress bar on stderr (for the approximate search, one step
         when it ends).
@@ -196,15 +259,19 @@ def knn_graph(
         )
     if not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or infinity.")
+    torch_device = _cuda_device(device)
     if method == "auto":
-        method = "exact" if n <= EXACT_MAX_SAMPLES else "pynndescent"
+        small = n <= EXACT_MAX_SAMPLES
+        method = "exact" if small or torch_device is not None else "pynndescent"
     exact = method == "exact" or n_neighbors >= n - 1
     check_memory(
         knn_bytes(n, X.shape[1], n_neighbors, exact),
         f"knn_graph on {n} samples with n_neighbors={n_neighbors}",
     )
     Xn = _normalize_rows(X)
-    if exact:
+    if exact and torch_device is not None:
+        indices, sims = _exact_knn_torch(Xn, n_neighbors, torch_device, verbose)
+    elif exact:
         indices, sims = _exact_knn(Xn, n_neighbors, verbose=verbose)
     else:
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)

@@ -14,7 +14,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._density import ndde_density
 from ._kernels import bhattacharyya_pairs, numba_threads
-from ._knn import DUPLICATE_GAP, EXACT_MAX_SAMPLES, _normalize_rows, knn_graph
+from ._knn import (
+    DUPLICATE_GAP,
+    EXACT_MAX_SAMPLES,
+    _cuda_device,
+    _normalize_rows,
+    knn_graph,
+)
 from ._memory import check_memory, fit_bytes
 from ._peaks import components_from_parents, density_peaks
 from ._progress import progress
@@ -180,6 +186,11 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         least ``k - 1`` neighbours per row besides the sample itself.
     n_jobs : int, default=None
         Threads of the neighbour search and the TPDi kernel (None: all).
+    device : str, default="auto"
+        Where the exact neighbour search runs (see :func:`knn_graph`):
+        ``"auto"`` uses a CUDA GPU through torch when there is one (and then
+        searches exactly at any size), else numpy on the CPU; ``"cpu"``;
+        or a torch device such as ``"cuda:1"``.
     random_state : int, RandomState instance or None, default=None
         Seed of the approximate neighbour search; the rest is deterministic.
     verbose : int, default=0
@@ -251,6 +262,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         "knn_method": [StrOptions({"auto", "exact", "pynndescent"})],
         "metric": [StrOptions({"cosine", "precomputed"})],
         "n_jobs": [numbers.Integral, None],
+        "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -268,6 +280,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         knn_method="auto",
         metric="cosine",
         n_jobs=None,
+        device="auto",
         random_state=None,
         verbose=0,
     ):
@@ -281,6 +294,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         self.knn_method = knn_method
         self.metric = metric
         self.n_jobs = n_jobs
+        self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
@@ -337,7 +351,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             )
             k = n
         exact = self.knn_method == "exact" or (
-            self.knn_method == "auto" and n <= EXACT_MAX_SAMPLES
+            self.knn_method == "auto"
+            and (n <= EXACT_MAX_SAMPLES or _cuda_device(self.device) is not None)
         )
         check_memory(
             fit_bytes(n, 0 if precomputed else X.shape[1], k, exact),
@@ -359,6 +374,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                     method=self.knn_method,
                     random_state=self.random_state,
                     n_jobs=self.n_jobs,
+                    device=self.device,
                     verbose=self.verbose,
                 )
                 out["_fit_X"] = Xn

@@ -332,3 +332,31 @@ def test_knn_graph_repairs_pynndescent_placeholders(monkeypatch):
     expected, expected_sims = knn_graph(X, 10, method="exact")
     np.testing.assert_array_equal(indices, expected)
     np.testing.assert_allclose(sims, expected_sims, atol=1e-6)
+
+
+def test_exact_search_as_torch_products_matches_numpy():
+    torch = pytest.importorskip("torch")
+    from sklearn_ndde._knn import _exact_knn, _exact_knn_torch, _sort_rows
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((700, 24)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    numpy_graph = _sort_rows(*_exact_knn(X, 15))
+    torch_graph = _sort_rows(*_exact_knn_torch(X, 15, device))
+    np.testing.assert_array_equal(torch_graph[0], numpy_graph[0])
+    np.testing.assert_allclose(torch_graph[1], numpy_graph[1], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "device, match",
+    [("cuda", "CUDA is not available"), ("tpu-nine", "not a torch device")],
+)
+def test_knn_graph_device_errors(device, match):
+    torch = pytest.importorskip("torch")
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match=match):
+        knn_graph(np.eye(5) + 0.1, 3, device=device)
+    labels_cpu = knn_graph(np.eye(5) + 0.1, 3, device="cpu")[0]
+    np.testing.assert_array_equal(labels_cpu[:, 0], np.arange(5))

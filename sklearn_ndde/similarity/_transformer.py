@@ -255,7 +255,11 @@ class TransformerSimilarity(BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         self.device_ = self._resolve_device(torch)
         indices, _ = knn_graph(
-            X, self.n_neighbors, method=self.knn_method, random_state=seed
+            X,
+            self.n_neighbors,
+            method=self.knn_method,
+            random_state=seed,
+            device=self.device_,
         )
         targets = (y[indices] == y[:, None]).astype(np.float32)
 
