@@ -55,17 +55,13 @@ def knn_bytes(n_samples, n_features, n_neighbors, exact):
 def fit_bytes(n_samples, n_features, n_neighbors, exact):
     """A bound on the peak memory of ``NDDeTPDiClustering.fit``.
 
-    ``n_features`` is 0 for a precomputed graph (no embeddings kept).
+    ``n_features`` is 0 for a precomputed graph (no search, no embeddings
+    kept): then only the stages after the graph count.
     """
-    entries = n_samples * n_neighbors
-    total = 4 * n_samples * n_features + _BYTES_PER_ENTRY * entries
-    if n_features:
-        if exact:
-            block = min(n_samples * n_samples, _EXACT_BLOCK_ELEMENTS)
-            total += _EXACT_BYTES_PER_ELEMENT * block
-        else:
-            total += _PYNNDESCENT_BYTES_PER_ENTRY * entries
-    return total
+    after_graph = _BYTES_PER_ENTRY * n_samples * n_neighbors
+    if not n_features:
+        return after_graph
+    return after_graph + knn_bytes(n_samples, n_features, n_neighbors, exact)
 
 
 def check_memory(needed, what):
