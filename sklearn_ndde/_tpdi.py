@@ -116,10 +116,10 @@ def locality_order(indices, n_columns=4):
     first ``n_columns`` neighbours (for a kNN graph: the sample itself and
     its three nearest neighbours), which mostly follow identities. TPDi
     visits samples in this order, so the transition rows it reads for one
-    sample are still in cache for the next: on a 200,000-face pynndescent
-    graph whose samples are stored in random order, TPDi ran 3.4 times
-    faster (``benchmarks/speed_after_knn.py``). The results do not depend on
-    the order.
+    sample are still in cache for the next, which matters when samples are
+    stored in no particular order (``benchmarks/speed_after_knn.py --layout
+    shuffled`` or ``faces``; the comparison with the plain order is in
+    ``NOTES.md``). The results do not depend on the order.
 
     Parameters
     ----------
