@@ -3,7 +3,7 @@
 from ._density import ndde_density
 from ._knn import knn_graph
 from ._ndde import NDDeTPDiClustering
-from ._peaks import density_peaks
+from ._peaks import density_peaks, link_saturated_peaks
 from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
 
@@ -13,6 +13,7 @@ __all__ = [
     "NDDeTPDiClustering",
     "density_peaks",
     "knn_graph",
+    "link_saturated_peaks",
     "ndde_density",
     "row_softmax",
     "tpdi",

@@ -22,7 +22,7 @@ from ._knn import (
     knn_graph,
 )
 from ._memory import check_memory, fit_bytes
-from ._peaks import components_from_parents, density_peaks
+from ._peaks import components_from_parents, density_peaks, link_saturated_peaks
 from ._progress import progress
 from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
@@ -120,11 +120,11 @@ def _duplicate_links(indices, cosines, Xn):
     return a, b
 
 
-def _sort_by_similarity(indices, similarities):
+def _sort_by_similarity(indices, similarities, *aligned):
+    """Each row by decreasing similarity; ``aligned`` arrays follow along."""
     order = np.argsort(-similarities, axis=1, kind="stable")
-    return (
-        np.take_along_axis(indices, order, axis=1),
-        np.take_along_axis(similarities, order, axis=1),
+    return tuple(
+        np.take_along_axis(a, order, axis=1) for a in (indices, similarities, *aligned)
     )
 
 
@@ -145,7 +145,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
     5. TPDi, a distance between transition rows (:func:`tpdi`);
     6. each sample linked to its TPDi-nearest neighbour of higher-or-equal
        density when closer than ``tau``; clusters are the connected
-       components of the links (:func:`density_peaks`).
+       components of the links (:func:`density_peaks`);
+    7. with ``link_saturated``, peaks inside identities larger than ``k``
+       linked on to a denser sample (:func:`link_saturated_peaks`).
 
     Every intermediate result is kept as a fitted attribute, so a user can
     re-run the last step with another ``tau``::
@@ -177,6 +179,13 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
     density_iter : int or None, default=1
         ``n_iter`` of :func:`ndde_density`: 1 is the authors' one-step
         density, more (or None, until converged) the paper's full diffusion.
+    link_saturated : bool, default=True
+        Link each peak whose whole kNN list is judged its own identity
+        (pair similarity >= 0.5) to a denser sample two steps away
+        (:func:`link_saturated_peaks`). TPDi cannot see past the k-th
+        neighbour, so without this an identity with many more than ``k``
+        samples splits into several clusters. False gives the paper's rule
+        alone. Needs the embeddings: ``metric="precomputed"`` skips it.
     knn_method : {"auto", "exact", "pynndescent"}, default="auto"
         Neighbour search, see :func:`knn_graph`.
     metric : {"cosine", "precomputed"}, default="cosine"
@@ -259,6 +268,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         "density_sigma": [Interval(numbers.Real, 0, None, closed="neither")],
         "distance_sigma": [Interval(numbers.Real, 0, None, closed="neither")],
         "density_iter": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "link_saturated": ["boolean"],
         "knn_method": [StrOptions({"auto", "exact", "pynndescent"})],
         "metric": [StrOptions({"cosine", "precomputed"})],
         "n_jobs": [numbers.Integral, None],
@@ -277,6 +287,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         density_sigma=0.5,
         distance_sigma=0.05,
         density_iter=1,
+        link_saturated=True,
         knn_method="auto",
         metric="cosine",
         n_jobs=None,
@@ -291,6 +302,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         self.density_sigma = density_sigma
         self.distance_sigma = distance_sigma
         self.density_iter = density_iter
+        self.link_saturated = link_saturated
         self.knn_method = knn_method
         self.metric = metric
         self.n_jobs = n_jobs
@@ -401,6 +413,11 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
 
         with stage("density peaks"):
             labels, parents = density_peaks(density, indices, distances, tau=self.tau)
+            if self.link_saturated and not precomputed:
+                parents = link_saturated_peaks(
+                    parents, density, indices, s, X, similarity
+                )
+                labels = components_from_parents(parents)
             duplicates = _duplicate_links(knn_indices, cosines, out["_fit_X"])
             if duplicates[0].size:
                 labels = components_from_parents(parents, duplicates)

@@ -5,10 +5,11 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 
 from ._kernels import nearest_denser
 from ._validation import check_neighbors
+from .similarity._base import _unit_rows
 
 
 def components_from_parents(parents, extra_links=None):
@@ -92,3 +93,118 @@ def density_peaks(density, indices, distances, *, tau):
     near = distances[rows, column[rows]] < tau
     parents[rows[near]] = indices[rows[near], column[rows[near]]]
     return components_from_parents(parents), parents
+
+
+
+@validate_params(
+    {
+        "parents": ["array-like"],
+        "density": ["array-like"],
+        "indices": ["array-like"],
+        "similarities": ["array-like"],
+        "X": ["array-like"],
+        "similarity": [HasMethods(["pair_similarity"])],
+        "threshold": [Interval(numbers.Real, 0, 1, closed="both")],
+    },
+    prefer_skip_nested_validation=True,
+)
+def link_saturated_peaks(
+    parents, density, indices, similarities, X, similarity, *, threshold=0.5
+):
+    """Link the peaks inside identities larger than k to a denser sample.
+
+    TPDi compares two samples' kNN lists, so it cannot see past the k-th
+    neighbour: an identity with many more than k samples breaks into
+    several density peaks whose lists hardly overlap. A peak is
+    *saturated* when every neighbour in its list is judged its own
+    identity (``similarities >= threshold``): the identity goes on beyond
+    the list. Each saturated peak ``i`` looks two kNN steps away (the
+    neighbours of its neighbours) for the denser samples
+    (``density[j] > density[i]``), takes the one of highest cosine to it,
+    and links to it when ``similarity`` judges the pair its own identity
+    too. The densest peak of an identity finds no denser sample and stays
+    a peak; every other sample keeps its link.
+
+    Parameters
+    ----------
+    parents : array-like of shape (n_samples,)
+        Links from :func:`density_peaks`, ``-1`` for peaks.
+    density : array-like of shape (n_samples,)
+        Density of each sample, as from :func:`ndde_density`.
+    indices : array-like of shape (n_samples, n_neighbors)
+        Neighbour ids of each sample.
+    similarities : array-like of shape (n_samples, n_neighbors)
+        Same-identity probabilities aligned with ``indices``.
+    X : array-like of shape (n_samples, n_features)
+        The embeddings.
+    similarity : object
+        Pair similarity with a ``pair_similarity(X, indices, Y=None)`` method
+        (:class:`~sklearn_ndde.similarity.PairSimilarity`), fitted; it scores
+        each peak against its candidate.
+    threshold : float in [0, 1], default=0.5
+        Smallest similarity of a same-identity pair.
+
+    Returns
+    -------
+    parents : ndarray of shape (n_samples,)
+        The links, saturated peaks linked. Their connected components are
+        the clusters (:func:`components_from_parents`).
+
+    Examples
+    --------
+    Two groups of one identity, {0, 1} and {2, 3}, with k = 2: peak 0
+    reaches the denser sample 2 through sample 1; peak 3, the densest,
+    stays a peak.
+
+    >>> import numpy as np
+    >>> from sklearn_ndde import link_saturated_peaks
+    >>> from sklearn_ndde.similarity import CalibratedCosineSimilarity
+    >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])
+    >>> indices = np.array([[0, 1], [1, 2], [2, 3], [3, 2]])
+    >>> similarities = np.ones((4, 2))
+    >>> parents = np.array([-1, 0, 3, -1])
+    >>> density = np.array([1.0, 0.5, 1.2, 1.7])
+    >>> same = CalibratedCosineSimilarity().fit_neighbors(
+    ...     [[0, 1], [1, 0]], [[1.0, 0.5], [1.0, 0.5]])
+    >>> link_saturated_peaks(parents, density, indices, similarities, X, same)
+    array([ 2,  0,  3, -1])
+    """
+    indices, similarities = check_neighbors(indices, similarities)
+    n, k = indices.shape
+    parents = np.array(parents, dtype=np.intp)
+    density = np.asarray(density, dtype=np.float64)
+    for name, value in (("parents", parents), ("density", density)):
+        if value.shape != (n,):
+            raise ValueError(
+                f"{name} must have shape ({n},) to match indices, got {value.shape}."
+            )
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] != n:
+        raise ValueError(
+            f"X must have shape ({n}, n_features) to match indices, got {X.shape}."
+        )
+    own = indices == np.arange(n)[:, None]
+    saturated = ((similarities >= threshold) | own).all(axis=1) & ~own.all(axis=1)
+    peaks = np.flatnonzero((parents < 0) & saturated)
+    if peaks.size == 0:
+        return parents
+    Xn = _unit_rows(X, "X")
+    candidates = np.full(peaks.size, -1, dtype=np.intp)
+    # About 64 MB of gathered rows at a time.
+    step = max(1, 2**24 // (k * k * X.shape[1]))
+    for start in range(0, peaks.size, step):
+        chunk = peaks[start : start + step]
+        far = indices[indices[chunk]].reshape(chunk.size, k * k)
+        cosine = np.einsum("bd,bmd->bm", Xn[chunk], Xn[far])
+        cosine[density[far] <= density[chunk, None]] = -np.inf
+        best = np.argmax(cosine, axis=1)
+        rows = np.arange(chunk.size)
+        found = np.isfinite(cosine[rows, best])
+        candidates[start : start + step] = np.where(found, far[rows, best], -1)
+    found = candidates >= 0
+    peaks, candidates = peaks[found], candidates[found]
+    if peaks.size:
+        same = similarity.pair_similarity(X[peaks], candidates[:, None], X)
+        same = np.asarray(same).reshape(-1) >= threshold
+        parents[peaks[same]] = candidates[same]
+    return parents
