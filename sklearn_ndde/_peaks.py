@@ -95,7 +95,6 @@ def density_peaks(density, indices, distances, *, tau):
     return components_from_parents(parents), parents
 
 
-
 @validate_params(
     {
         "parents": ["array-like"],
@@ -139,8 +138,10 @@ def link_saturated_peaks(
         The embeddings.
     similarity : object
         Pair similarity with a ``pair_similarity(X, indices, Y=None)`` method
-        (:class:`~sklearn_ndde.similarity.PairSimilarity`), fitted; it scores
-        each peak against its candidate.
+        (:class:`~sklearn_ndde.similarity.PairSimilarity`), fitted. It
+        scores each peak against its candidate as the last of ``k - 1``
+        neighbours (the peak's ``k - 2`` nearest by cosine, then the
+        candidate), with ``Y=X``.
     threshold : float in [0, 1], default=0.5
         Smallest similarity of a same-identity pair.
 
@@ -204,7 +205,15 @@ def link_saturated_peaks(
     found = candidates >= 0
     peaks, candidates = peaks[found], candidates[found]
     if peaks.size:
-        same = similarity.pair_similarity(X[peaks], candidates[:, None], X)
-        same = np.asarray(same).reshape(-1) >= threshold
+        # Each pair is scored in context, as a kNN list would present it: the
+        # peak's nearest neighbours by cosine, the candidate in the last place.
+        context = indices[peaks]
+        cosine = np.einsum("bd,bkd->bk", Xn[peaks], Xn[context])
+        cosine[context == peaks[:, None]] = -np.inf
+        order = np.argsort(-cosine, axis=1, kind="stable")[:, : k - 2]
+        context = np.take_along_axis(context, order, axis=1)
+        context = np.concatenate([context, candidates[:, None]], axis=1)
+        same = similarity.pair_similarity(X[peaks], context, X)
+        same = np.asarray(same)[:, -1] >= threshold
         parents[peaks[same]] = candidates[same]
     return parents

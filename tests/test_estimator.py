@@ -15,7 +15,12 @@ from sklearn.pipeline import make_pipeline
 
 from sklearn_ndde import NDDeTPDiClustering, density_peaks
 from sklearn_ndde.datasets import make_face_embeddings
-from sklearn_ndde.metrics import bcubed_fscore, bcubed_scorer, pairwise_fscore
+from sklearn_ndde.metrics import (
+    bcubed_fscore,
+    bcubed_precision_recall_fscore,
+    bcubed_scorer,
+    pairwise_fscore,
+)
 from sklearn_ndde.similarity import CalibratedCosineSimilarity
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -130,7 +135,7 @@ def test_custom_similarity_is_used_as_is_and_not_mutated(faces):
             return np.clip(np.einsum("id,ikd->ik", Xn, Yn[indices]), 0, 1)
 
     sim = Raw()
-    est = NDDeTPDiClustering(k=10, similarity=sim).fit(X)
+    est = NDDeTPDiClustering(k=10, similarity=sim, link_saturated=False).fit(X)
     assert est.similarity_ is sim and Raw.calls == 1
     assert vars(sim) == {}
     # clone deep-copies a non-estimator parameter: its state travels with it.
@@ -235,3 +240,22 @@ def test_lfw_dlib_test_split_default_parameters():
     test = data["split"] == "test"
     labels = NDDeTPDiClustering().fit_predict(data["features"][test])
     assert bcubed_fscore(data["labels"][test], labels) > 0.93
+
+
+def test_identity_much_larger_than_k_stays_whole():
+    # 362 faces of one identity with k = 15: TPDi alone breaks it up.
+    X, y = make_face_embeddings(2000, 40, dim=64, spread=(0.5, 1.0), random_state=2)
+    big = y == np.bincount(y).argmax()
+    alone = NDDeTPDiClustering(k=15, link_saturated=False).fit(X)
+    linked = NDDeTPDiClustering(k=15).fit(X)
+    assert np.bincount(alone.labels_[big]).max() < 0.2 * big.sum()
+    assert np.unique(linked.labels_[big]).size == 1
+    precision, recall, _ = bcubed_precision_recall_fscore(y, linked.labels_)
+    assert precision == pytest.approx(
+        bcubed_precision_recall_fscore(y, alone.labels_)[0], abs=1e-3
+    )
+    assert recall > bcubed_precision_recall_fscore(y, alone.labels_)[1] + 0.2
+    # Only peaks were linked, each to a denser sample.
+    changed = linked.parents_ != alone.parents_
+    assert (alone.parents_[changed] == -1).all()
+    assert (linked.density_[linked.parents_[changed]] > linked.density_[changed]).all()

@@ -10,6 +10,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn_ndde import (
     density_peaks,
     knn_graph,
+    link_saturated_peaks,
     ndde_density,
     row_softmax,
     tpdi,
@@ -360,3 +361,82 @@ def test_knn_graph_device_errors(device, match):
         knn_graph(np.eye(5) + 0.1, 3, device=device)
     labels_cpu = knn_graph(np.eye(5) + 0.1, 3, device="cpu")[0]
     np.testing.assert_array_equal(labels_cpu[:, 0], np.arange(5))
+
+
+# ------------------------------------------------ link_saturated_peaks
+
+
+class _Cosine:
+    """Pair similarity: the clipped cosine, whatever the context."""
+
+    def pair_similarity(self, X, indices, Y=None):
+        Y = X if Y is None else Y
+        Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+        Yn = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+        return np.clip(np.einsum("id,ikd->ik", Xn, Yn[indices]), 0, 1)
+
+
+def reference_link_saturated(parents, density, indices, sims, X, threshold):
+    """link_saturated_peaks, one peak at a time, in plain Python."""
+    parents = list(parents)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    n, k = indices.shape
+    for i in range(n):
+        row = [int(j) for j in indices[i]]
+        others = [c for c in range(k) if row[c] != i]
+        if parents[i] >= 0 or not others:
+            continue
+        if any(sims[i][c] < threshold for c in others):
+            continue
+        best, best_cos = -1, -np.inf
+        for m in row:
+            for j in indices[m]:
+                if density[j] > density[i] and float(Xn[i] @ Xn[j]) > best_cos:
+                    best, best_cos = int(j), float(Xn[i] @ Xn[j])
+        if best >= 0 and max(best_cos, 0.0) >= threshold:
+            parents[i] = best
+    return np.array(parents)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_link_saturated_matches_slow_reference(seed):
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(5, 50)), int(rng.integers(2, 12))
+    k = min(k, n)
+    indices, sims = random_graph(rng, n, k)
+    sims = np.sqrt(sims)  # most rows saturated at threshold 0.3
+    X = rng.normal(size=(n, 4)) + 2.0
+    density = rng.random(n) * 2
+    parents = np.where(rng.random(n) < 0.5, -1, rng.integers(0, n, n))
+    expected = reference_link_saturated(parents, density, indices, sims, X, 0.3)
+    got = link_saturated_peaks(
+        parents, density, indices, sims, X, _Cosine(), threshold=0.3
+    )
+    np.testing.assert_array_equal(got, expected)
+    linked = got != parents
+    assert (parents[linked] == -1).all()
+    assert (density[got[linked]] > density[linked]).all()
+
+
+def test_link_saturated_leaves_unsaturated_peaks_and_links_alone():
+    indices = np.array([[0, 1], [1, 0], [2, 0]])
+    sims = np.array([[1.0, 0.4], [1.0, 0.9], [1.0, 0.9]])
+    X = np.eye(3) + 1.0
+    density = np.array([0.5, 1.0, 1.5])
+    parents = np.array([-1, -1, 1])
+    out = link_saturated_peaks(parents, density, indices, sims, X, _Cosine())
+    # 0 is not saturated (0.4 < 0.5); 1 is, but nothing is denser two steps away
+    # except 2, which is not in reach (1 -> 0 -> 1); 2 keeps its link.
+    np.testing.assert_array_equal(out, parents)
+    assert out is not parents
+
+
+def test_link_saturated_bad_shapes():
+    indices = np.array([[0, 1], [1, 0]])
+    sims = np.ones((2, 2))
+    with pytest.raises(ValueError, match="density must have shape"):
+        link_saturated_peaks([-1, -1], [1.0], indices, sims, np.eye(2), _Cosine())
+    with pytest.raises(ValueError, match="X must have shape"):
+        link_saturated_peaks([-1, -1], [1.0, 2.0], indices, sims, np.eye(3), _Cosine())
+    with pytest.raises(ValueError, match="parents must have shape"):
+        link_saturated_peaks([-1], [1.0, 2.0], indices, sims, np.eye(2), _Cosine())
