@@ -150,9 +150,12 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
        linked on to a denser sample (:func:`link_saturated_peaks`).
 
     Every intermediate result is kept as a fitted attribute, so a user can
-    re-run the last step with another ``tau``::
+    re-run the last steps with another ``tau``::
 
-        labels, _ = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.5)
+        _, parents = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.5)
+        labels, parents = link_saturated_peaks(
+            parents, est.density_, est.neighbors_, est.pair_similarities_, X,
+            est.similarity_)
 
     Parameters
     ----------
@@ -414,10 +417,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         with stage("density peaks"):
             labels, parents = density_peaks(density, indices, distances, tau=self.tau)
             if self.link_saturated and not precomputed:
-                parents = link_saturated_peaks(
+                labels, parents = link_saturated_peaks(
                     parents, density, indices, s, X, similarity
                 )
-                labels = components_from_parents(parents)
             duplicates = _duplicate_links(knn_indices, cosines, out["_fit_X"])
             if duplicates[0].size:
                 labels = components_from_parents(parents, duplicates)

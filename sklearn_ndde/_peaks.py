@@ -147,9 +147,11 @@ def link_saturated_peaks(
 
     Returns
     -------
+    labels : ndarray of shape (n_samples,)
+        Consecutive cluster ids: the connected components of the links,
+        numbered by the first sample of each cluster.
     parents : ndarray of shape (n_samples,)
-        The links, saturated peaks linked. Their connected components are
-        the clusters (:func:`components_from_parents`).
+        The links, saturated peaks linked; ``-1`` for the remaining peaks.
 
     Examples
     --------
@@ -167,7 +169,11 @@ def link_saturated_peaks(
     >>> density = np.array([1.0, 0.5, 1.2, 1.7])
     >>> same = CalibratedCosineSimilarity().fit_neighbors(
     ...     [[0, 1], [1, 0]], [[1.0, 0.5], [1.0, 0.5]])
-    >>> link_saturated_peaks(parents, density, indices, similarities, X, same)
+    >>> labels, parents = link_saturated_peaks(
+    ...     parents, density, indices, similarities, X, same)
+    >>> labels
+    array([0, 0, 0, 0])
+    >>> parents
     array([ 2,  0,  3, -1])
     """
     indices, similarities = check_neighbors(indices, similarities)
@@ -188,7 +194,7 @@ def link_saturated_peaks(
     saturated = ((similarities >= threshold) | own).all(axis=1) & ~own.all(axis=1)
     peaks = np.flatnonzero((parents < 0) & saturated)
     if peaks.size == 0:
-        return parents
+        return components_from_parents(parents), parents
     Xn = _unit_rows(X, "X")
     candidates = np.full(peaks.size, -1, dtype=np.intp)
     # About 64 MB of gathered rows at a time.
@@ -216,4 +222,4 @@ def link_saturated_peaks(
         same = similarity.pair_similarity(X[peaks], context, X)
         same = np.asarray(same)[:, -1] >= threshold
         parents[peaks[same]] = candidates[same]
-    return parents
+    return components_from_parents(parents), parents

@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsTransformer
 from sklearn.pipeline import make_pipeline
 
-from sklearn_ndde import NDDeTPDiClustering, density_peaks
+from sklearn_ndde import NDDeTPDiClustering, density_peaks, link_saturated_peaks
 from sklearn_ndde.datasets import make_face_embeddings
 from sklearn_ndde.metrics import (
     bcubed_fscore,
@@ -54,7 +54,24 @@ def test_fit_predict_recovers_identities(faces):
 def test_rerun_last_step_from_fitted_attributes(faces):
     X, _ = faces
     est = NDDeTPDiClustering(k=30).fit(X)
-    labels, parents = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.7)
+    _, parents = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.7)
+    labels, parents = link_saturated_peaks(
+        parents,
+        est.density_,
+        est.neighbors_,
+        est.pair_similarities_,
+        X,
+        est.similarity_,
+    )
+    np.testing.assert_array_equal(labels, est.labels_)
+    np.testing.assert_array_equal(parents, est.parents_)
+    # The same at k = 15, where identities larger than k make saturated peaks.
+    est = NDDeTPDiClustering(k=15).fit(X)
+    _, paper = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.7)
+    labels, parents = link_saturated_peaks(
+        paper, est.density_, est.neighbors_, est.pair_similarities_, X, est.similarity_
+    )
+    assert (parents != paper).any()
     np.testing.assert_array_equal(labels, est.labels_)
     np.testing.assert_array_equal(parents, est.parents_)
     stricter = NDDeTPDiClustering(k=30, tau=0.3).fit(X)

@@ -409,9 +409,14 @@ def test_link_saturated_matches_slow_reference(seed):
     density = rng.random(n) * 2
     parents = np.where(rng.random(n) < 0.5, -1, rng.integers(0, n, n))
     expected = reference_link_saturated(parents, density, indices, sims, X, 0.3)
-    got = link_saturated_peaks(
+    labels, got = link_saturated_peaks(
         parents, density, indices, sims, X, _Cosine(), threshold=0.3
     )
+    src = np.flatnonzero(got >= 0)
+    links = sp.csr_matrix((np.ones(src.size), (src, got[src])), shape=(n, n))
+    _, components = connected_components(links, connection="weak")
+    same = components[:, None] == components[None, :]
+    np.testing.assert_array_equal(labels[:, None] == labels[None, :], same)
     np.testing.assert_array_equal(got, expected)
     linked = got != parents
     assert (parents[linked] == -1).all()
@@ -424,7 +429,7 @@ def test_link_saturated_leaves_unsaturated_peaks_and_links_alone():
     X = np.eye(3) + 1.0
     density = np.array([0.5, 1.0, 1.5])
     parents = np.array([-1, -1, 1])
-    out = link_saturated_peaks(parents, density, indices, sims, X, _Cosine())
+    _, out = link_saturated_peaks(parents, density, indices, sims, X, _Cosine())
     # 0 is not saturated (0.4 < 0.5); 1 is, but nothing is denser two steps away
     # except 2, which is not in reach (1 -> 0 -> 1); 2 keeps its link.
     np.testing.assert_array_equal(out, parents)
