@@ -52,6 +52,23 @@ def test_same_seed_same_weights_on_cpu(data):
         assert ka == kb and torch.equal(va, vb)
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_precision_is_deterministic_and_acts(data, precision):
+    X, y = data
+    params = dict(**SMALL, max_epochs=1, random_state=3, precision=precision)
+    a = TransformerSimilarity(**params).fit(X, y)
+    b = TransformerSimilarity(**params).fit(X, y)
+    other = "bfloat16" if precision == "float32" else "float32"
+    c = TransformerSimilarity(**{**params, "precision": other}).fit(X, y)
+    wa, wb, wc = (m.module_.state_dict() for m in (a, b, c))
+    assert all(torch.equal(wa[key], wb[key]) for key in wa)
+    assert all(v.dtype == torch.float32 for v in wa.values() if v.is_floating_point())
+    assert not all(torch.equal(wa[key], wc[key]) for key in wa)
+    indices, _ = knn_graph(X, 10)
+    s = a.pair_similarity(X, indices)
+    assert s.dtype == np.float32 and np.all((s >= 0) & (s <= 1))
+
+
 def test_fit_leaves_global_torch_state_alone(data):
     X, y = data
     torch.manual_seed(123)

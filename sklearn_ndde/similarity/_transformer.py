@@ -67,7 +67,8 @@ class TransformerSimilarity(BaseEstimator):
     tokens : {"cosines", "embedding"}, default="cosines"
         How a face enters the encoder. ``"embedding"``: its unit embedding,
         as in the paper. ``"cosines"``: its cosines to the first
-        ``n_neighbors`` faces of the sequence, standardised per sequence;
+        ``n_neighbors`` faces of the sequence, standardised by the mean and
+        standard deviation of the training kNN graph's cosines;
         they describe relations rather than identities, so the model
         transfers to identities it never saw. Trained on the 6,458 faces of
         the LFW train split, ``"embedding"`` memorises the training
@@ -265,13 +266,15 @@ class TransformerSimilarity(BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         self.device_ = self._resolve_device(torch)
-        indices, _ = knn_graph(
+        indices, cosines = knn_graph(
             X,
             self.n_neighbors,
             method=self.knn_method,
             random_state=seed,
             device=self.device_,
         )
+        others = cosines[:, 1:] if cosines.shape[1] > 1 else cosines
+        cosine_scale = [float(others.mean()), max(float(others.std()), 1e-6)]
         targets = (y[indices] == y[:, None]).astype(np.float32)
 
         # Held-out identities, not anchors: the model is meant for identities
@@ -291,7 +294,9 @@ class TransformerSimilarity(BaseEstimator):
         n_valid = valid.size
 
         with _torch_session(torch, seed, self.n_jobs):
-            module = self._new_module(X.shape[1]).to(self.device_)
+            module = self._new_module(X.shape[1])
+            module.cosine_scale.copy_(torch.tensor(cosine_scale))
+            module = module.to(self.device_)
             optimizer = torch.optim.Adam(
                 module.parameters(),
                 lr=self.learning_rate,
