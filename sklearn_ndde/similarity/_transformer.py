@@ -73,7 +73,7 @@ class TransformerSimilarity(BaseEstimator):
         transfers to identities it never saw. Trained on the 6,458 faces of
         the LFW train split, ``"embedding"`` memorises the training
         identities (test BCubed F 0.75 on dlib features) where
-        ``"cosines"`` generalises (0.91); see ``benchmarks/lfw_learned.py``.
+        ``"cosines"`` generalises (0.95); see ``benchmarks/lfw_learned.py``.
     d_model : int, default=256
         Width of the encoder; an input projection is added when the
         embedding dimension differs.
