@@ -85,3 +85,40 @@ def nearest_denser(density, indices, distances):
                 best = distances[i, c]
                 out[i] = c
     return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def nearest_denser_two_hops(peaks, indices, density, Xn, n_chunks):
+    """For each peak, the sample of highest cosine among the denser ones two
+    kNN steps away (neighbours of neighbours), or -1; equal cosines go to the
+    smaller id. ``Xn`` holds unit rows. Each of the ``n_chunks`` parallel
+    chunks marks the samples it has seen, so that each cosine is computed
+    once per peak.
+    """
+    n, k = indices.shape
+    d = Xn.shape[1]
+    out = np.full(peaks.size, -1, dtype=np.int64)
+    size = (peaks.size + n_chunks - 1) // n_chunks
+    for chunk in numba.prange(n_chunks):
+        seen = np.full(n, -1, dtype=np.int32)
+        for p in range(chunk * size, min(peaks.size, (chunk + 1) * size)):
+            i = peaks[p]
+            best = -1
+            best_cos = -np.inf
+            for a in range(k):
+                m = indices[i, a]
+                for b in range(k):
+                    j = indices[m, b]
+                    if seen[j] == p:
+                        continue
+                    seen[j] = p
+                    if density[j] <= density[i]:
+                        continue
+                    c = Xn[i, 0] * 0.0
+                    for f in range(d):
+                        c += Xn[i, f] * Xn[j, f]
+                    if c > best_cos or (c == best_cos and j < best):
+                        best_cos = c
+                        best = j
+            out[p] = best
+    return out

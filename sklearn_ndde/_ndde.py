@@ -418,7 +418,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             labels, parents = density_peaks(density, indices, distances, tau=self.tau)
             if self.link_saturated and not precomputed:
                 labels, parents = link_saturated_peaks(
-                    parents, density, indices, s, X, similarity
+                    parents, density, indices, s, X, similarity, n_jobs=self.n_jobs
                 )
             duplicates = _duplicate_links(knn_indices, cosines, out["_fit_X"])
             if duplicates[0].size:

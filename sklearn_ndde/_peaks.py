@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 
-from ._kernels import nearest_denser
+from ._kernels import nearest_denser, nearest_denser_two_hops, numba_threads
 from ._validation import check_neighbors
 from .similarity._base import _unit_rows
 
@@ -104,11 +104,20 @@ def density_peaks(density, indices, distances, *, tau):
         "X": ["array-like"],
         "similarity": [HasMethods(["pair_similarity"])],
         "threshold": [Interval(numbers.Real, 0, 1, closed="both")],
+        "n_jobs": [numbers.Integral, None],
     },
     prefer_skip_nested_validation=True,
 )
 def link_saturated_peaks(
-    parents, density, indices, similarities, X, similarity, *, threshold=0.5
+    parents,
+    density,
+    indices,
+    similarities,
+    X,
+    similarity,
+    *,
+    threshold=0.5,
+    n_jobs=None,
 ):
     """Link the peaks inside identities larger than k to a denser sample.
 
@@ -141,9 +150,14 @@ def link_saturated_peaks(
         (:class:`~sklearn_ndde.similarity.PairSimilarity`), fitted. It
         scores each peak against its candidate as the last of ``k - 1``
         neighbours (the peak's ``k - 2`` nearest by cosine, then the
-        candidate), with ``Y=X``.
+        candidate), with ``Y=X``; a similarity with a ``calibrate`` method
+        (a map of the cosine alone, as
+        :class:`~sklearn_ndde.similarity.CalibratedCosineSimilarity`) maps
+        the pair's cosine instead.
     threshold : float in [0, 1], default=0.5
         Smallest similarity of a same-identity pair.
+    n_jobs : int, default=None
+        Threads of the search for candidates (None: all).
 
     Returns
     -------
@@ -196,25 +210,32 @@ def link_saturated_peaks(
     if peaks.size == 0:
         return components_from_parents(parents), parents
     Xn = _unit_rows(X, "X")
-    candidates = np.full(peaks.size, -1, dtype=np.intp)
-    # About 64 MB of gathered rows at a time.
-    step = max(1, 2**24 // (k * k * X.shape[1]))
-    for start in range(0, peaks.size, step):
-        chunk = peaks[start : start + step]
-        far = indices[indices[chunk]].reshape(chunk.size, k * k)
-        cosine = np.einsum("bd,bmd->bm", Xn[chunk], Xn[far])
-        cosine[density[far] <= density[chunk, None]] = -np.inf
-        best = np.argmax(cosine, axis=1)
-        rows = np.arange(chunk.size)
-        found = np.isfinite(cosine[rows, best])
-        candidates[start : start + step] = np.where(found, far[rows, best], -1)
+    with numba_threads(n_jobs) as threads:
+        candidates = nearest_denser_two_hops(
+            peaks,
+            indices,
+            density,
+            Xn,
+            max(1, min(peaks.size, threads)),
+        )
     found = candidates >= 0
     peaks, candidates = peaks[found], candidates[found]
-    if peaks.size:
+    if peaks.size and hasattr(similarity, "calibrate"):
+        # A map of the cosine alone needs no context.
+        cosine = np.einsum("id,id->i", Xn[peaks], Xn[candidates])
+        same = np.asarray(similarity.calibrate(cosine)) >= threshold
+        parents[peaks[same]] = candidates[same]
+    elif peaks.size:
         # Each pair is scored in context, as a kNN list would present it: the
         # peak's nearest neighbours by cosine, the candidate in the last place.
         context = indices[peaks]
-        cosine = np.einsum("bd,bkd->bk", Xn[peaks], Xn[context])
+        cosine = np.empty(context.shape, dtype=np.float32)
+        step = max(1, 2**24 // (k * X.shape[1]))
+        for start in range(0, peaks.size, step):
+            rows = slice(start, start + step)
+            cosine[rows] = np.einsum(
+                "bd,bkd->bk", Xn[peaks[rows]], Xn[context[rows]], optimize=True
+            )
         cosine[context == peaks[:, None]] = -np.inf
         order = np.argsort(-cosine, axis=1, kind="stable")[:, : k - 2]
         context = np.take_along_axis(context, order, axis=1)

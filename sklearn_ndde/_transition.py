@@ -97,11 +97,14 @@ def transition_matrix(indices, similarities, *, sigma, top=None):
     n, k = indices.shape
     if n == 0 or k == 0:
         raise ValueError("indices must have at least one row and one column.")
-    if top is not None and top < k:
+    top = k if top is None else min(top, k)
+    if not np.all(np.diff(similarities, axis=1) <= 0):
         indices, similarities = _top_by_similarity(indices, similarities, top)
-        k = top
-    elif not np.all(np.diff(similarities, axis=1) <= 0):
-        indices, similarities = _top_by_similarity(indices, similarities, k)
+    elif top < k:
+        # Rows already by decreasing similarity (as the estimator keeps
+        # them): the top columns are the first ones.
+        indices, similarities = indices[:, :top], similarities[:, :top]
+    k = top
     probabilities = row_softmax(similarities, sigma)
     indptr = np.arange(0, n * k + 1, k, dtype=indices.dtype)
     P = sp.csr_matrix(

@@ -389,10 +389,9 @@ def reference_link_saturated(parents, density, indices, sims, X, threshold):
         if any(sims[i][c] < threshold for c in others):
             continue
         best, best_cos = -1, -np.inf
-        for m in row:
-            for j in indices[m]:
-                if density[j] > density[i] and float(Xn[i] @ Xn[j]) > best_cos:
-                    best, best_cos = int(j), float(Xn[i] @ Xn[j])
+        for j in sorted({int(j) for m in row for j in indices[m]}):
+            if density[j] > density[i] and float(Xn[i] @ Xn[j]) > best_cos:
+                best, best_cos = j, float(Xn[i] @ Xn[j])
         if best >= 0 and max(best_cos, 0.0) >= threshold:
             parents[i] = best
     return np.array(parents)
