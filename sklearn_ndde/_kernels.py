@@ -114,7 +114,7 @@ def nearest_denser_two_hops(peaks, indices, density, Xn, n_chunks):
                     seen[j] = p
                     if density[j] <= density[i]:
                         continue
-                    c = Xn[i, 0] * 0.0
+                    c = 0.0
                     for f in range(d):
                         c += Xn[i, f] * Xn[j, f]
                     if c > best_cos or (c == best_cos and j < best):

@@ -120,11 +120,11 @@ def _duplicate_links(indices, cosines, Xn):
     return a, b
 
 
-def _sort_by_similarity(indices, similarities, *aligned):
-    """Each row by decreasing similarity; ``aligned`` arrays follow along."""
+def _sort_by_similarity(indices, similarities):
     order = np.argsort(-similarities, axis=1, kind="stable")
-    return tuple(
-        np.take_along_axis(a, order, axis=1) for a in (indices, similarities, *aligned)
+    return (
+        np.take_along_axis(indices, order, axis=1),
+        np.take_along_axis(similarities, order, axis=1),
     )
 
 
@@ -418,7 +418,13 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             labels, parents = density_peaks(density, indices, distances, tau=self.tau)
             if self.link_saturated and not precomputed:
                 labels, parents = link_saturated_peaks(
-                    parents, density, indices, s, X, similarity, n_jobs=self.n_jobs
+                    parents,
+                    density,
+                    indices,
+                    s,
+                    out["_fit_X"],
+                    similarity,
+                    n_jobs=self.n_jobs,
                 )
             duplicates = _duplicate_links(knn_indices, cosines, out["_fit_X"])
             if duplicates[0].size:

@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, validate_param
 
 from ._kernels import nearest_denser, nearest_denser_two_hops, numba_threads
 from ._validation import check_neighbors
-from .similarity._base import _unit_rows
+from .similarity._base import _unit_rows, pair_cosines
 
 
 def components_from_parents(parents, extra_links=None):
@@ -229,13 +229,7 @@ def link_saturated_peaks(
         # Each pair is scored in context, as a kNN list would present it: the
         # peak's nearest neighbours by cosine, the candidate in the last place.
         context = indices[peaks]
-        cosine = np.empty(context.shape, dtype=np.float32)
-        step = max(1, 2**24 // (k * X.shape[1]))
-        for start in range(0, peaks.size, step):
-            rows = slice(start, start + step)
-            cosine[rows] = np.einsum(
-                "bd,bkd->bk", Xn[peaks[rows]], Xn[context[rows]], optimize=True
-            )
+        cosine = pair_cosines(Xn[peaks], context, Xn)
         cosine[context == peaks[:, None]] = -np.inf
         order = np.argsort(-cosine, axis=1, kind="stable")[:, : k - 2]
         context = np.take_along_axis(context, order, axis=1)
