@@ -5,9 +5,18 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import validate_params
 
-from ._kernels import bhattacharyya_pairs, numba_threads
+from ._kernels import (
+    bhattacharyya_pairs,
+    numba_threads,
+    relabel_rows,
+    tpdi_forward_pairs,
+    tpdi_remaining_pairs,
+)
 from ._progress import progress
 from ._validation import check_transition
+
+# The fewest samples a progress-bar update stands for.
+_PROGRESS_STEP = 65536
 
 
 @validate_params(
@@ -77,15 +86,21 @@ def tpdi(Q, indices, *, n_jobs=None, verbose=False):
     if indices.size and (indices.min() < 0 or indices.max() >= n):
         raise ValueError(f"indices must lie in [0, {n - 1}].")
     dtype = np.float32 if Q.dtype == np.float32 else np.float64
-    roots = np.sqrt(Q.data.astype(dtype, copy=False))
     index_dtype = np.int64 if n >= 2**31 - 1 else np.int32
     indptr = Q.indptr.astype(np.int64, copy=False)
     cols = Q.indices.astype(index_dtype, copy=False)
     pairs = indices.astype(index_dtype, copy=False)
     order = locality_order(indices)
-    out = np.empty(indices.shape, dtype=dtype)
+    k = indices.shape[1]
     # Slices of the visiting order, so that a progress bar can move.
-    step = n if not verbose else max(65536, -(-n // 100))
+    step = n if not verbose else max(_PROGRESS_STEP, -(-n // 100))
+    if k > 0 and _rows_are_pairs(indptr, cols, pairs):
+        # Q built from these same pairs, as the estimator builds it.
+        return _tpdi_of_own_pairs(
+            cols, Q.data.astype(dtype, copy=False), order, k, n_jobs, verbose, step
+        )
+    roots = np.sqrt(Q.data.astype(dtype, copy=False))
+    out = np.empty(indices.shape, dtype=dtype)
     with (
         numba_threads(n_jobs) as threads,
         progress("TPDi", n, verbose, unit="sample") as bar,
@@ -106,6 +121,39 @@ def tpdi(Q, indices, *, n_jobs=None, verbose=False):
                 out,
             )
             bar.update(rows.size)
+    return out
+
+
+def _rows_are_pairs(indptr, cols, pairs):
+    """Whether row ``i`` of the CSR arrays lists exactly ``pairs[i]``."""
+    n, k = pairs.shape
+    return np.array_equal(indptr, np.arange(0, n * k + 1, k)) and np.array_equal(
+        cols, pairs.ravel()
+    )
+
+
+def _tpdi_of_own_pairs(cols, probabilities, order, k, n_jobs, verbose, step):
+    """TPDi when row ``i`` of Q lists exactly the pairs of ``i``.
+
+    The rows are renumbered in ``order`` first, so that a sample's
+    neighbours have nearby ids and rows (``relabel_rows``); each mutual
+    pair is computed once (``tpdi_forward_pairs``), the other pairs after
+    (``tpdi_remaining_pairs``). About 30 % faster than the general path on
+    a face kNN graph, where 70 % of the pairs are mutual
+    (``benchmarks/speed_after_knn.py``; ``NOTES.md``).
+    """
+    n = order.size
+    cols, roots, out = relabel_rows(cols, probabilities, order, k)
+    with (
+        numba_threads(n_jobs) as threads,
+        progress("TPDi", 2 * n, verbose, unit="sample") as bar,
+    ):
+        for kernel in (tpdi_forward_pairs, tpdi_remaining_pairs):
+            for start in range(0, n, step):
+                stop = min(n, start + step)
+                n_chunks = max(1, min(stop - start, 4 * threads))
+                kernel(cols, roots, order, start, stop, n_chunks, out)
+                bar.update(stop - start)
     return out
 
 

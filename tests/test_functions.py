@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.sparse.csgraph import connected_components
 
+import sklearn_ndde._tpdi as _tpdi
 from sklearn_ndde import (
     density_peaks,
     knn_graph,
@@ -215,6 +216,49 @@ def test_tpdi_in_unit_interval_zero_on_self_and_symmetric(graph, sigma):
     n = len(indices)
     full = tpdi(Q, np.tile(np.arange(n), (n, 1)))
     np.testing.assert_allclose(full, full.T, atol=1e-12)
+
+
+@given(graphs(max_n=40), st.sampled_from([np.float32, np.float64]))
+def test_tpdi_fast_path_matches_general_path(graph, dtype):
+    """When Q lists exactly the pairs (as the estimator builds it), tpdi
+    renumbers the rows and computes mutual pairs once; it must agree with
+    the general path, which a column-sorted copy of Q takes."""
+    indices, sims = graph
+    order = np.argsort(-sims, axis=1, kind="stable")
+    indices = np.take_along_axis(indices, order, 1)
+    sims = np.take_along_axis(sims, order, 1)
+    Q = transition_matrix(indices, sims, sigma=0.05).astype(dtype)
+    D = tpdi(Q, indices)
+    assert D.dtype == dtype
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_tpdi, "_rows_are_pairs", lambda *args: False)
+        general = tpdi(Q, indices)
+    np.testing.assert_allclose(D, general, atol=1e-6, rtol=0)
+
+
+def test_tpdi_fast_path_with_progress_slices(monkeypatch):
+    """The rows split into slices for the progress bar give the same
+    distances, mutual pairs included (a sample's partner in a later slice)."""
+    rng = np.random.default_rng(3)
+    indices, sims = random_graph(rng, 300, 12)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    indices = np.take_along_axis(indices, order, 1)
+    sims = np.take_along_axis(sims, order, 1)
+    Q = transition_matrix(indices, sims, sigma=0.05)
+    whole = tpdi(Q, indices)
+    calls = []
+    kernel = _tpdi.tpdi_forward_pairs
+
+    def spy(*args):
+        calls.append(args[3:5])
+        return kernel(*args)
+
+    monkeypatch.setattr(_tpdi, "tpdi_forward_pairs", spy)
+    monkeypatch.setattr(_tpdi, "_PROGRESS_STEP", 64)
+    sliced = tpdi(Q, indices, verbose=True)
+    assert calls == [(0, 64), (64, 128), (128, 192), (192, 256), (256, 300)]
+    np.testing.assert_array_equal(sliced, whole)
+    np.testing.assert_allclose(whole, tpdi(Q.sorted_indices(), indices), atol=1e-12)
 
 
 # -------------------------------------------------------- density peaks
