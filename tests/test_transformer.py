@@ -13,7 +13,10 @@ from sklearn_ndde.datasets import make_face_embeddings
 from sklearn_ndde.metrics import bcubed_scorer
 
 torch = pytest.importorskip("torch")
-from sklearn_ndde.similarity import TransformerSimilarity  # noqa: E402
+from sklearn_ndde.similarity import (  # noqa: E402
+    CalibratedCosineSimilarity,
+    TransformerSimilarity,
+)
 
 SMALL = dict(n_neighbors=10, d_model=32, n_heads=4, dim_feedforward=64, batch_size=64)
 
@@ -193,10 +196,33 @@ def test_inference_errors(data, model):
         model.pair_similarity(np.ones((3, 8)), np.zeros((3, 10), int))
 
 
-@pytest.mark.parametrize("tokens", ["embedding", "cosines"])
-def test_both_token_kinds_train_and_round_trip(tmp_path, data, tokens):
+def test_residual_model_starts_at_the_training_free_similarity(data):
+    """residual=True: before any learning, the model is the calibrated
+    cosine of the training graph (its logit plus an MLP that starts at 0)."""
     X, y = data
-    m = TransformerSimilarity(**SMALL, tokens=tokens, max_epochs=1, random_state=0)
+    m = TransformerSimilarity(**SMALL, learning_rate=1e-12, max_epochs=1)
+    m.fit(X, y)
+    indices, cosines = knn_graph(X, 10)
+    calibration = CalibratedCosineSimilarity().fit_neighbors(indices, cosines)
+    expected = np.clip(calibration.calibrate(cosines), 1e-4, 1 - 1e-4)
+    s = m.pair_similarity(X, indices)
+    # Interpolated in logit space rather than in probability: equal at the
+    # grid points, a little apart where the curve turns fast.
+    np.testing.assert_allclose(s, expected, atol=0.01)
+    assert np.mean(np.abs(s - expected) < 1e-4) > 0.99
+    # The paper's model starts anywhere.
+    paper = TransformerSimilarity(**SMALL, residual=False, learning_rate=1e-12)
+    s = paper.set_params(max_epochs=1).fit(X, y).pair_similarity(X, indices)
+    assert np.abs(s - expected).max() > 0.1
+
+
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("tokens", ["embedding", "cosines"])
+def test_both_token_kinds_train_and_round_trip(tmp_path, data, tokens, residual):
+    X, y = data
+    m = TransformerSimilarity(
+        **SMALL, tokens=tokens, residual=residual, max_epochs=1, random_state=0
+    )
     m.fit(X, y)
     indices, _ = knn_graph(X[:40], 10)
     path = tmp_path / "m.pt"

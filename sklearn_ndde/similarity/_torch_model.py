@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from ._calibrated import _GRID_SIZE
+
 
 def rank_encoding(length, d_model):
     """Sinusoidal encoding of positions ``0 .. length - 1`` (Vaswani et al.)."""
@@ -27,7 +29,11 @@ class PairScorer(nn.Module):
     embedding; with ``profile=m`` as its cosines to the first ``m`` faces of
     the sequence. Output ``(batch, seq)`` logits that each position
     shares the anchor's identity. Attention runs over the sequence
-    (``batch_first=True``), not across the anchors of a batch.
+    (``batch_first=True``), not across the anchors of a batch. With
+    ``residual=True`` the MLP's output is added to the logit of a fixed
+    calibration of the anchor-neighbour cosine (a curve tabulated at
+    ``calibration_grid``, set by the trainer), and the MLP's last layer
+    starts at zero, so that the untrained model is that calibration.
     """
 
     def __init__(
@@ -39,6 +45,7 @@ class PairScorer(nn.Module):
         dim_feedforward,
         dropout,
         profile=None,
+        residual=False,
     ):
         super().__init__()
         self.d_model = d_model
@@ -46,6 +53,12 @@ class PairScorer(nn.Module):
         # Where the cosines of the training kNN graph lie (mean, standard
         # deviation), set by the trainer; saved with the weights.
         self.register_buffer("cosine_scale", torch.tensor([0.0, 1.0]))
+        self.residual = residual
+        if residual:
+            # The calibrated cosine's logit, tabulated (set by the trainer).
+            grid = torch.linspace(-1.0, 1.0, _GRID_SIZE)
+            self.register_buffer("calibration_grid", grid)
+            self.register_buffer("calibration_logit", torch.zeros(_GRID_SIZE))
         width = n_features if profile is None else profile
         self.project = nn.Identity() if width == d_model else nn.Linear(width, d_model)
         layer = nn.TransformerEncoderLayer(
@@ -66,6 +79,9 @@ class PairScorer(nn.Module):
             nn.ReLU(),
             nn.Linear(128, 1),
         )
+        if residual:
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, seq):
         # Unit-norm faces (the method's input), scaled as token embeddings are
@@ -88,4 +104,21 @@ class PairScorer(nn.Module):
         h = h + rank_encoding(h.shape[1], self.d_model).to(h.device, h.dtype)
         t = self.encoder(h)
         anchor = t[:, :1].expand_as(t)
-        return self.mlp(torch.cat([anchor, t], dim=-1)).squeeze(-1)
+        logits = self.mlp(torch.cat([anchor, t], dim=-1)).squeeze(-1)
+        if self.residual:
+            logits = logits + self.calibrated_logit(seq)
+        return logits
+
+    def calibrated_logit(self, seq):
+        """Logit of the calibrated cosine of each face to the anchor.
+
+        In float32 (an element-wise product, which autocast leaves alone):
+        dlib cosines differ in the third decimal.
+        """
+        unit = seq.float()
+        cosine = (unit * unit[:, :1]).sum(-1).contiguous()
+        grid, curve = self.calibration_grid, self.calibration_logit
+        right = torch.searchsorted(grid, cosine).clamp(1, grid.numel() - 1)
+        left = right - 1
+        weight = ((cosine - grid[left]) / (grid[right] - grid[left])).clamp(0, 1)
+        return curve[left] + weight * (curve[right] - curve[left])
