@@ -234,6 +234,25 @@ def test_both_token_kinds_train_and_round_trip(tmp_path, data, tokens, residual)
     )
 
 
+def test_files_from_before_residual_load_as_the_papers_model(tmp_path, data):
+    X, y = data
+    m = TransformerSimilarity(**SMALL, residual=False, max_epochs=1, random_state=0)
+    m.fit(X, y)
+    path = tmp_path / "old.pt"
+    m.save(path)
+    payload = torch.load(path, weights_only=True)
+    del payload["params"]["residual"]
+    torch.save(payload, path)
+    loaded = TransformerSimilarity.load(path)
+    assert loaded.residual is False
+    indices, _ = knn_graph(X[:40], 10)
+    np.testing.assert_allclose(
+        loaded.pair_similarity(X[:40], indices),
+        m.pair_similarity(X[:40], indices),
+        atol=1e-6,
+    )
+
+
 def test_interrupted_save_keeps_the_old_file(tmp_path, model, monkeypatch):
     path = tmp_path / "m.pt"
     model.save(path)

@@ -592,7 +592,9 @@ class TransformerSimilarity(BaseEstimator):
             ) from exc
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise ValueError(f"{path!r} is not a TransformerSimilarity file.")
-        model = cls(**{**payload["params"], "device": device})
+        # Files written before `residual` existed hold the paper's model.
+        params = {"residual": False, **payload["params"], "device": device}
+        model = cls(**params)
         model.n_features_in_ = int(payload["n_features_in"])
         model.device_ = model._resolve_device(torch, fallback=True)
         try:
