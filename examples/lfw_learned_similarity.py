@@ -1,6 +1,6 @@
 """
 Learn the pair similarity on LFW's train identities, cluster the test ones
-=========================================================================
+==========================================================================
 
 The real use of :class:`~sklearn_ndde.similarity.TransformerSimilarity`:
 train it on labelled faces (here LFW's train split, 6,458 faces of 2,875
