@@ -11,9 +11,12 @@ The architecture is the paper's (d_model 256, 8 heads, feed-forward 2048,
 dropout 0.2); the optimiser settings are scaled to a small training set (a
 few hundred steps instead of the paper's thousands): learning rate 1e-3,
 batches of 64 anchors, 10 epochs. ``--small`` trains d_model 128 /
-feed-forward 512 instead; ``--precision`` sets the model's ``precision``.
+feed-forward 512 instead; ``--precision`` sets the model's ``precision``;
+``--paper-model`` trains the paper's model alone (``residual=False``) instead
+of a correction to the calibrated cosine.
 
     python benchmarks/lfw_learned.py [--epochs 10] [--small] [--precision auto]
+        [--paper-model]
 """
 
 import argparse
@@ -40,6 +43,7 @@ def main():
     parser.add_argument(
         "--precision", default="auto", choices=["auto", "float32", "bfloat16"]
     )
+    parser.add_argument("--paper-model", action="store_true")
     args = parser.parse_args()
     for name in ["lfw_dlib128", "lfw_mobileface256"]:
         data = np.load(DATA / f"{name}.npz")
@@ -49,6 +53,7 @@ def main():
             d_model=128 if args.small else 256,
             dim_feedforward=512 if args.small else 2048,
             precision=args.precision,
+            residual=not args.paper_model,
             learning_rate=1e-3,
             batch_size=64,
             max_epochs=args.epochs,
