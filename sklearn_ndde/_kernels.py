@@ -223,6 +223,27 @@ def _prefetch(typingctx, array, index):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
+def mirror_mean(values, indices):
+    """Mean of the two entries of each pair listed from both of its ends.
+
+    For a kNN graph ``indices`` of shape (n, k) whose rows are the samples
+    themselves, ``out[i, c] = (values[i, c] + values[j, m]) / 2`` where
+    ``j = indices[i, c]`` and ``indices[j, m] == i``; ``values[i, c]`` where
+    row ``j`` does not list ``i``. O(n k^2) comparisons.
+    """
+    n, k = indices.shape
+    out = values.copy()
+    for i in numba.prange(n):
+        for c in range(k):
+            j = indices[i, c]
+            for m in range(k):
+                if indices[j, m] == i:
+                    out[i, c] = 0.5 * (values[i, c] + values[j, m])
+                    break
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
 def nearest_denser(density, indices, distances):
     """Column of the closest neighbour with density >= own, or -1.
 

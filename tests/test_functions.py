@@ -236,6 +236,25 @@ def test_tpdi_fast_path_matches_general_path(graph, dtype):
     np.testing.assert_allclose(D, general, atol=1e-6, rtol=0)
 
 
+@given(graphs(max_n=30), st.sampled_from([np.float32, np.float64]))
+def test_mirror_mean_matches_reference(graph, dtype):
+    """Each pair listed from both ends gets the mean of its two values; the
+    others keep theirs."""
+    from sklearn_ndde._kernels import mirror_mean
+
+    indices, sims = graph
+    values = sims.astype(dtype)
+    out = mirror_mean(values, indices.astype(np.int64))
+    assert out.dtype == dtype
+    expected = values.copy()
+    for i, row in enumerate(indices):
+        for c, j in enumerate(row):
+            back = np.flatnonzero(indices[j] == i)
+            if back.size:
+                expected[i, c] = (values[i, c] + values[j, back[0]]) / 2
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_tpdi_fast_path_with_progress_slices(monkeypatch):
     """The rows split into slices for the progress bar give the same
     distances, mutual pairs included (a sample's partner in a later slice)."""

@@ -253,6 +253,49 @@ def test_files_from_before_residual_load_as_the_papers_model(tmp_path, data):
     )
 
 
+def test_symmetrize_scores_a_mutual_pair_once_from_both_ends(data, model):
+    X, _ = data
+    indices, _ = knn_graph(X, 10)
+    model.set_params(symmetrize=False)
+    try:
+        single = model.pair_similarity(X, indices)
+    finally:
+        model.set_params(symmetrize=True)
+    both = model.pair_similarity(X, indices)
+    logit = np.log(single / (1 - single))
+    mutual = 0
+    for i in range(0, len(X), 7):
+        for c, j in enumerate(indices[i]):
+            back = np.flatnonzero(indices[j] == i)
+            if back.size:
+                mutual += 1
+                assert both[i, c] == pytest.approx(both[j, back[0]], abs=1e-6)
+                mean = (logit[i, c] + logit[j, back[0]]) / 2
+                assert both[i, c] == pytest.approx(1 / (1 + np.exp(-mean)), abs=1e-5)
+            else:
+                assert both[i, c] == single[i, c]
+    assert mutual > 100
+    # Anchors outside the graph (predict): each pair is read from its anchor.
+    Xq = X[:30] + 0.01
+    rows = np.argsort(-(Xq @ X.T), axis=1)[:, :10]
+    model.set_params(symmetrize=False)
+    try:
+        single = model.pair_similarity(Xq, rows, Y=X)
+    finally:
+        model.set_params(symmetrize=True)
+    np.testing.assert_array_equal(model.pair_similarity(Xq, rows, Y=X), single)
+
+
+def test_files_from_before_symmetrize_score_from_one_end(tmp_path, model):
+    path = tmp_path / "old.pt"
+    model.save(path)
+    assert TransformerSimilarity.load(path).symmetrize is True
+    payload = torch.load(path, weights_only=True)
+    del payload["params"]["symmetrize"]
+    torch.save(payload, path)
+    assert TransformerSimilarity.load(path).symmetrize is False
+
+
 def test_interrupted_save_keeps_the_old_file(tmp_path, model, monkeypatch):
     path = tmp_path / "m.pt"
     model.save(path)

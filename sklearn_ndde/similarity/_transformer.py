@@ -7,11 +7,13 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._kernels import mirror_mean
 from .._knn import knn_graph
 from .._progress import progress
 from ._calibrated import CalibratedCosineSimilarity
@@ -85,6 +87,19 @@ class TransformerSimilarity(BaseEstimator):
         LFW (``benchmarks/lfw_learned.py``) it lifts precision without
         losing recall, where the paper's model trained on 6,458 faces gives
         up recall.
+    symmetrize : bool, default=True
+        Score a pair from both of its ends: when ``j`` is a neighbour of
+        ``i`` and ``i`` one of ``j`` (a mutual pair of a kNN graph, with
+        ``Y=None`` in :meth:`pair_similarity`), the pair's logit is the mean
+        of the logit read from ``i``'s sequence and the one read from
+        ``j``'s. The network reads each pair in the context of one anchor's
+        neighbourhood; the two readings are two views of the same pair.
+        ``False`` scores each pair from its anchor's sequence alone, as in
+        the paper. Cross-fitted on the two halves of the LFW train
+        identities (trained on one, clustering the other, 2 seeds, 2 learning
+        rate schedules), BCubed F gained 0.0023 on average on mobileface
+        features (7 of 8 runs better) and 0.0016 on dlib (2 of 2); it costs
+        one pass over the graph, no network evaluation.
     d_model : int, default=256
         Width of the encoder; an input projection is added when the
         embedding dimension differs.
@@ -176,6 +191,7 @@ class TransformerSimilarity(BaseEstimator):
         "n_neighbors": [Interval(numbers.Integral, 2, None, closed="left")],
         "tokens": [StrOptions({"embedding", "cosines"})],
         "residual": ["boolean"],
+        "symmetrize": ["boolean"],
         "d_model": [Interval(numbers.Integral, 2, None, closed="left")],
         "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_layers": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -201,6 +217,7 @@ class TransformerSimilarity(BaseEstimator):
         *,
         tokens="cosines",
         residual=True,
+        symmetrize=True,
         d_model=256,
         n_heads=8,
         n_layers=1,
@@ -222,6 +239,7 @@ class TransformerSimilarity(BaseEstimator):
         self.n_neighbors = n_neighbors
         self.tokens = tokens
         self.residual = residual
+        self.symmetrize = symmetrize
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -444,7 +462,8 @@ class TransformerSimilarity(BaseEstimator):
         Returns
         -------
         similarities : ndarray of shape (n_samples, n_neighbors), float32
-            In [0, 1].
+            In [0, 1]. With ``symmetrize=True`` and ``Y=None``, a pair listed
+            from both ends gets the mean of its two logits.
         """
         check_is_fitted(self, "module_")
         torch = _import_torch()
@@ -479,11 +498,13 @@ class TransformerSimilarity(BaseEstimator):
                     seq = torch.cat([anchors[rows, None, :], seq], dim=1)
                 with self._autocast(torch):
                     logits = self.module_(seq)
-                prob = torch.sigmoid(logits.float())
+                logits = logits.float()
                 if Y is not None:
-                    prob = prob[:, 1:]
-                out[rows] = prob.cpu().numpy()
-        return out
+                    logits = logits[:, 1:]
+                out[rows] = logits.cpu().numpy()
+        if self.symmetrize and Y is None:
+            out = mirror_mean(out, np.ascontiguousarray(indices, dtype=np.int64))
+        return expit(out)
 
     # -- persistence -------------------------------------------------------
 
@@ -592,8 +613,14 @@ class TransformerSimilarity(BaseEstimator):
             ) from exc
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise ValueError(f"{path!r} is not a TransformerSimilarity file.")
-        # Files written before `residual` existed hold the paper's model.
-        params = {"residual": False, **payload["params"], "device": device}
+        # Files written before `residual` existed hold the paper's model;
+        # those written before `symmetrize` scored pairs from one end.
+        params = {
+            "residual": False,
+            "symmetrize": False,
+            **payload["params"],
+            "device": device,
+        }
         model = cls(**params)
         model.n_features_in_ = int(payload["n_features_in"])
         model.device_ = model._resolve_device(torch, fallback=True)
