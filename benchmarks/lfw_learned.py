@@ -10,7 +10,9 @@ bin). CPU unless CUDA is available. Needs ../shared/data.
 The architecture is the paper's (d_model 256, 8 heads, feed-forward 2048,
 dropout 0.2); the optimiser settings are scaled to a small training set (a
 few hundred steps instead of the paper's thousands): learning rate 1e-3,
-batches of 64 anchors, 10 epochs. ``--small`` trains d_model 128 /
+batches of 64 anchors, 10 epochs, the default one-cycle schedule (warm-up,
+cosine decay). ``--constant-rate`` trains at a constant rate instead;
+``--small`` trains d_model 128 /
 feed-forward 512 instead; ``--precision`` sets the model's ``precision``;
 ``--paper-model`` trains the paper's model alone (``residual=False``) instead
 of a correction to the calibrated cosine; ``--one-end`` scores each pair from
@@ -19,7 +21,7 @@ its anchor's sequence alone (``symmetrize=False``); ``--validation-fraction
 their loss.
 
     python benchmarks/lfw_learned.py [--epochs 10] [--small] [--precision auto]
-        [--paper-model] [--one-end] [--validation-fraction F] [--seed 0]
+        [--constant-rate] [--paper-model] [--one-end] [--validation-fraction F] [--seed 0]
 """
 
 import argparse
@@ -46,6 +48,7 @@ def main():
     parser.add_argument(
         "--precision", default="auto", choices=["auto", "float32", "bfloat16"]
     )
+    parser.add_argument("--constant-rate", action="store_true")
     parser.add_argument("--paper-model", action="store_true")
     parser.add_argument("--one-end", action="store_true")
     parser.add_argument("--validation-fraction", type=float, default=None)
@@ -63,6 +66,7 @@ def main():
             symmetrize=not args.one_end,
             validation_fraction=args.validation_fraction,
             learning_rate=1e-3,
+            learning_rate_schedule="constant" if args.constant_rate else "cosine",
             batch_size=64,
             max_epochs=args.epochs,
             random_state=args.seed,

@@ -97,6 +97,24 @@ def test_early_stopping_keeps_history(data):
     assert len(m.history_) <= 30
 
 
+def test_learning_rate_schedules(data):
+    X, y = data
+    params = dict(**SMALL, learning_rate=1e-2, max_epochs=5, random_state=0)
+    cosine = TransformerSimilarity(**params).fit(X, y)
+    rates = [r["learning_rate"] for r in cosine.history_]
+    # Warm-up over the first 10 % of the steps (half of epoch 1) to the peak,
+    # then a decay to learning_rate / 250000 at the last step.
+    assert 0.9e-2 < rates[0] <= 1e-2
+    assert rates[0] > rates[1] > rates[2] > rates[3] > rates[4]
+    assert rates[-1] == pytest.approx(1e-2 / 250000, rel=0.01)
+    constant = TransformerSimilarity(
+        **params, learning_rate_schedule="constant"
+    ).fit(X, y)
+    assert [r["learning_rate"] for r in constant.history_] == [1e-2] * 5
+    wc, wk = cosine.module_.state_dict(), constant.module_.state_dict()
+    assert not all(torch.equal(wc[key], wk[key]) for key in wc)
+
+
 def test_queries_against_reference_set(data, model):
     X, y = data
     Xq = X[:5] + 0.01
@@ -286,14 +304,18 @@ def test_symmetrize_scores_a_mutual_pair_once_from_both_ends(data, model):
     np.testing.assert_array_equal(model.pair_similarity(Xq, rows, Y=X), single)
 
 
-def test_files_from_before_symmetrize_score_from_one_end(tmp_path, model):
+def test_files_from_before_symmetrize_score_from_one_end_at_constant_rate(tmp_path, model):
     path = tmp_path / "old.pt"
     model.save(path)
     assert TransformerSimilarity.load(path).symmetrize is True
     payload = torch.load(path, weights_only=True)
     del payload["params"]["symmetrize"]
+    del payload["params"]["learning_rate_schedule"]
     torch.save(payload, path)
-    assert TransformerSimilarity.load(path).symmetrize is False
+    old = TransformerSimilarity.load(path)
+    assert old.symmetrize is False
+    # Such files were trained at a constant rate; get_params says so.
+    assert old.learning_rate_schedule == "constant"
 
 
 def test_interrupted_save_keeps_the_old_file(tmp_path, model, monkeypatch):
