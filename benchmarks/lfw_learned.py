@@ -21,7 +21,8 @@ its anchor's sequence alone (``symmetrize=False``); ``--validation-fraction
 their loss.
 
     python benchmarks/lfw_learned.py [--epochs 10] [--small] [--precision auto]
-        [--constant-rate] [--paper-model] [--one-end] [--validation-fraction F] [--seed 0]
+        [--constant-rate] [--paper-model] [--one-end] [--validation-fraction F]
+        [--seed 0]
 """
 
 import argparse

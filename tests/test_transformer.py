@@ -107,9 +107,9 @@ def test_learning_rate_schedules(data):
     assert 0.9e-2 < rates[0] <= 1e-2
     assert rates[0] > rates[1] > rates[2] > rates[3] > rates[4]
     assert rates[-1] == pytest.approx(1e-2 / 250000, rel=0.01)
-    constant = TransformerSimilarity(
-        **params, learning_rate_schedule="constant"
-    ).fit(X, y)
+    constant = TransformerSimilarity(**params, learning_rate_schedule="constant").fit(
+        X, y
+    )
     assert [r["learning_rate"] for r in constant.history_] == [1e-2] * 5
     wc, wk = cosine.module_.state_dict(), constant.module_.state_dict()
     assert not all(torch.equal(wc[key], wk[key]) for key in wc)
@@ -304,7 +304,7 @@ def test_symmetrize_scores_a_mutual_pair_once_from_both_ends(data, model):
     np.testing.assert_array_equal(model.pair_similarity(Xq, rows, Y=X), single)
 
 
-def test_files_from_before_symmetrize_score_from_one_end_at_constant_rate(tmp_path, model):
+def test_files_from_before_symmetrize_score_from_one_end(tmp_path, model):
     path = tmp_path / "old.pt"
     model.save(path)
     assert TransformerSimilarity.load(path).symmetrize is True

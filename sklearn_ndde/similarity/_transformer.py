@@ -117,9 +117,10 @@ class TransformerSimilarity(BaseEstimator):
     learning_rate_schedule : {"cosine", "constant"}, default="cosine"
         ``"cosine"``: the one-cycle schedule of
         :class:`torch.optim.lr_scheduler.OneCycleLR` over the ``max_epochs``
-        planned: the rate rises along half a cosine from ``learning_rate /
-        25`` to ``learning_rate`` over the first 10 % of the steps, then
-        falls along half a cosine to ``learning_rate / 250000``. The weights settle instead of wandering
+        planned: the rate rises along half a cosine from
+        ``learning_rate / 25`` to ``learning_rate`` over the first 10 % of
+        the steps, then falls along half a cosine to
+        ``learning_rate / 250000``. The weights settle instead of wandering
         at the last step's rate: at a constant rate of 1e-3, the BCubed F
         of held-out LFW training identities moved by up to 0.034 from one
         epoch to the next.
