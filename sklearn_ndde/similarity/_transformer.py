@@ -124,8 +124,8 @@ class TransformerSimilarity(BaseEstimator):
         at the last step's rate: at a constant rate of 1e-3, the BCubed F
         of held-out LFW training identities moved by up to 0.034 from one
         epoch to the next.
-        ``"constant"``: ``learning_rate`` throughout. Either way the schedule
-        is planned over ``max_epochs``, whether or not training stops early.
+        ``"constant"``: ``learning_rate`` throughout. The cosine schedule is
+        planned over ``max_epochs`` whether or not training stops early.
     weight_decay : float, default=5e-4
         Adam weight decay.
     batch_size : int, default=512
