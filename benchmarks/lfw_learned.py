@@ -8,17 +8,16 @@ throughput, and the hard-cluster report (BCubed recall per size and sparsity
 bin). CPU unless CUDA is available. Needs ../shared/data.
 
 The architecture is the paper's (d_model 256, 8 heads, feed-forward 2048,
-dropout 0.2); the optimiser settings are scaled to a small training set (a
-few hundred steps instead of the paper's thousands): learning rate 1e-3,
-batches of 64 anchors, 10 epochs, the default one-cycle schedule (warm-up,
-cosine decay). ``--constant-rate`` trains at a constant rate instead;
-``--small`` trains d_model 128 /
-feed-forward 512 instead; ``--precision`` sets the model's ``precision``;
-``--paper-model`` trains the paper's model alone (``residual=False``) instead
-of a correction to the calibrated cosine; ``--one-end`` scores each pair from
-its anchor's sequence alone (``symmetrize=False``); ``--validation-fraction
-0.1`` holds out that fraction of the training identities and stops early on
-their loss.
+dropout 0.2); the optimiser settings are scaled to a small training set (a few
+hundred steps instead of the paper's thousands): learning rate 1e-3, batches
+of 64 anchors, 10 epochs, the default one-cycle schedule (warm-up, cosine
+decay). ``--constant-rate`` trains at a constant rate instead; ``--small``
+trains d_model 128 / feed-forward 512 instead; ``--precision`` sets the
+model's ``precision``; ``--paper-model`` trains the paper's model alone
+(``residual=False``) instead of a correction to the calibrated cosine;
+``--one-end`` scores each pair from its anchor's sequence alone
+(``symmetrize=False``); ``--validation-fraction 0.1`` holds out that fraction
+of the training identities and stops early on their loss.
 
     python benchmarks/lfw_learned.py [--epochs 10] [--small] [--precision auto]
         [--constant-rate] [--paper-model] [--one-end] [--validation-fraction F]
