@@ -244,10 +244,12 @@ def mirror_mean(values, indices):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def nearest_denser(density, indices, distances):
-    """Column of the closest neighbour with density >= own, or -1.
+def nearest_denser(rank, indices, distances):
+    """Column of the closest neighbour ranked above the sample, or -1.
 
-    Ties in distance go to the earlier column, as a stable sort would.
+    ``rank`` orders the samples strictly (see ``density_rank``), so the
+    links form a forest: every cluster has one root. Ties in distance go to
+    the earlier column, as a stable sort would.
     """
     n, k = indices.shape
     out = np.full(n, -1, dtype=np.int64)
@@ -255,15 +257,16 @@ def nearest_denser(density, indices, distances):
         best = np.inf
         for c in range(k):
             j = indices[i, c]
-            if j != i and density[j] >= density[i] and distances[i, c] < best:
+            if rank[j] > rank[i] and distances[i, c] < best:
                 best = distances[i, c]
                 out[i] = c
     return out
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def nearest_denser_two_hops(peaks, indices, density, Xn, n_chunks):
-    """For each peak, the sample of highest cosine among the denser ones two
+def nearest_denser_two_hops(peaks, indices, rank, Xn, n_chunks):
+    """For each peak, the sample of highest cosine among those ranked above it
+    (``density_rank``) two
     kNN steps away (neighbours of neighbours), or -1; equal cosines go to the
     smaller id. ``Xn`` holds unit rows. Each of the ``n_chunks`` parallel
     chunks marks the samples it has seen, so that each cosine is computed
@@ -286,7 +289,7 @@ def nearest_denser_two_hops(peaks, indices, density, Xn, n_chunks):
                     if seen[j] == p:
                         continue
                     seen[j] = p
-                    if density[j] <= density[i]:
+                    if rank[j] <= rank[i]:
                         continue
                     c = 0.0
                     for f in range(d):

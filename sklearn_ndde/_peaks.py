@@ -12,6 +12,23 @@ from ._validation import check_neighbors
 from .similarity._base import _unit_rows, pair_cosines
 
 
+def density_rank(density):
+    """Strict order of the samples by density: ``rank[j] > rank[i]`` means
+    ``j`` is denser than ``i``.
+
+    Equal densities are common once pair similarities saturate at 1 (exact
+    duplicates, or tight identities), and "denser or equal" would let two
+    such samples link to each other and leave a cluster without a root.
+    Among equal densities the sample with the smaller index ranks higher,
+    so the order is total and the links always form a forest.
+    """
+    density = np.asarray(density)
+    n = density.shape[0]
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.lexsort((-np.arange(n), density))] = np.arange(n)
+    return rank
+
+
 def components_from_parents(parents, extra_links=None):
     """Connected components of the links ``i -- parents[i]`` (``-1``: none).
 
@@ -42,10 +59,14 @@ def components_from_parents(parents, extra_links=None):
 def density_peaks(density, indices, distances, *, tau):
     """Cluster by linking each sample to its nearest denser neighbour.
 
-    Sample ``i`` is linked to the neighbour ``j != i`` of smallest distance
-    among those with ``density[j] >= density[i]`` (ties go to the earlier
-    column), provided that distance is below ``tau``. Samples without such a
-    link are peaks. Clusters are the connected components of the links.
+    Sample ``i`` is linked to the neighbour ``j`` of smallest distance among
+    those denser than it (equal distances go to the earlier column),
+    provided that distance is below ``tau``. Samples without such a link are
+    peaks. Equal densities are ordered by index, the smaller index counting
+    as denser (the paper's ``rho_j >= rho_i`` taken literally lets two
+    samples of equal density link to each other and leaves a cluster with
+    no peak); so the links form a forest and every cluster has exactly one
+    peak, its root. Clusters are the connected components of the links.
 
     Parameters
     ----------
@@ -87,7 +108,7 @@ def density_peaks(density, indices, distances, *, tau):
         )
     if not np.all(np.isfinite(density)):
         raise ValueError("density contains NaN or infinity.")
-    column = nearest_denser(density, indices, distances)
+    column = nearest_denser(density_rank(density), indices, distances)
     rows = np.flatnonzero(column >= 0)
     parents = np.full(n, -1, dtype=np.intp)
     near = distances[rows, column[rows]] < tau
@@ -128,7 +149,8 @@ def link_saturated_peaks(
     identity (``similarities >= threshold``): the identity goes on beyond
     the list. Each saturated peak ``i`` looks two kNN steps away (the
     neighbours of its neighbours) for the denser samples
-    (``density[j] > density[i]``), takes the one of highest cosine to it,
+    (in the strict order of :func:`density_peaks`), takes the one of highest
+    cosine to it,
     and links to it when ``similarity`` judges the pair its own identity
     too. The densest peak of an identity finds no denser sample and stays
     a peak; every other sample keeps its link.
@@ -214,7 +236,7 @@ def link_saturated_peaks(
         candidates = nearest_denser_two_hops(
             peaks,
             indices,
-            density,
+            density_rank(density),
             Xn,
             max(1, min(peaks.size, threads)),
         )

@@ -9,6 +9,7 @@ from scipy.sparse.csgraph import connected_components
 
 import sklearn_ndde._tpdi as _tpdi
 from sklearn_ndde import (
+    NDDeTPDiClustering,
     density_peaks,
     knn_graph,
     link_saturated_peaks,
@@ -17,6 +18,8 @@ from sklearn_ndde import (
     tpdi,
     transition_matrix,
 )
+from sklearn_ndde._peaks import components_from_parents, density_rank
+from sklearn_ndde.datasets import make_face_embeddings
 
 
 def random_graph(rng, n, k):
@@ -283,16 +286,48 @@ def test_tpdi_fast_path_with_progress_slices(monkeypatch):
 # -------------------------------------------------------- density peaks
 
 
-def test_density_peaks_ties_accepted_and_tau_exclusive():
+def test_density_peaks_ties_ordered_by_index_and_tau_exclusive():
+    # Equal densities: the smaller index counts as denser, so sample 0 is the
+    # root and nobody links "up" to an equal that links back.
     density = np.array([1.0, 1.0, 1.0])
     indices = np.array([[0, 1, 2], [1, 0, 2], [2, 1, 0]])
     distances = np.array([[0, 0.3, 0.5], [0, 0.3, 0.7], [0, 0.7, 0.5]])
     labels, parents = density_peaks(density, indices, distances, tau=0.7)
-    np.testing.assert_array_equal(parents, [1, 0, 0])
+    np.testing.assert_array_equal(parents, [-1, 0, 0])
     np.testing.assert_array_equal(labels, [0, 0, 0])
     labels, parents = density_peaks(density, indices, distances, tau=0.5)
-    np.testing.assert_array_equal(parents, [1, 0, -1])
+    np.testing.assert_array_equal(parents, [-1, 0, -1])
     np.testing.assert_array_equal(labels, [0, 0, 1])
+
+
+def _roots_per_component(labels, parents):
+    return np.bincount(labels[parents < 0], minlength=labels.max() + 1)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_density_peaks_every_cluster_has_one_root_under_ties(seed):
+    # Densities from a handful of values and mutual zero distances: the
+    # case "rho_j >= rho_i" turns into rootless two-cycles.
+    rng = np.random.default_rng(seed)
+    n, k = 200, 8
+    indices, _ = random_graph(rng, n, k)
+    density = rng.integers(0, 3, size=n).astype(float)
+    distances = np.zeros((n, k))
+    labels, parents = density_peaks(density, indices, distances, tau=0.5)
+    np.testing.assert_array_equal(_roots_per_component(labels, parents), 1)
+    rank = density_rank(density)
+    linked = parents >= 0
+    assert (rank[parents[linked]] > rank[linked]).all()
+
+
+def test_estimator_duplicated_rows_leave_no_rootless_cluster():
+    # Exact copies saturate the similarity and tie the densities.
+    X, _ = make_face_embeddings(300, 30, dim=16, random_state=0)
+    X = np.vstack([X, X[:100]])
+    est = NDDeTPDiClustering(k=15).fit(X)
+    components = components_from_parents(est.parents_)
+    roots = np.bincount(components[est.parents_ < 0], minlength=components.max() + 1)
+    np.testing.assert_array_equal(roots, 1)
 
 
 def test_density_peaks_bad_input():
@@ -331,7 +366,7 @@ def reference_steps_3_to_7(indices, sims, tau, density_k=20, s1=0.5, s2=0.05):
     for i in range(n):
         for c in sorted(range(k), key=lambda c: dist[i][c]):
             j = nbrs[i][c]
-            if j != i and rho[j] >= rho[i]:
+            if (rho[j], -j) > (rho[i], -i):
                 if dist[i][c] < tau:
                     parent[i] = j
                 break
