@@ -20,12 +20,13 @@ EXACT_MAX_SAMPLES = 30_000
 _BLOCK_ELEMENTS = 2**26
 
 
-def _normalize_rows(X, block=65536):
+def _normalize_rows(X, block=65536, allow_zero=False):
     """Return float32 unit rows; a zero row raises (cosine is undefined).
 
-    Each row is divided by its largest absolute value before its norm is
-    taken, in the input's own precision, so that huge (1e30) and subnormal
-    (1e-40) entries neither overflow nor vanish. Works in blocks of rows.
+    With ``allow_zero`` a zero row stays a zero row instead. Each row is
+    divided by its largest absolute value before its norm is taken, in the
+    input's own precision, so that huge (1e30) and subnormal (1e-40) entries
+    neither overflow nor vanish. Works in blocks of rows.
     """
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
@@ -41,7 +42,7 @@ def _normalize_rows(X, block=65536):
         norms = np.linalg.norm(part, axis=1)
         out[start : start + block] = part / np.where(bad, 1.0, norms)[:, None]
     zero = np.concatenate(zero) if zero else np.empty(0, dtype=np.intp)
-    if zero.size:
+    if zero.size and not allow_zero:
         raise ValueError(
             f"X has {zero.size} zero vector(s) (first at row {zero[0]}); the cosine "
             "metric is undefined for them. Remove them or use metric='precomputed'."

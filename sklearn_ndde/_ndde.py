@@ -351,18 +351,42 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         """Run every stage; return the fitted attributes without setting them."""
         precomputed = self.metric == "precomputed"
         X = self._validate_input(X, reset=True)
-        n = X.shape[0]
         if precomputed and X.shape[0] != X.shape[1]:
             raise ValueError(
                 f"With metric='precomputed', X must be a square graph, got shape "
                 f"{X.shape}."
             )
+        Xn = None
+        if not precomputed:
+            Xn = _normalize_rows(X, allow_zero=True)
+            zero = ~Xn.any(axis=1)
+            if zero.any():
+                warnings.warn(
+                    f"X has {int(zero.sum())} all-zero row(s) (first at row "
+                    f"{int(np.argmax(zero))}); the cosine metric matches a zero "
+                    "vector with nothing, so each is a cluster of its own.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                keep = np.flatnonzero(~zero)
+                if keep.size < 2:
+                    raise ValueError(
+                        f"X has {keep.size} non-zero row(s); clustering needs at "
+                        "least 2 under the cosine metric."
+                    )
+                return _with_zero_rows(self._fit_stages(X[keep], Xn[keep]), keep, Xn)
+        return self._fit_stages(X, Xn)
+
+    def _fit_stages(self, X, Xn):
+        """The stages on validated ``X`` (``Xn``: its unit rows, or None)."""
+        precomputed = self.metric == "precomputed"
+        n = X.shape[0]
         k = self.k
         if k > n:
             warnings.warn(
                 f"k={k} is larger than the number of samples ({n}); using k={n}.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             k = n
         exact = self.knn_method == "exact" or (
@@ -382,7 +406,6 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 cosines = (1.0 - distances).astype(np.float32)
                 out["_fit_X"] = None
             else:
-                Xn = _normalize_rows(X)
                 indices, cosines = knn_graph(
                     Xn,
                     k,
@@ -485,11 +508,25 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 self.similarity_, None, indices, (1.0 - distances).astype(np.float32)
             )
         else:
-            Xq = _normalize_rows(X)
-            indices = _exact_knn_to(Xq, self._fit_X, k)
-            s = self._pair_similarity(
-                self.similarity_, Xq, indices, None, Y=self._fit_X
-            )
+            Xq = _normalize_rows(X, allow_zero=True)
+            query_zero = ~Xq.any(axis=1)
+            if query_zero.any():
+                warnings.warn(
+                    f"X has {int(query_zero.sum())} all-zero row(s) (first at row "
+                    f"{int(np.argmax(query_zero))}); the cosine metric matches a "
+                    "zero vector with nothing, so they get -1.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                # Any unit row keeps the similarity defined; the label is -1.
+                Xq[query_zero, 0] = 1.0
+            # Zero rows of the training data match nothing either.
+            candidates = np.flatnonzero(self._fit_X.any(axis=1))
+            Y = self._fit_X if candidates.size == n_fit else self._fit_X[candidates]
+            indices = _exact_knn_to(Xq, Y, k)
+            s = self._pair_similarity(self.similarity_, Xq, indices, None, Y=Y)
+            if candidates.size < n_fit:
+                indices = candidates[indices]
         indices, s = _sort_by_similarity(indices, s)
         Q = transition_matrix(
             self.neighbors_, self.pair_similarities_, sigma=self.distance_sigma
@@ -515,7 +552,10 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         nearest = dist.min(axis=1)
         column = np.argmax(dist <= nearest[:, None] + _TIE_TOLERANCE, axis=1)
         labels = self.labels_[indices[np.arange(m), column]]
-        return np.where(nearest < self.tau, labels, -1)
+        labels = np.where(nearest < self.tau, labels, -1)
+        if not precomputed:
+            labels[query_zero] = -1
+        return labels
 
     def _validate_input(self, X, reset):
         """Dense embeddings, or a sparse graph with ``metric="precomputed"``."""
@@ -596,6 +636,49 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         tags.input_tags.pairwise = self.metric == "precomputed"
         tags.input_tags.sparse = self.metric == "precomputed"
         return tags
+
+
+def _with_zero_rows(out, keep, Xn):
+    """Fitted attributes of the rows ``keep`` spread over all rows of ``Xn``.
+
+    Every other row is a zero vector, which matches nothing: it is its own
+    only neighbour (similarity 1 to itself, 0 elsewhere, TPDi 1), keeps a
+    density of 1 as a sample whose walk stays put, and is a cluster alone.
+    """
+    n = Xn.shape[0]
+    zero = np.ones(n, dtype=bool)
+    zero[keep] = False
+    k = out["neighbors_"].shape[1]
+    neighbors = np.repeat(np.arange(n, dtype=out["neighbors_"].dtype), k).reshape(n, k)
+    neighbors[keep] = keep[out["neighbors_"]]
+    s = np.zeros((n, k), dtype=out["pair_similarities_"].dtype)
+    s[zero, 0] = 1.0
+    s[keep] = out["pair_similarities_"]
+    distances = np.ones((n, k), dtype=out["tpdi_"].dtype)
+    distances[zero, 0] = 0.0
+    distances[keep] = out["tpdi_"]
+    density = np.ones(n)
+    density[keep] = out["density_"]
+    parents = np.full(n, -1, dtype=np.intp)
+    linked = out["parents_"] >= 0
+    parents[keep[linked]] = keep[out["parents_"][linked]]
+    labels = np.full(n, -1, dtype=np.intp)
+    labels[keep] = out["labels_"]
+    labels[zero] = out["labels_"].max() + 1 + np.arange(int(zero.sum()))
+    # Consecutive ids numbered by the first sample of each cluster, as always.
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    labels = np.argsort(np.argsort(first))[inverse]
+    out.update(
+        _fit_X=Xn,
+        neighbors_=neighbors,
+        pair_similarities_=s,
+        tpdi_=distances,
+        density_=density,
+        parents_=parents,
+        labels_=labels,
+        n_clusters_=int(labels.max()) + 1,
+    )
+    return out
 
 
 def _exact_knn_to(Xq, Xfit, n_neighbors):

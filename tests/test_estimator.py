@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsTransformer
 from sklearn.pipeline import make_pipeline
@@ -134,7 +135,9 @@ def test_grid_search_over_tau_and_k(faces):
         scoring=bcubed_scorer,
         cv=[(everything, everything)],
     ).fit(X, y)
-    assert search.best_params_ == {"k": 30, "tau": 0.7}
+    assert search.best_params_["tau"] == 0.7
+    refit = NDDeTPDiClustering(**search.best_params_).fit_predict(X)
+    assert search.best_score_ == pytest.approx(bcubed_fscore(y, refit))
     assert search.best_score_ > 0.95
 
 
@@ -209,7 +212,7 @@ GOOD = np.random.default_rng(0).standard_normal((10, 3))
         ({"tau": 1.5}, GOOD, ValueError, "'tau' parameter"),
         ({"density_sigma": 0.0}, GOOD, ValueError, "'density_sigma' parameter"),
         ({"distance_sigma": -1}, GOOD, ValueError, "'distance_sigma' parameter"),
-        ({}, np.vstack([GOOD, np.zeros((1, 3))]), ValueError, "zero vector"),
+        ({}, np.vstack([np.zeros((9, 3)), GOOD[:1]]), ValueError, "1 non-zero row"),
         ({}, sp.csr_matrix(GOOD), TypeError, "sparse"),
         (
             {"metric": "precomputed"},
@@ -223,6 +226,31 @@ GOOD = np.random.default_rng(0).standard_normal((10, 3))
 def test_bad_input_raises_named_error(params, X, error, match):
     with pytest.raises(error, match=match):
         NDDeTPDiClustering(**{"k": 3, **params}).fit(X)
+
+
+def test_zero_rows_are_clusters_of_their_own():
+    X, _ = make_face_embeddings(300, 30, dim=16, random_state=0)
+    with_zeros = np.vstack([X[:100], np.zeros((3, 16)), X[100:]])
+    with pytest.warns(UserWarning, match="3 all-zero row"):
+        est = NDDeTPDiClustering(k=15).fit(with_zeros)
+    reference = NDDeTPDiClustering(k=15).fit(X)
+    # The other rows are clustered exactly as without the zero rows ...
+    rest = np.delete(est.labels_, [100, 101, 102])
+    assert adjusted_rand_score(reference.labels_, rest) == 1.0
+    # ... and each zero row is alone, its own only neighbour and a root.
+    zero_labels = est.labels_[100:103]
+    assert np.unique(zero_labels).size == 3
+    assert not np.isin(zero_labels, rest).any()
+    np.testing.assert_array_equal(est.parents_[100:103], -1)
+    np.testing.assert_array_equal(est.neighbors_[101], 101)
+    assert est.n_clusters_ == reference.n_clusters_ + 3
+    assert est.density_.sum() == pytest.approx(len(with_zeros))
+    # predict: a zero query matches nothing; the others are unaffected.
+    queries = np.vstack([np.zeros(16), X[:5]])
+    with pytest.warns(UserWarning, match="1 all-zero row"):
+        labels = est.predict(queries)
+    assert labels[0] == -1
+    np.testing.assert_array_equal(labels[1:], est.labels_[:5])
 
 
 def test_precomputed_graph_with_too_few_neighbours():
