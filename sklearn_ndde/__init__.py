@@ -2,6 +2,7 @@
 
 from ._density import ndde_density
 from ._knn import knn_graph
+from ._merge import merge_by_flow
 from ._ndde import NDDeTPDiClustering
 from ._peaks import density_peaks, link_saturated_peaks
 from ._tpdi import tpdi
@@ -14,6 +15,7 @@ __all__ = [
     "density_peaks",
     "knn_graph",
     "link_saturated_peaks",
+    "merge_by_flow",
     "ndde_density",
     "row_softmax",
     "tpdi",

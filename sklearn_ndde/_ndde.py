@@ -22,6 +22,7 @@ from ._knn import (
     knn_graph,
 )
 from ._memory import check_memory, fit_bytes
+from ._merge import merge_by_flow
 from ._peaks import components_from_parents, density_peaks, link_saturated_peaks
 from ._progress import progress
 from ._tpdi import tpdi
@@ -36,7 +37,9 @@ def _graph_to_neighbors(G, n_neighbors, square):
     square (training) graph the sample itself is put in column 0 at distance
     0 whether or not it is stored, and counts towards ``n_neighbors``.
     """
-    G = sp.csr_matrix(G, dtype=np.float64)
+    # A copy: sum_duplicates sorts the index arrays in place, and a
+    # converted matrix may still share them with the caller's graph.
+    G = sp.csr_matrix(G, dtype=np.float64, copy=True)
     G.sum_duplicates()
     n = G.shape[0]
     if not np.all(np.isfinite(G.data)) or (G.data < 0).any():
@@ -81,6 +84,7 @@ _STAGES = (
     "NDDe density",
     "TPDi distance",
     "density peaks",
+    "flow merge",
 )
 _FITTED_ATTRIBUTES = (
     "_fit_X",
@@ -147,7 +151,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
        density when closer than ``tau``; clusters are the connected
        components of the links (:func:`density_peaks`);
     7. with ``link_saturated``, peaks inside identities larger than ``k``
-       linked on to a denser sample (:func:`link_saturated_peaks`).
+       linked on to a denser sample (:func:`link_saturated_peaks`);
+    8. with ``merge_threshold``, clusters that exchange much of the density
+       flow both ways merged (:func:`merge_by_flow`).
 
     Every intermediate result is kept as a fitted attribute, so a user can
     re-run the last steps with another ``tau``::
@@ -156,14 +162,22 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         labels, parents = link_saturated_peaks(
             parents, est.density_, est.neighbors_, est.pair_similarities_, X,
             est.similarity_)
+        P = transition_matrix(est.neighbors_, est.pair_similarities_,
+                              sigma=est.density_sigma, top=est.density_k)
+        labels, parents = merge_by_flow(parents, P)
 
     Parameters
     ----------
     k : int, default=80
         Neighbours per sample, the sample itself included (the paper's k).
         Clipped, with a warning, to the number of samples.
-    tau : float in (0, 1], default=0.7
-        Largest TPDi of a link. Lower it for purer, smaller clusters.
+    tau : float in (0, 1], default=0.3
+        Largest TPDi of a link, and of a new sample's match in
+        :meth:`predict`. The paper uses 0.7 with its links alone; with the
+        flow merge after them, a stricter 0.3 makes purer fragments for the
+        merge to join (chosen on the LFW training identities, both embedding
+        models, four identity-size regimes). Lower it for purer, smaller
+        clusters.
     similarity : object, default=None
         Pair similarity with a ``pair_similarity(X, indices, Y=None)``
         method (see :class:`~sklearn_ndde.similarity.PairSimilarity`).
@@ -189,6 +203,12 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         neighbour, so without this an identity with many more than ``k``
         samples splits into several clusters. False gives the paper's rule
         alone. Needs the embeddings: ``metric="precomputed"`` skips it.
+    merge_threshold : float > 0 or None, default=0.18
+        Merge the clusters that exchange much of the NDDe density flow in
+        both directions (:func:`merge_by_flow`): in identities whose faces
+        vary a lot, TPDi leaves fragments that the flow joins back. Lower
+        merges more; None gives the links alone (the paper's rule with
+        ``link_saturated=False`` and ``tau=0.7``).
     knn_method : {"auto", "exact", "pynndescent"}, default="auto"
         Neighbour search, see :func:`knn_graph`.
     metric : {"cosine", "precomputed"}, default="cosine"
@@ -223,7 +243,10 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
     tpdi_ : ndarray of shape (n_samples, k)
         TPDi distance aligned with ``neighbors_``.
     parents_ : ndarray of shape (n_samples,)
-        The sample each one links to, -1 for peaks.
+        The sample each one links to, -1 for roots. The links form a forest
+        with exactly one root per cluster: a density peak, or the root of
+        a cluster that no merge joined to another. (Exact duplicates are
+        put in one cluster on top of these links.)
     similarity_ : object
         The pair similarity that was used (the fitted clone for a
         training-free one).
@@ -272,6 +295,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         "distance_sigma": [Interval(numbers.Real, 0, None, closed="neither")],
         "density_iter": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "link_saturated": ["boolean"],
+        "merge_threshold": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "knn_method": [StrOptions({"auto", "exact", "pynndescent"})],
         "metric": [StrOptions({"cosine", "precomputed"})],
         "n_jobs": [numbers.Integral, None],
@@ -283,7 +307,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
     def __init__(
         self,
         k=80,
-        tau=0.7,
+        tau=0.3,
         *,
         similarity=None,
         density_k=20,
@@ -291,6 +315,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         distance_sigma=0.05,
         density_iter=1,
         link_saturated=True,
+        merge_threshold=0.18,
         knn_method="auto",
         metric="cosine",
         n_jobs=None,
@@ -306,6 +331,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         self.distance_sigma = distance_sigma
         self.density_iter = density_iter
         self.link_saturated = link_saturated
+        self.merge_threshold = merge_threshold
         self.knn_method = knn_method
         self.metric = metric
         self.n_jobs = n_jobs
@@ -430,7 +456,6 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 indices, s, sigma=self.density_sigma, top=min(self.density_k, k)
             )
             density = ndde_density(P, n_iter=self.density_iter)
-            del P
 
         with stage("TPDi distance"):
             Q = transition_matrix(indices, s, sigma=self.distance_sigma)
@@ -449,6 +474,13 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                     similarity,
                     n_jobs=self.n_jobs,
                 )
+
+        with stage("flow merge"):
+            if self.merge_threshold is not None:
+                labels, parents = merge_by_flow(
+                    parents, P, threshold=self.merge_threshold
+                )
+            del P
             duplicates = _duplicate_links(knn_indices, cosines, out["_fit_X"])
             if duplicates[0].size:
                 labels = components_from_parents(parents, duplicates)
@@ -476,9 +508,10 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         formulas. No training sample transitions to it, so it receives no
         NDDe density and every neighbour is denser: it joins the cluster of
         its TPDi-nearest training neighbour when that distance is below
-        ``tau``, and gets -1 otherwise. A training sample passed again finds
-        itself at distance 0 and gets its own label back (with exact
-        neighbour search).
+        ``tau``, and gets -1 otherwise. A copy of a training sample (cosine
+        within 1e-5 of 1) takes that sample's cluster, as exact duplicates
+        do in :meth:`fit`, so a training sample passed again gets its own
+        label back.
 
         Parameters
         ----------
@@ -504,6 +537,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                     f"sample ({n_fit}), got {X.shape[1]}."
                 )
             indices, distances = _graph_to_neighbors(X, k, square=False)
+            duplicate = distances[:, 0] <= DUPLICATE_GAP
             s = self._pair_similarity(
                 self.similarity_, None, indices, (1.0 - distances).astype(np.float32)
             )
@@ -527,6 +561,12 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             s = self._pair_similarity(self.similarity_, Xq, indices, None, Y=Y)
             if candidates.size < n_fit:
                 indices = candidates[indices]
+            duplicate = np.einsum("ij,ij->i", Xq, self._fit_X[indices[:, 0]]) >= (
+                1.0 - DUPLICATE_GAP
+            )
+            duplicate &= ~query_zero
+        # An exact copy of a training sample takes its cluster, as in fit.
+        copy_of = indices[:, 0]
         indices, s = _sort_by_similarity(indices, s)
         Q = transition_matrix(
             self.neighbors_, self.pair_similarities_, sigma=self.distance_sigma
@@ -553,6 +593,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         column = np.argmax(dist <= nearest[:, None] + _TIE_TOLERANCE, axis=1)
         labels = self.labels_[indices[np.arange(m), column]]
         labels = np.where(nearest < self.tau, labels, -1)
+        labels[duplicate] = self.labels_[copy_of[duplicate]]
         if not precomputed:
             labels[query_zero] = -1
         return labels

@@ -14,7 +14,13 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsTransformer
 from sklearn.pipeline import make_pipeline
 
-from sklearn_ndde import NDDeTPDiClustering, density_peaks, link_saturated_peaks
+from sklearn_ndde import (
+    NDDeTPDiClustering,
+    density_peaks,
+    link_saturated_peaks,
+    merge_by_flow,
+    transition_matrix,
+)
 from sklearn_ndde.datasets import make_face_embeddings
 from sklearn_ndde.metrics import (
     bcubed_fscore,
@@ -52,30 +58,31 @@ def test_fit_predict_recovers_identities(faces):
     assert est.parents_.shape == (n,) and est.n_features_in_ == 64
 
 
+def rerun_links(est, X, tau):
+    """Steps 6-8 again from the fitted attributes, as the class docstring says."""
+    _, paper = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=tau)
+    labels, parents = link_saturated_peaks(
+        paper, est.density_, est.neighbors_, est.pair_similarities_, X, est.similarity_
+    )
+    P = transition_matrix(
+        est.neighbors_, est.pair_similarities_, sigma=est.density_sigma, top=20
+    )
+    return paper, parents, merge_by_flow(parents, P, threshold=est.merge_threshold)
+
+
 def test_rerun_last_step_from_fitted_attributes(faces):
     X, _ = faces
     est = NDDeTPDiClustering(k=30).fit(X)
-    _, parents = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.7)
-    labels, parents = link_saturated_peaks(
-        parents,
-        est.density_,
-        est.neighbors_,
-        est.pair_similarities_,
-        X,
-        est.similarity_,
-    )
+    _, _, (labels, parents) = rerun_links(est, X, est.tau)
     np.testing.assert_array_equal(labels, est.labels_)
     np.testing.assert_array_equal(parents, est.parents_)
     # The same at k = 15, where identities larger than k make saturated peaks.
     est = NDDeTPDiClustering(k=15).fit(X)
-    _, paper = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.7)
-    labels, parents = link_saturated_peaks(
-        paper, est.density_, est.neighbors_, est.pair_similarities_, X, est.similarity_
-    )
-    assert (parents != paper).any()
+    paper, saturated, (labels, parents) = rerun_links(est, X, est.tau)
+    assert (saturated != paper).any()
     np.testing.assert_array_equal(labels, est.labels_)
     np.testing.assert_array_equal(parents, est.parents_)
-    stricter = NDDeTPDiClustering(k=30, tau=0.3).fit(X)
+    stricter = NDDeTPDiClustering(k=30, tau=0.1, merge_threshold=None).fit(X)
     assert stricter.n_clusters_ >= est.n_clusters_
 
 
@@ -291,8 +298,9 @@ def test_identity_much_larger_than_k_stays_whole():
     # 362 faces of one identity with k = 15: TPDi alone breaks it up.
     X, y = make_face_embeddings(2000, 40, dim=64, spread=(0.5, 1.0), random_state=2)
     big = y == np.bincount(y).argmax()
-    alone = NDDeTPDiClustering(k=15, link_saturated=False).fit(X)
-    linked = NDDeTPDiClustering(k=15).fit(X)
+    alone = NDDeTPDiClustering(k=15, link_saturated=False, merge_threshold=None)
+    alone.fit(X)
+    linked = NDDeTPDiClustering(k=15, merge_threshold=None).fit(X)
     assert np.bincount(alone.labels_[big]).max() < 0.2 * big.sum()
     assert np.unique(linked.labels_[big]).size == 1
     precision, recall, _ = bcubed_precision_recall_fscore(y, linked.labels_)

@@ -13,6 +13,7 @@ from sklearn_ndde import (
     density_peaks,
     knn_graph,
     link_saturated_peaks,
+    merge_by_flow,
     ndde_density,
     row_softmax,
     tpdi,
@@ -542,3 +543,68 @@ def test_link_saturated_bad_shapes():
         link_saturated_peaks([-1, -1], [1.0, 2.0], indices, sims, np.eye(3), _Cosine())
     with pytest.raises(ValueError, match="parents must have shape"):
         link_saturated_peaks([-1], [1.0, 2.0], indices, sims, np.eye(2), _Cosine())
+
+
+# ------------------------------------------------------------ flow merge
+
+
+def test_merge_by_flow_joins_a_fragment_not_a_lone_face():
+    # {0, 1, 2} is one cluster. Sample 3 sends all its flow there and gets
+    # 0.3 back from each member: a fragment, merged. Sample 4 also sends all
+    # its flow there but gets nothing back: a lone face beside it, kept.
+    P = sp.csr_matrix(
+        np.array(
+            [
+                [0.4, 0.2, 0.1, 0.3, 0.0],
+                [0.2, 0.4, 0.1, 0.3, 0.0],
+                [0.1, 0.2, 0.4, 0.3, 0.0],
+                [0.4, 0.3, 0.3, 0.0, 0.0],
+                [0.4, 0.3, 0.3, 0.0, 0.0],
+            ]
+        )
+    )
+    parents = np.array([-1, 0, 0, -1, -1])
+    labels, merged = merge_by_flow(parents, P)
+    np.testing.assert_array_equal(labels, [0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(merged, [-1, 0, 0, 0, -1])
+    # Only above the threshold: sqrt(1.0 * 0.9) / 1 = 0.95.
+    labels, _ = merge_by_flow(parents, P, threshold=0.96)
+    np.testing.assert_array_equal(labels, [0, 0, 0, 1, 2])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_merge_by_flow_keeps_a_forest_and_only_merges(seed):
+    rng = np.random.default_rng(seed)
+    n, k = 150, 10
+    indices, sims = random_graph(rng, n, k)
+    P = transition_matrix(indices, sims**4, sigma=0.1)
+    density = ndde_density(P)
+    before, parents = density_peaks(density, indices, rng.random((n, k)), tau=0.5)
+    labels, merged = merge_by_flow(parents, P, threshold=0.05)
+    np.testing.assert_array_equal(_roots_per_component(labels, merged), 1)
+    # Links are only added, at roots; every old cluster lies inside a new one.
+    np.testing.assert_array_equal(merged[parents >= 0], parents[parents >= 0])
+    together = before[:, None] == before[None, :]
+    assert (labels[:, None] == labels[None, :])[together].all()
+    assert labels.max() < before.max()
+
+
+def test_merge_by_flow_does_not_depend_on_sample_order():
+    X, _ = make_face_embeddings(400, 40, dim=16, spread=(0.6, 1.0), random_state=3)
+    perm = np.random.default_rng(0).permutation(len(X))
+    a = NDDeTPDiClustering(k=20).fit_predict(X)
+    b = NDDeTPDiClustering(k=20).fit_predict(X[perm])
+    a = a[perm]
+    assert np.array_equal(a[:, None] == a[None, :], b[:, None] == b[None, :])
+
+
+def test_merge_by_flow_bad_input():
+    P = sp.identity(3, format="csr")
+    with pytest.raises(ValueError, match="parents must have shape"):
+        merge_by_flow(np.full(2, -1), P)
+    with pytest.raises(ValueError, match="forest"):
+        merge_by_flow(np.array([1, 0, -1]), P)
+    with pytest.raises(ValueError, match=r"ids in \[0, 3\)"):
+        merge_by_flow(np.array([5, -1, -1]), P)
+    with pytest.raises(ValueError, match="threshold"):
+        merge_by_flow(np.full(3, -1), P, threshold=0)

@@ -39,9 +39,16 @@ def test_loaders_read_the_benchmark_layout(benchmark_files):
 def test_reused_knn_file_gives_the_same_clusters(benchmark_files):
     folder, X, _ = benchmark_files
     graph = knn_to_graph(*load_knn(folder / "faiss_k_20.npz"))
+    before = graph.copy()
     a = NDDeTPDiClustering(k=20, metric="precomputed").fit_predict(graph)
-    b = NDDeTPDiClustering(k=20).fit_predict(X)
+    # metric="precomputed" has no embeddings for the saturated-peak links.
+    b = NDDeTPDiClustering(k=20, link_saturated=False).fit_predict(X)
     assert np.array_equal(a[:, None] == a[None, :], b[:, None] == b[None, :])
+    # The caller's graph is left as it was, so a second fit gives the same.
+    assert (graph != before).nnz == 0
+    np.testing.assert_array_equal(
+        NDDeTPDiClustering(k=20, metric="precomputed").fit_predict(graph), a
+    )
 
 
 def test_bad_files(tmp_path):
