@@ -21,6 +21,10 @@ def _save_figure(reports, path):
     return path
 
 
+#: Identity spread of the demo's synthetic faces (hard, sparse identities).
+DEMO_SPREAD = (0.8, 1.6)
+
+
 def _demo(args):
     from sklearn.cluster import DBSCAN, HDBSCAN
 
@@ -32,31 +36,56 @@ def _demo(args):
         pairwise_fscore,
     )
 
+    # Hard identities, the method's subject: long-tailed sizes and a wide
+    # spread, so that many identities are sparse (same-person cosines down
+    # to about 0.3).
     X, y = make_face_embeddings(
-        args.n_samples, args.n_samples // 10, dim=128, random_state=args.random_state
+        args.n_samples,
+        args.n_samples // 10,
+        dim=128,
+        spread=DEMO_SPREAD,
+        random_state=args.random_state,
     )
+    # Each baseline at the best of a small grid, chosen on the labels: an
+    # upper bound for its users, against NDDe's untuned defaults.
     methods = [
-        ("NDDe + TPDi (defaults)", NDDeTPDiClustering(verbose=args.verbose)),
-        ("DBSCAN (eps=0.5, cosine)", DBSCAN(eps=0.5, min_samples=2, metric="cosine")),
-        ("HDBSCAN (min_cluster_size=2)", HDBSCAN(min_cluster_size=2, copy=True)),
+        ("NDDe + TPDi (defaults)", [("", NDDeTPDiClustering(verbose=args.verbose))]),
+        (
+            "DBSCAN (cosine, best eps)",
+            [
+                (f"eps={eps}", DBSCAN(eps=eps, min_samples=2, metric="cosine"))
+                for eps in (0.3, 0.4, 0.5, 0.6, 0.7)
+            ],
+        ),
+        (
+            "HDBSCAN (best min_cluster_size)",
+            [
+                (f"min_cluster_size={m}", HDBSCAN(min_cluster_size=m, copy=True))
+                for m in (2, 3, 5)
+            ],
+        ),
     ]
     rows, reports = [], {}
-    for name, est in methods:
-        start = time.perf_counter()
-        labels = est.fit_predict(X)
-        seconds = time.perf_counter() - start
-        p, r, f = bcubed_precision_recall_fscore(y, labels)
-        rows.append(
-            {
-                "method": name,
-                "bcubed_precision": p,
-                "bcubed_recall": r,
-                "bcubed_f": f,
-                "pairwise_f": pairwise_fscore(y, labels),
-                "seconds": round(seconds, 3),
-            }
-        )
-        reports[name.split(" (")[0]] = hard_cluster_report(y, labels, X)
+    for name, grid in methods:
+        best = None
+        for param, est in grid:
+            start = time.perf_counter()
+            labels = est.fit_predict(X)
+            seconds = time.perf_counter() - start
+            p, r, f = bcubed_precision_recall_fscore(y, labels)
+            if best is None or f > best[0]["bcubed_f"]:
+                row = {
+                    "method": name,
+                    "parameter": param,
+                    "bcubed_precision": p,
+                    "bcubed_recall": r,
+                    "bcubed_f": f,
+                    "pairwise_f": pairwise_fscore(y, labels),
+                    "seconds": round(seconds, 3),
+                }
+                best = (row, labels)
+        rows.append(best[0])
+        reports[name.split(" (")[0]] = hard_cluster_report(y, best[1], X)
     result = {"n_samples": int(X.shape[0]), "methods": rows}
     figure_note = None
     if args.figure and not args.no_figure:
@@ -69,17 +98,19 @@ def _demo(args):
         return 0
     print(
         f"Synthetic face embeddings: {X.shape[0]} samples, {len(np.unique(y))} "
-        f"identities, dim {X.shape[1]} (sklearn_ndde.datasets.make_face_embeddings)"
+        f"identities of long-tailed sizes, dim {X.shape[1]}, spread {DEMO_SPREAD} "
+        "(sklearn_ndde.datasets.make_face_embeddings)"
     )
+    print("Baselines at their best parameter, chosen on the labels; NDDe untuned.")
     print(
         f"{'method':32s} {'BCubed P':>9s} {'BCubed R':>9s} {'BCubed F':>9s} "
-        f"{'pair F':>7s} {'time':>7s}"
+        f"{'pair F':>7s} {'time':>7s}  parameter"
     )
     for row in rows:
         print(
             f"{row['method']:32s} {row['bcubed_precision']:9.4f} "
             f"{row['bcubed_recall']:9.4f} {row['bcubed_f']:9.4f} "
-            f"{row['pairwise_f']:7.4f} {row['seconds']:6.2f}s"
+            f"{row['pairwise_f']:7.4f} {row['seconds']:6.2f}s  {row['parameter']}"
         )
     if "figure" in result:
         print(f"Hard-cluster figure written to {result['figure']}")
@@ -233,7 +264,13 @@ def main(argv=None):
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="cluster a built-in synthetic data set and compare with DBSCAN"
+        "demo",
+        help="cluster built-in synthetic faces with hard identities and compare "
+        "with DBSCAN and HDBSCAN at their best parameters",
+        description="Cluster synthetic face embeddings with long-tailed identity "
+        "sizes and sparse identities (make_face_embeddings, spread 0.8-1.6) "
+        "with NDDe at its defaults, and compare with DBSCAN and HDBSCAN, each "
+        "at the best of a small parameter grid chosen on the labels.",
     )
     demo.add_argument("--n-samples", type=int, default=5000)
     demo.add_argument("--random-state", type=int, default=0)
