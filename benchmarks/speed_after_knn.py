@@ -11,10 +11,10 @@ permuted at random, as a real kNN graph over samples stored in no
 particular order (TPDi recovers the blocks through its visiting order).
 Each repeat
 runs in a fresh process, which loads the input and then runs the
-transitions, NDDe, TPDi and density peaks exactly as ``NDDeTPDiClustering``
-does (with ``--layout faces``, where the embeddings exist, the saturated
-peak links too); the extra memory is the growth of the peak resident set over the
-loaded input.
+transitions, NDDe, TPDi, density peaks and the flow merge exactly as
+``NDDeTPDiClustering`` does at its defaults (with ``--layout faces``, where
+the embeddings exist, the saturated peak links too); the extra memory is the
+growth of the peak resident set over the loaded input.
 
     python benchmarks/speed_after_knn.py [--n 584013] [--k 80] [--repeats 5]
 """
@@ -93,8 +93,17 @@ def reset_peak():
         pass
 
 
-def run_once(folder, tau=0.7):
-    from sklearn_ndde import density_peaks, ndde_density, tpdi, transition_matrix
+def run_once(folder):
+    from sklearn_ndde import (
+        NDDeTPDiClustering,
+        density_peaks,
+        merge_by_flow,
+        ndde_density,
+        tpdi,
+        transition_matrix,
+    )
+
+    defaults = NDDeTPDiClustering()
 
     indices = np.load(folder / "indices.npy")
     times = {}
@@ -127,15 +136,18 @@ def run_once(folder, tau=0.7):
     distances = tpdi(Q, indices)
     times["tpdi"] = time.perf_counter() - t
     t = time.perf_counter()
-    labels, parents = density_peaks(density, indices, distances, tau=tau)
+    labels, parents = density_peaks(density, indices, distances, tau=defaults.tau)
     times["peaks"] = time.perf_counter() - t
     if X is not None:
         # The embeddings are at hand: link the saturated peaks as fit does.
         from sklearn_ndde import link_saturated_peaks
 
         t = time.perf_counter()
-        labels, _ = link_saturated_peaks(parents, density, indices, sims, X, sim)
+        labels, parents = link_saturated_peaks(parents, density, indices, sims, X, sim)
         times["saturated links"] = time.perf_counter() - t
+    t = time.perf_counter()
+    labels, _ = merge_by_flow(parents, P, threshold=defaults.merge_threshold)
+    times["flow merge"] = time.perf_counter() - t
     times["total"] = sum(v for key, v in times.items() if "not in total" not in key)
     times["extra_memory_gb"] = peak_rss_gb() - rss0
     times["n_clusters"] = int(labels.max() + 1)
@@ -190,7 +202,7 @@ def main():
         f"n = {args.n:,}, k = {args.k}, {args.layout} layout, {args.repeats} runs, "
         "median (min-max):"
     )
-    keys = ["transitions", "ndde", "tpdi", "peaks", "total"]
+    keys = ["transitions", "ndde", "tpdi", "peaks", "flow merge", "total"]
     if "saturated links" in runs[0]:
         keys.insert(4, "saturated links")
     if args.layout == "faces":

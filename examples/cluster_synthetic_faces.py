@@ -10,7 +10,13 @@ size and sparsity, and re-run the cheap last step with another ``tau``.
 # %%
 import numpy as np
 
-from sklearn_ndde import NDDeTPDiClustering, density_peaks
+from sklearn_ndde import (
+    NDDeTPDiClustering,
+    density_peaks,
+    link_saturated_peaks,
+    merge_by_flow,
+    transition_matrix,
+)
 from sklearn_ndde.datasets import make_face_embeddings
 from sklearn_ndde.metrics import (
     bcubed_precision_recall_fscore,
@@ -34,6 +40,13 @@ for row in hard_cluster_report(y, est.labels_, X):
     )
 
 # %%
-# Re-run only the last step with a stricter tau, without refitting.
-labels, parents = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.4)
-print(f"tau=0.4: {labels.max() + 1} clusters, {np.sum(parents == -1)} peaks")
+# Re-run only the last steps with a stricter tau, without refitting. The links
+# form a forest: every cluster has exactly one root (``parents_ == -1``).
+_, parents = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.2)
+_, parents = link_saturated_peaks(
+    parents, est.density_, est.neighbors_, est.pair_similarities_, X, est.similarity_
+)
+P = transition_matrix(est.neighbors_, est.pair_similarities_, sigma=0.5, top=20)
+labels, parents = merge_by_flow(parents, P)
+print(f"tau=0.2: {labels.max() + 1} clusters, {np.sum(parents == -1)} roots")
+print(f"defaults: {est.n_clusters_} clusters, {np.sum(est.parents_ == -1)} roots")

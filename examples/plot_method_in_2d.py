@@ -44,7 +44,8 @@ est = pipe[-1]
 ari = adjusted_rand_score(y, labels)
 print(f"{est.n_clusters_} clusters for {len(sizes)} groups, ARI {ari:.2f}")
 print(f"BCubed F {bcubed_fscore(y, labels):.3f}")
-print("peaks:", int((est.parents_ < 0).sum()))
+# The links form a forest: one root (parents_ == -1) per cluster.
+print("roots:", int((est.parents_ < 0).sum()))
 print(
     "mean NDDe density per true group:",
     np.round(np.bincount(y, est.density_) / np.bincount(y), 2),
