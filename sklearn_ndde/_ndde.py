@@ -88,6 +88,7 @@ _STAGES = (
 )
 _FITTED_ATTRIBUTES = (
     "_fit_X",
+    "_fit_distinct",
     "similarity_",
     "neighbors_",
     "pair_similarities_",
@@ -101,27 +102,17 @@ _FITTED_ATTRIBUTES = (
 )
 
 
-def _duplicate_links(indices, cosines, Xn):
-    """Links ``(a, b)`` between exact duplicates, to put them in one cluster.
+def _duplicate_links(indices, cosines):
+    """Links ``(a, b)`` between near-duplicates, to put them in one cluster.
 
-    Pairs of the kNN graph at cosine 1 (within ``DUPLICATE_GAP``) are
-    linked; with the embeddings ``Xn`` at hand, the samples that have such a
-    pair are also grouped by exact equality of their unit rows, so that a
-    pile of copies larger than k stays whole even where the kNN lists of
-    the copies do not reach each other.
+    Pairs of the kNN graph at cosine 1 within float rounding
+    (``DUPLICATE_GAP``), such as one photo encoded twice, are linked; exact
+    copies never get here (``fit`` clusters one of each).
     """
     near = cosines >= 1.0 - DUPLICATE_GAP
     near &= indices != np.arange(indices.shape[0])[:, None]
     rows, cols = np.nonzero(near)
-    a, b = rows, indices[rows, cols]
-    if Xn is not None and rows.size:
-        candidates = np.unique(rows)
-        as_bytes = np.ascontiguousarray(Xn[candidates])
-        as_bytes = as_bytes.view(np.dtype((np.void, as_bytes.strides[0]))).ravel()
-        _, first, group = np.unique(as_bytes, return_index=True, return_inverse=True)
-        a = np.concatenate([a, candidates])
-        b = np.concatenate([b, candidates[first[group]]])
-    return a, b
+    return rows, indices[rows, cols]
 
 
 def _sort_by_similarity(indices, similarities):
@@ -239,7 +230,11 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
     pair_similarities_ : ndarray of shape (n_samples, k)
         Pair similarity aligned with ``neighbors_``.
     density_ : ndarray of shape (n_samples,)
-        NDDe density of each sample (sums to n_samples).
+        NDDe density of each sample. Exact copies of a sample (the same unit
+        vector) are clustered once: each repeats its original's density,
+        neighbours, similarities and TPDi, links to it (``parents_``) and
+        shares its cluster, so copies change nothing else in the partition.
+        Without copies or zero rows the densities sum to n_samples.
     tpdi_ : ndarray of shape (n_samples, k)
         TPDi distance aligned with ``neighbors_``.
     parents_ : ndarray of shape (n_samples,)
@@ -382,26 +377,34 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 f"With metric='precomputed', X must be a square graph, got shape "
                 f"{X.shape}."
             )
-        Xn = None
-        if not precomputed:
-            Xn = _normalize_rows(X, allow_zero=True)
-            zero = ~Xn.any(axis=1)
-            if zero.any():
-                warnings.warn(
-                    f"X has {int(zero.sum())} all-zero row(s) (first at row "
-                    f"{int(np.argmax(zero))}); the cosine metric matches a zero "
-                    "vector with nothing, so each is a cluster of its own.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                keep = np.flatnonzero(~zero)
-                if keep.size < 2:
-                    raise ValueError(
-                        f"X has {keep.size} non-zero row(s); clustering needs at "
-                        "least 2 under the cosine metric."
-                    )
-                return _with_zero_rows(self._fit_stages(X[keep], Xn[keep]), keep, Xn)
-        return self._fit_stages(X, Xn)
+        if precomputed:
+            return self._fit_stages(X, None)
+        Xn = _normalize_rows(X, allow_zero=True)
+        zero = ~Xn.any(axis=1)
+        if zero.any():
+            warnings.warn(
+                f"X has {int(zero.sum())} all-zero row(s) (first at row "
+                f"{int(np.argmax(zero))}); the cosine metric matches a zero "
+                "vector with nothing, so each is a cluster of its own.",
+                UserWarning,
+                stacklevel=3,
+            )
+        original = _originals(Xn, zero)
+        keep = np.flatnonzero(original == np.arange(original.size))
+        if keep.size < 2:
+            # One vector, repeated: cluster the copies themselves.
+            keep = np.flatnonzero(~zero)
+            original[keep] = keep
+        if keep.size < 2:
+            raise ValueError(
+                f"X has {keep.size} non-zero row(s); clustering needs at least 2 "
+                "under the cosine metric."
+            )
+        if keep.size == original.size:
+            return self._fit_stages(X, Xn)
+        return _spread_to_all_rows(
+            self._fit_stages(X[keep], Xn[keep]), keep, original, Xn
+        )
 
     def _fit_stages(self, X, Xn):
         """The stages on validated ``X`` (``Xn``: its unit rows, or None)."""
@@ -481,7 +484,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                     parents, P, threshold=self.merge_threshold
                 )
             del P
-            duplicates = _duplicate_links(knn_indices, cosines, out["_fit_X"])
+            duplicates = _duplicate_links(knn_indices, cosines)
             if duplicates[0].size:
                 labels = components_from_parents(parents, duplicates)
 
@@ -554,8 +557,12 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 )
                 # Any unit row keeps the similarity defined; the label is -1.
                 Xq[query_zero, 0] = 1.0
-            # Zero rows of the training data match nothing either.
-            candidates = np.flatnonzero(self._fit_X.any(axis=1))
+            # Zero rows of the training data match nothing either, and an
+            # exact copy stands for its original only once, as in fit.
+            distinct = getattr(self, "_fit_distinct", None)
+            candidates = (
+                np.arange(n_fit) if distinct is None else np.flatnonzero(distinct)
+            )
             Y = self._fit_X if candidates.size == n_fit else self._fit_X[candidates]
             indices = _exact_knn_to(Xq, Y, k)
             s = self._pair_similarity(self.similarity_, Xq, indices, None, Y=Y)
@@ -679,38 +686,65 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         return tags
 
 
-def _with_zero_rows(out, keep, Xn):
+def _originals(Xn, zero):
+    """For each row of ``Xn``, the first row with the same unit vector
+    (itself for a distinct row); -1 for zero rows."""
+    rows = np.flatnonzero(~zero)
+    as_bytes = np.ascontiguousarray(Xn[rows])
+    as_bytes = as_bytes.view(np.dtype((np.void, as_bytes.strides[0]))).ravel()
+    _, first, group = np.unique(as_bytes, return_index=True, return_inverse=True)
+    original = np.full(Xn.shape[0], -1, dtype=np.intp)
+    original[rows] = rows[first[group.ravel()]]
+    return original
+
+
+def _spread_to_all_rows(out, keep, original, Xn):
     """Fitted attributes of the rows ``keep`` spread over all rows of ``Xn``.
 
-    Every other row is a zero vector, which matches nothing: it is its own
-    only neighbour (similarity 1 to itself, 0 elsewhere, TPDi 1), keeps a
-    density of 1 as a sample whose walk stays put, and is a cluster alone.
+    ``original[r]`` is the fitted row that row ``r`` copies exactly (the
+    same unit vector), or -1 for a zero row. A copy repeats its original's
+    neighbours, similarities, TPDi and density, links to it and shares its
+    cluster, so copies change nothing else in the partition. A zero vector
+    matches nothing: it is its own only neighbour (similarity 1 to itself,
+    0 elsewhere, TPDi 1), keeps a density of 1 as a sample whose walk stays
+    put, and is a cluster alone.
     """
     n = Xn.shape[0]
-    zero = np.ones(n, dtype=bool)
-    zero[keep] = False
+    zero = original < 0
+    copy = ~zero & (original != np.arange(n))
     k = out["neighbors_"].shape[1]
+    # Position of each fitted row in ``keep``, for the copies to look up.
+    where = np.full(n, -1, dtype=np.intp)
+    where[keep] = np.arange(keep.size)
+    source = where[original[copy]]
     neighbors = np.repeat(np.arange(n, dtype=out["neighbors_"].dtype), k).reshape(n, k)
     neighbors[keep] = keep[out["neighbors_"]]
+    neighbors[copy] = neighbors[keep][source]
     s = np.zeros((n, k), dtype=out["pair_similarities_"].dtype)
     s[zero, 0] = 1.0
     s[keep] = out["pair_similarities_"]
+    s[copy] = out["pair_similarities_"][source]
     distances = np.ones((n, k), dtype=out["tpdi_"].dtype)
     distances[zero, 0] = 0.0
     distances[keep] = out["tpdi_"]
+    distances[copy] = out["tpdi_"][source]
     density = np.ones(n)
     density[keep] = out["density_"]
+    density[copy] = out["density_"][source]
     parents = np.full(n, -1, dtype=np.intp)
     linked = out["parents_"] >= 0
     parents[keep[linked]] = keep[out["parents_"][linked]]
+    parents[copy] = original[copy]
     labels = np.full(n, -1, dtype=np.intp)
     labels[keep] = out["labels_"]
+    labels[copy] = out["labels_"][source]
     labels[zero] = out["labels_"].max() + 1 + np.arange(int(zero.sum()))
     # Consecutive ids numbered by the first sample of each cluster, as always.
     _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
     labels = np.argsort(np.argsort(first))[inverse]
     out.update(
         _fit_X=Xn,
+        _fit_distinct=~zero & ~copy,
         neighbors_=neighbors,
         pair_similarities_=s,
         tpdi_=distances,
