@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 
 from ._memory import check_memory, knn_bytes
 from ._progress import progress
+from ._validation import N_JOBS_CONSTRAINT
 
 #: Cosines this close to 1 mark exact duplicates (float32 rounding included).
 DUPLICATE_GAP = 1e-5
@@ -182,7 +183,7 @@ def _pynndescent_knn(Xn, n_neighbors, random_state, n_jobs):
         "method": [StrOptions({"auto", "exact", "pynndescent"})],
         "metric": [StrOptions({"cosine"})],
         "random_state": ["random_state"],
-        "n_jobs": [numbers.Integral, None],
+        "n_jobs": N_JOBS_CONSTRAINT,
         "device": [str],
         "verbose": ["verbose"],
     },
@@ -254,6 +255,7 @@ def knn_graph(
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D, got an array of shape {X.shape}.")
     n = X.shape[0]
+    n_neighbors = int(n_neighbors)
     if n_neighbors > n:
         raise ValueError(
             f"n_neighbors={n_neighbors} is larger than the number of samples ({n})."

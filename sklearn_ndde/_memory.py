@@ -40,8 +40,10 @@ def knn_bytes(n_samples, n_features, n_neighbors, exact):
     """A bound on the peak memory of :func:`~sklearn_ndde.knn_graph`.
 
     The unit-row copy of the embeddings, the (n, k) outputs and the search's
-    working set.
+    working set. Arguments are made Python integers first, so that numpy
+    integers (``np.int32(80)``) cannot overflow the products.
     """
+    n_samples, n_features, n_neighbors = map(int, (n_samples, n_features, n_neighbors))
     entries = n_samples * n_neighbors
     total = 4 * n_samples * n_features + 16 * entries
     if exact:
@@ -58,6 +60,7 @@ def fit_bytes(n_samples, n_features, n_neighbors, exact):
     ``n_features`` is 0 for a precomputed graph (no search, no embeddings
     kept): then only the stages after the graph count.
     """
+    n_samples, n_features, n_neighbors = map(int, (n_samples, n_features, n_neighbors))
     after_graph = _BYTES_PER_ENTRY * n_samples * n_neighbors
     if not n_features:
         return after_graph

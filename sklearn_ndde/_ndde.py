@@ -27,6 +27,7 @@ from ._peaks import components_from_parents, density_peaks, link_saturated_peaks
 from ._progress import progress
 from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
+from ._validation import N_JOBS_CONSTRAINT
 from .similarity import CalibratedCosineSimilarity
 
 
@@ -293,7 +294,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         "merge_threshold": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "knn_method": [StrOptions({"auto", "exact", "pynndescent"})],
         "metric": [StrOptions({"cosine", "precomputed"})],
-        "n_jobs": [numbers.Integral, None],
+        "n_jobs": N_JOBS_CONSTRAINT,
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -410,7 +411,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         """The stages on validated ``X`` (``Xn``: its unit rows, or None)."""
         precomputed = self.metric == "precomputed"
         n = X.shape[0]
-        k = self.k
+        # Python integers from here on: numpy ones overflow in products.
+        k = int(self.k)
         if k > n:
             warnings.warn(
                 f"k={k} is larger than the number of samples ({n}); using k={n}.",
@@ -456,7 +458,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
 
         with stage("NDDe density"):
             P = transition_matrix(
-                indices, s, sigma=self.density_sigma, top=min(self.density_k, k)
+                indices, s, sigma=self.density_sigma, top=min(int(self.density_k), k)
             )
             density = ndde_density(P, n_iter=self.density_iter)
 

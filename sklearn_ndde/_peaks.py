@@ -8,7 +8,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 
 from ._kernels import nearest_denser, nearest_denser_two_hops, numba_threads
-from ._validation import check_neighbors
+from ._validation import N_JOBS_CONSTRAINT, check_neighbors
 from .similarity._base import _unit_rows, pair_cosines
 
 
@@ -125,7 +125,7 @@ def density_peaks(density, indices, distances, *, tau):
         "X": ["array-like"],
         "similarity": [HasMethods(["pair_similarity"])],
         "threshold": [Interval(numbers.Real, 0, 1, closed="both")],
-        "n_jobs": [numbers.Integral, None],
+        "n_jobs": N_JOBS_CONSTRAINT,
     },
     prefer_skip_nested_validation=True,
 )

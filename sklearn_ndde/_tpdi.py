@@ -13,7 +13,7 @@ from ._kernels import (
     tpdi_remaining_pairs,
 )
 from ._progress import progress
-from ._validation import check_transition
+from ._validation import N_JOBS_CONSTRAINT, check_transition
 
 # The fewest samples a progress-bar update stands for.
 _PROGRESS_STEP = 65536
@@ -23,7 +23,7 @@ _PROGRESS_STEP = 65536
     {
         "Q": ["sparse matrix"],
         "indices": ["array-like"],
-        "n_jobs": [int, None],
+        "n_jobs": N_JOBS_CONSTRAINT,
         "verbose": ["verbose"],
     },
     prefer_skip_nested_validation=True,

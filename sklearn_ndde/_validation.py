@@ -1,7 +1,18 @@
 """Checks shared by the pure functions."""
 
+import numbers
+
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils._param_validation import Interval
+
+#: ``n_jobs`` as scikit-learn reads it: a positive count, or -1 (all
+#: threads), -2 (all but one), ...; 0 means nothing and is refused.
+N_JOBS_CONSTRAINT = [
+    Interval(numbers.Integral, 1, None, closed="left"),
+    Interval(numbers.Integral, None, -1, closed="right"),
+    None,
+]
 
 
 def check_neighbors(indices, values, name="similarities", n_samples=None):

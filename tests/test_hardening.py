@@ -429,3 +429,20 @@ def test_without_torch_the_package_imports_and_the_model_says_how(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "pip install 'sklearn-ndde[torch]'" in out
+
+
+@pytest.mark.parametrize("k", [np.int32(2300), np.uint8(10), np.int64(80)])
+def test_numpy_integer_parameters_do_not_overflow_the_memory_estimate(k):
+    # np.int32(2300) * 20000 * ... wrapped to a negative estimate, which
+    # skipped the MemoryError guard; np.uint8 raised OverflowError.
+    for n, d in [(20000, 128), (584_013, 256)]:
+        estimate = _memory.fit_bytes(n, d, k, True)
+        assert estimate == _memory.fit_bytes(n, d, int(k), True) > 0
+    labels = NDDeTPDiClustering(k=np.uint8(10)).fit_predict(X)
+    assert_valid_partition(labels, len(X))
+
+
+@pytest.mark.parametrize("n_jobs", [0, np.int64(0)])
+def test_n_jobs_zero_is_refused_before_any_work(n_jobs):
+    with pytest.raises(InvalidParameterError, match="'n_jobs' parameter"):
+        NDDeTPDiClustering(k=K, n_jobs=n_jobs).fit(X)

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._kernels import mirror_mean
 from .._knn import knn_graph
 from .._progress import progress
+from .._validation import N_JOBS_CONSTRAINT
 from ._calibrated import CalibratedCosineSimilarity
 
 _FORMAT = "sklearn_ndde.TransformerSimilarity/1"
@@ -234,7 +235,7 @@ class TransformerSimilarity(BaseEstimator):
         "knn_method": [StrOptions({"auto", "exact", "pynndescent"})],
         "device": [str],
         "precision": [StrOptions({"auto", "float32", "bfloat16"})],
-        "n_jobs": [numbers.Integral, None],
+        "n_jobs": N_JOBS_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
