@@ -341,3 +341,82 @@ def test_verbose_training_shows_a_progress_bar_on_stderr(data, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "TransformerSimilarity" in captured.err and "2/2" in captured.err
+
+
+def _crafted(model, tmp_path, name, **changes):
+    """``model``'s file with its payload edited as an attacker would."""
+    path = tmp_path / "model.pt"
+    model.save(path)
+    payload = torch.load(path, weights_only=True)
+    for key, value in changes.items():
+        if key in payload["params"]:
+            payload["params"][key] = value
+        elif value is None:
+            del payload[key]
+        else:
+            payload[key] = value
+    crafted = tmp_path / name
+    torch.save(payload, crafted)
+    return crafted
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"dim_feedforward": 30_000_000}, "do not match the architecture"),
+        ({"n_layers": 20_000}, "n_layers=20000 but only"),
+        ({"d_model": -3}, "invalid parameter.*d_model"),
+        ({"n_features_in": None}, "no 'n_features_in'"),
+        ({"params": None}, "no 'params'"),
+        ({"n_features_in": "16"}, "must be an integer"),
+    ],
+)
+def test_load_validates_the_file_before_building(model, tmp_path, changes, match):
+    crafted = _crafted(model, tmp_path, "crafted.pt", **changes)
+    with pytest.raises(ValueError, match=match):
+        TransformerSimilarity.load(crafted)
+
+
+def test_load_of_a_crafted_file_stays_small_in_memory(model, tmp_path):
+    # A file of a few KB whose parameters ask for an 8 GB feed-forward block:
+    # refused before allocating (measured in a fresh process: peak RSS).
+    small = TransformerSimilarity(
+        n_neighbors=10,
+        d_model=8,
+        n_heads=2,
+        dim_feedforward=8,
+        max_epochs=1,
+        random_state=0,
+    ).fit(*make_face_embeddings(60, 10, dim=4, random_state=0))
+    path = tmp_path / "small.pt"
+    small.save(path)
+    payload = torch.load(path, weights_only=True)
+    payload["params"]["dim_feedforward"] = 30_000_000
+    # Only the small tensors, to make the file small: the attack is the
+    # parameters, not the weights.
+    payload["weights"] = {
+        k: w for k, w in payload["weights"].items() if w.numel() <= 64
+    }
+    crafted = tmp_path / "bomb.pt"
+    torch.save(payload, crafted)
+    assert crafted.stat().st_size < 10_000
+    code = (
+        "import resource, sys\n"
+        "from sklearn_ndde.similarity import TransformerSimilarity\n"
+        "import torch\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        f"    TransformerSimilarity.load({str(crafted)!r})\n"
+        "except ValueError as exc:\n"
+        "    print('refused', exc, file=sys.stderr)\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print((after - before) / 1024)\n"
+    )
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "refused" in proc.stderr
+    assert float(proc.stdout.strip()) < 100  # MB of peak growth

@@ -660,8 +660,44 @@ class TransformerSimilarity(BaseEstimator):
                 f"{path!r} is not a readable TransformerSimilarity file (corrupt, or "
                 f"not weights-only): {type(exc).__name__}: {str(exc)[:200]}"
             ) from exc
+        model = cls._from_payload(torch, payload, path, device)
+        model.device_ = model._resolve_device(torch, fallback=True)
+        model.module_ = model._build(torch, payload["weights"])
+        return model
+
+    @classmethod
+    def _from_payload(cls, torch, payload, path, device):
+        """The unfitted model a file describes, every field checked first.
+
+        A file is untrusted input: its parameters are validated one by one,
+        and the architecture they describe is built on torch's ``meta``
+        device (no memory) and compared with the weights the file carries,
+        shape by shape, before anything real is allocated. So a file of a
+        few kilobytes cannot ask for gigabytes.
+        """
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise ValueError(f"{path!r} is not a TransformerSimilarity file.")
+        missing = [
+            k for k in ("params", "n_features_in", "weights") if k not in payload
+        ]
+        if missing:
+            raise ValueError(
+                f"{path!r} is an incomplete TransformerSimilarity file: it has no "
+                f"{', '.join(repr(k) for k in missing)}."
+            )
+        params, weights = payload["params"], payload["weights"]
+        if not isinstance(params, dict) or not isinstance(weights, dict):
+            raise ValueError(f"{path!r}: 'params' and 'weights' must be mappings.")
+        unknown = sorted(set(params) - set(cls().get_params()))
+        if unknown:
+            raise ValueError(f"{path!r} holds unknown parameter(s) {unknown}.")
+        if not all(isinstance(w, torch.Tensor) for w in weights.values()):
+            raise ValueError(f"{path!r}: every weight must be a tensor.")
+        n_features = payload["n_features_in"]
+        if isinstance(n_features, bool) or not isinstance(n_features, int):
+            raise ValueError(f"{path!r}: 'n_features_in' must be an integer.")
+        if n_features < 1:
+            raise ValueError(f"{path!r}: 'n_features_in' must be at least 1.")
         # Files written before `residual` existed hold the paper's model;
         # those written before `symmetrize` scored pairs from one end; those
         # written before `learning_rate_schedule` were trained at a constant
@@ -670,17 +706,35 @@ class TransformerSimilarity(BaseEstimator):
             "residual": False,
             "symmetrize": False,
             "learning_rate_schedule": "constant",
-            **payload["params"],
+            **params,
             "device": device,
         }
         model = cls(**params)
-        model.n_features_in_ = int(payload["n_features_in"])
-        model.device_ = model._resolve_device(torch, fallback=True)
         try:
-            model.module_ = model._build(torch, payload["weights"])
-        except (RuntimeError, KeyError) as exc:
+            model._validate_params()
+        except ValueError as exc:
+            raise ValueError(f"{path!r} holds an invalid parameter: {exc}") from None
+        # Each encoder layer carries several tensors: more layers than
+        # tensors cannot match, and is refused before building anything.
+        if model.n_layers > len(weights):
             raise ValueError(
                 f"The weights in {path!r} do not match the architecture its "
-                f"parameters describe: {str(exc)[:200]}"
-            ) from exc
+                f"parameters describe: n_layers={model.n_layers} but only "
+                f"{len(weights)} tensors."
+            )
+        with torch.device("meta"):
+            skeleton = model._new_module(n_features).state_dict()
+        expected = {k: tuple(v.shape) for k, v in skeleton.items()}
+        found = {k: tuple(v.shape) for k, v in weights.items()}
+        if expected != found:
+            key = sorted(set(expected) ^ set(found)) or [
+                k for k in expected if expected[k] != found[k]
+            ]
+            key = key[0]
+            raise ValueError(
+                f"The weights in {path!r} do not match the architecture its "
+                f"parameters describe: {key!r} is {found.get(key, 'missing')} in "
+                f"the file, {expected.get(key, 'not expected')} in the model."
+            )
+        model.n_features_in_ = n_features
         return model
