@@ -121,8 +121,19 @@ def _demo(args):
 
 def _cluster(args):
     from . import NDDeTPDiClustering
-    from .io import knn_to_graph, load_features, load_knn, load_labels, save_labels
+    from .io import (
+        check_output_path,
+        knn_to_graph,
+        load_features,
+        load_knn,
+        load_labels,
+        save_labels,
+    )
 
+    if args.output:
+        check_output_path(
+            args.output, (".npy", ".csv"), [args.features, args.knn, args.labels]
+        )
     X = load_features(args.features, dim=args.dim)
     params = dict(k=args.k, tau=args.tau, n_jobs=args.n_jobs, verbose=args.verbose)
     start = time.perf_counter()
@@ -178,9 +189,15 @@ def _scores(y, labels):
 
 
 def _evaluate(args):
-    from .io import load_features, load_labels
+    from .io import check_output_path, load_features, load_labels
     from .metrics import hard_cluster_report
 
+    if args.figure:
+        check_output_path(
+            args.figure,
+            (".png", ".pdf", ".svg"),
+            [args.predicted, args.labels, args.features],
+        )
     labels = load_labels(args.predicted)
     y = load_labels(args.labels)
     if labels.shape != y.shape:
@@ -218,9 +235,10 @@ def _evaluate(args):
 
 
 def _train(args):
-    from .io import load_features, load_labels
+    from .io import check_output_path, load_features, load_labels
     from .similarity import TransformerSimilarity
 
+    check_output_path(args.output, (".pt",), [args.features, args.labels])
     X = load_features(args.features, dim=args.dim)
     y = load_labels(args.labels)
     model = TransformerSimilarity(

@@ -7,12 +7,83 @@ holding an (n, 2, k) array ``data`` of neighbour ids and cosine distances.
 """
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["knn_to_graph", "load_features", "load_knn", "load_labels", "save_labels"]
+__all__ = [
+    "check_output_path",
+    "knn_to_graph",
+    "load_features",
+    "load_knn",
+    "load_labels",
+    "save_labels",
+]
+
+
+def check_output_path(path, suffixes, inputs=()):
+    """Refuse, before any work, an output path that cannot be written safely.
+
+    Called on every output path of the command line before the clustering
+    or training starts, so a bad path never costs the work.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Where the output will go.
+    suffixes : tuple of str
+        The suffixes that the writer knows (lower case, with the dot).
+    inputs : iterable of str or path-like or None
+        Files the run reads; writing over one of them is refused.
+
+    Raises
+    ------
+    ValueError
+        If the suffix is unknown, the folder does not exist or cannot be
+        written, the path is a folder or a read-only file, or it names one of
+        the inputs.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(
+            f"{str(path)!r}: the output must end in {' or '.join(suffixes)}, "
+            f"not {path.suffix or 'no suffix'!r}."
+        )
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"{str(path)!r}: the folder {str(folder)!r} does not exist.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{str(path)!r}: the folder {str(folder)!r} is not writable.")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder, not a file.")
+    if path.exists():
+        # Write bits, not os.access: as root, access() calls everything
+        # writable, and a file its owner made read-only is not to be replaced.
+        if not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+            raise ValueError(f"{str(path)!r} is read-only; it is not replaced.")
+        for other in inputs:
+            if other is not None and Path(other).exists():
+                if os.path.samefile(path, other):
+                    raise ValueError(
+                        f"{str(path)!r} is also an input of this run; write the "
+                        "output elsewhere."
+                    )
+    return path
+
+
+def _replace_keeping_mode(tmp, path):
+    """Move ``tmp`` over ``path``, giving it ``path``'s mode if it existed,
+    else the mode a new file gets (0666 less the umask)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
 
 
 def _existing(path):
@@ -117,7 +188,10 @@ def load_labels(path):
 
 
 def save_labels(path, labels):
-    """Write labels as ``.npy`` or ``.csv`` (one per line), atomically."""
+    """Write labels as ``.npy`` or ``.csv`` (one per line), atomically.
+
+    A file that is replaced keeps its permissions.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv"):
@@ -128,7 +202,7 @@ def save_labels(path, labels):
             np.save(tmp, np.asarray(labels))
         else:
             np.savetxt(tmp, np.asarray(labels), fmt="%d")
-        os.replace(tmp, path)
+        _replace_keeping_mode(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -4,6 +4,8 @@ Every test here is a row of the bad-input table in ``docs/bad_input.md``.
 """
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -235,6 +237,81 @@ def test_interrupted_label_save_keeps_the_old_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert np.array_equal(np.load(path), np.arange(5))
     assert [p.name for p in tmp_path.iterdir()] == ["labels.npy"]
+
+
+def _cli_refuses_before_work(argv, capsys, monkeypatch, match):
+    """``main(argv)`` exits 2 with one line matching ``match``, never fitting."""
+    fits = []
+    monkeypatch.setattr(
+        NDDeTPDiClustering, "fit", lambda *a, **k: fits.append(1) or a[0]
+    )
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(match, err), err
+    assert fits == []
+
+
+@pytest.mark.parametrize(
+    "output, match",
+    [
+        ("{features}", "also an input"),
+        ("missing/labels.npy", "does not exist"),
+        ("labels.txt", "must end in .npy or .csv"),
+        ("labels", "no suffix"),
+        ("{readonly}", "read-only"),
+        (".", "must end in"),
+    ],
+)
+def test_cluster_checks_the_output_path_before_any_work(
+    tmp_path, capsys, monkeypatch, output, match
+):
+    features = tmp_path / "self.npy"
+    np.save(features, X)
+    readonly = tmp_path / "readonly.npy"
+    np.save(readonly, np.arange(3))
+    readonly.chmod(0o444)
+    output = output.format(features=features, readonly=readonly)
+    if not output.startswith("/"):
+        output = str(tmp_path / output)
+    argv = ["cluster", str(features), "-o", output]
+    _cli_refuses_before_work(argv, capsys, monkeypatch, match)
+    # The input and the read-only file are untouched.
+    np.testing.assert_array_equal(np.load(features), X)
+    np.testing.assert_array_equal(np.load(readonly), np.arange(3))
+
+
+def test_train_and_evaluate_check_their_outputs_first(tmp_path, capsys, monkeypatch):
+    features, labels = tmp_path / "f.npy", tmp_path / "y.npy"
+    np.save(features, X)
+    np.save(labels, REFERENCE)
+    fitted = []
+    from sklearn_ndde.similarity import TransformerSimilarity
+
+    monkeypatch.setattr(TransformerSimilarity, "fit", lambda *a, **k: fitted.append(1))
+    for output in [str(tmp_path / "no" / "m.pt"), str(tmp_path / "m.bin")]:
+        assert (
+            main(["train", str(features), "--labels", str(labels), "-o", output]) == 2
+        )
+    assert fitted == []
+    assert "does not exist" in capsys.readouterr().err
+    figure = str(tmp_path / "report.txt")
+    argv = ["evaluate", str(labels), "--labels", str(labels), "--figure", figure]
+    assert main(argv) == 2
+    assert "must end in .png or .pdf or .svg" in capsys.readouterr().err
+
+
+def test_a_replaced_output_keeps_its_mode(tmp_path):
+    path = tmp_path / "labels.npy"
+    save_labels(path, np.arange(3))
+    path.chmod(0o600)
+    save_labels(path, np.arange(4))
+    assert path.stat().st_mode & 0o777 == 0o600
+    np.testing.assert_array_equal(np.load(path), np.arange(4))
+    fresh = tmp_path / "fresh.csv"
+    save_labels(fresh, np.arange(2))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 # ------------------------------------------------------------------ guards

@@ -17,6 +17,7 @@ from .._kernels import mirror_mean
 from .._knn import knn_graph
 from .._progress import progress
 from .._validation import N_JOBS_CONSTRAINT
+from ..io import _replace_keeping_mode
 from ._calibrated import CalibratedCosineSimilarity
 
 _FORMAT = "sklearn_ndde.TransformerSimilarity/1"
@@ -627,7 +628,7 @@ class TransformerSimilarity(BaseEstimator):
         os.close(fd)
         try:
             torch.save(payload, tmp)
-            os.replace(tmp, path)
+            _replace_keeping_mode(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
                 os.remove(tmp)
