@@ -104,12 +104,34 @@ def _cuda_device(device):
         ) from None
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else None
+    return check_torch_device(torch, device)
+
+
+def check_torch_device(torch, device):
+    """``device`` if this torch can run the package on it, else a ValueError.
+
+    The one place device strings are resolved (the estimator, the learned
+    similarity and the command line all come here). Only the CPU and CUDA
+    are supported: other torch devices (``"mps"``, ``"xpu"``, ``"meta"``...)
+    lack operations the package uses or hold no data.
+    """
     try:
-        kind = torch.device(device).type
-    except RuntimeError as exc:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device={device!r} is not a torch device.") from exc
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available.")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device={device!r} is not supported: use 'auto', 'cpu', 'cuda' or "
+            "'cuda:N'."
+        )
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={device!r} but CUDA is not available.")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(
+                f"device={device!r} but this machine has {count} CUDA device(s)."
+            )
     return device
 
 

@@ -6,8 +6,11 @@ text files with one integer per line, and kNN files ``faiss_k_80.npz``
 holding an (n, 2, k) array ``data`` of neighbour ids and cosine distances.
 """
 
+import numbers
 import os
 import stat
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +89,26 @@ def _replace_keeping_mode(tmp, path):
     os.replace(tmp, path)
 
 
+@contextmanager
+def _decoding(path):
+    """Turn a decoder's failure on a damaged file into one ValueError that
+    names the file (a truncated or non-zip ``.npz`` raises
+    ``zipfile.BadZipFile``, a cut ``.npy`` ``EOFError`` or ``ValueError``)."""
+    try:
+        yield
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ValueError(
+            f"{str(path)!r} is damaged or not a {path.suffix} file: "
+            f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ValueError(
+            f"{str(path)!r} could not be read as {path.suffix}: {str(exc)[:200]}"
+        ) from None
+
+
 def _existing(path):
     path = Path(path)
     if not path.is_file():
@@ -125,6 +148,9 @@ def load_features(path, *, dim=256):
     path = _existing(path)
     suffix = path.suffix.lower()
     if suffix == ".bin":
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}.")
+        dim = int(dim)
         size = path.stat().st_size
         if size % (4 * dim):
             raise ValueError(
@@ -132,21 +158,24 @@ def load_features(path, *, dim=256):
                 f"{dim} float32 values: truncated, or not dim={dim}."
             )
         X = np.fromfile(path, dtype="<f4").reshape(-1, dim)
-    elif suffix == ".npy":
-        X = np.load(path, allow_pickle=False)
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            names = list(data.files)
-            if "features" in names:
-                X = data["features"]
-            elif len(names) == 1:
-                X = data[names[0]]
+    elif suffix in (".npy", ".npz", ".csv"):
+        with _decoding(path):
+            if suffix == ".npy":
+                X = np.load(path, allow_pickle=False)
+            elif suffix == ".npz":
+                with np.load(path, allow_pickle=False) as data:
+                    names = list(data.files)
+                    if "features" in names:
+                        X = data["features"]
+                    elif len(names) == 1:
+                        X = data[names[0]]
+                    else:
+                        raise ValueError(
+                            f"{str(path)!r} holds {names}; name the embeddings "
+                            "'features'."
+                        )
             else:
-                raise ValueError(
-                    f"{str(path)!r} holds {names}; name the embeddings 'features'."
-                )
-    elif suffix == ".csv":
-        X = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+                X = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
     else:
         raise ValueError(
             f"Unknown features format {suffix!r}; use .npy, .npz, .bin or .csv."
@@ -171,10 +200,14 @@ def load_labels(path):
     path = _existing(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        labels = np.load(path, allow_pickle=False)
+        with _decoding(path):
+            labels = np.load(path, allow_pickle=False)
     elif suffix in (".meta", ".txt", ".csv"):
         try:
-            labels = np.loadtxt(path, dtype=np.int64, ndmin=1, delimiter=",")
+            # utf-8-sig: a byte-order mark, as some editors write, is not data.
+            labels = np.loadtxt(
+                path, dtype=np.int64, ndmin=1, delimiter=",", encoding="utf-8-sig"
+            )
         except ValueError as exc:
             raise ValueError(f"{str(path)!r} must hold one integer per line.") from exc
     else:
@@ -221,15 +254,13 @@ def load_knn(path):
     distances : ndarray of shape (n, k), float32
     """
     path = _existing(path)
-    try:
+    with _decoding(path):
         with np.load(path, allow_pickle=False) as data:
             names = list(data.files)
             key = "data" if "data" in names else names[0] if len(names) == 1 else None
             if key is None:
                 raise ValueError(f"{str(path)!r} holds {names}, no 'data' array.")
             knn = data[key]
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{str(path)!r} is not a readable .npz kNN file.") from exc
     if knn.ndim != 3 or knn.shape[1] != 2:
         raise ValueError(
             f"{str(path)!r} holds shape {knn.shape}; a kNN file holds (n, 2, k)."

@@ -523,3 +523,67 @@ def test_numpy_integer_parameters_do_not_overflow_the_memory_estimate(k):
 def test_n_jobs_zero_is_refused_before_any_work(n_jobs):
     with pytest.raises(InvalidParameterError, match="'n_jobs' parameter"):
         NDDeTPDiClustering(k=K, n_jobs=n_jobs).fit(X)
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta", "bogus"])
+def test_unusable_devices_are_one_clear_error(device, tmp_path, capsys):
+    pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=f"device='{device}' is not"):
+        NDDeTPDiClustering(k=K, device=device).fit(X)
+    features = tmp_path / "f.npy"
+    np.save(features, X)
+    assert main(["cluster", str(features), "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"device='{device}' is not" in err
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("cut.npz", "npz_cut"),
+        ("text.npz", b"this is not a zip file at all"),
+        ("cut.npy", "npy_cut"),
+    ],
+)
+def test_damaged_files_are_one_named_error(tmp_path, capsys, name, content):
+    from sklearn_ndde.io import load_knn
+
+    path = tmp_path / name
+    whole = tmp_path / ("whole" + path.suffix)
+    if content == "npz_cut":
+        np.savez(whole, data=np.zeros((50, 2, 4), dtype=np.float32))
+        content = whole.read_bytes()[:300]
+    elif content == "npy_cut":
+        np.save(whole, X)
+        content = whole.read_bytes()[:500]
+    path.write_bytes(content)
+    loaders = [load_features, load_knn] if path.suffix == ".npz" else [load_features]
+    for loader in loaders:
+        with pytest.raises(ValueError, match=re.escape(repr(str(path)))):
+            loader(path)
+    assert main(["cluster", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err
+
+
+@pytest.mark.parametrize("dim", [0, -4, 2.5, True])
+def test_bin_dim_must_be_a_positive_integer(tmp_path, dim):
+    path = tmp_path / "f.bin"
+    X.astype("<f4").tofile(path)
+    with pytest.raises(ValueError, match="dim must be a positive integer"):
+        load_features(path, dim=dim)
+
+
+def test_cli_bin_dim_zero_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "f.bin"
+    X.astype("<f4").tofile(path)
+    assert main(["cluster", str(path), "--dim", "0"]) == 2
+    assert "dim must be a positive integer" in capsys.readouterr().err
+
+
+def test_labels_with_a_byte_order_mark_load(tmp_path):
+    from sklearn_ndde.io import load_labels
+
+    path = tmp_path / "l.meta"
+    path.write_bytes("\ufeff3\n3\n7\n".encode())
+    np.testing.assert_array_equal(load_labels(path), [3, 3, 7])

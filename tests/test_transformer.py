@@ -420,3 +420,13 @@ def test_load_of_a_crafted_file_stays_small_in_memory(model, tmp_path):
     )
     assert "refused" in proc.stderr
     assert float(proc.stdout.strip()) < 100  # MB of peak growth
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta"])
+def test_load_and_fit_name_an_unusable_device(model, data, tmp_path, device):
+    path = tmp_path / "m.pt"
+    model.save(path)
+    with pytest.raises(ValueError, match=f"device='{device}' is not supported"):
+        TransformerSimilarity.load(path, device=device)
+    with pytest.raises(ValueError, match=f"device='{device}' is not supported"):
+        TransformerSimilarity(**SMALL, device=device, max_epochs=1).fit(*data)

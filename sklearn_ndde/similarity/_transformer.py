@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._kernels import mirror_mean
-from .._knn import knn_graph
+from .._knn import check_torch_device, knn_graph
 from .._progress import progress
 from .._validation import N_JOBS_CONSTRAINT
 from ..io import _replace_keeping_mode
@@ -473,15 +473,18 @@ class TransformerSimilarity(BaseEstimator):
         cuda = torch.cuda.is_available()
         if self.device == "auto":
             return "cuda" if cuda else "cpu"
-        try:
-            kind = torch.device(self.device).type
-        except RuntimeError as exc:
-            raise ValueError(f"device={self.device!r} is not a torch device.") from exc
-        if kind == "cuda" and not cuda:
-            if fallback:
-                return "cpu"
-            raise ValueError(f"device={self.device!r} but CUDA is not available.")
-        return self.device
+        device = (
+            check_torch_device(torch, self.device) if cuda or not fallback else None
+        )
+        if device is None:
+            # A model saved on a GPU loads on a CPU-only machine.
+            try:
+                device = check_torch_device(torch, self.device)
+            except ValueError:
+                if torch.device(self.device).type != "cuda":
+                    raise
+                device = "cpu"
+        return device
 
     def _loss(self, torch, module, features, idx_t, tgt_t, anchors, loss_fn):
         module.eval()
