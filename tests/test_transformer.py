@@ -430,3 +430,16 @@ def test_load_and_fit_name_an_unusable_device(model, data, tmp_path, device):
         TransformerSimilarity.load(path, device=device)
     with pytest.raises(ValueError, match=f"device='{device}' is not supported"):
         TransformerSimilarity(**SMALL, device=device, max_epochs=1).fit(*data)
+
+
+def test_a_model_wider_than_the_clustering_k_is_a_clear_error(model, data):
+    X, _ = data
+    with pytest.raises(ValueError, match=f"cluster with k >= {model.n_neighbors}"):
+        NDDeTPDiClustering(k=model.n_neighbors - 1, similarity=model).fit(X)
+
+
+def test_one_short_epoch_trains_with_the_cosine_schedule(data):
+    # OneCycleLR divided by zero when the warm-up was under two steps.
+    X, y = data
+    small = TransformerSimilarity(**{**SMALL, "batch_size": len(X) // 3}, max_epochs=1)
+    assert len(small.fit(X, y).history_) == 1

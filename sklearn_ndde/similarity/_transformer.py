@@ -378,12 +378,16 @@ class TransformerSimilarity(BaseEstimator):
                 weight_decay=self.weight_decay,
             )
             scheduler = None
-            if self.learning_rate_schedule == "cosine":
+            total_steps = self.max_epochs * -(-train.size // batch_size)
+            # OneCycleLR divides by the length of each phase: the warm-up
+            # needs two steps at least, and a run of under 4 steps keeps the
+            # rate constant.
+            if self.learning_rate_schedule == "cosine" and total_steps >= 4:
                 scheduler = torch.optim.lr_scheduler.OneCycleLR(
                     optimizer,
                     max_lr=self.learning_rate,
-                    total_steps=self.max_epochs * -(-train.size // batch_size),
-                    pct_start=0.1,
+                    total_steps=total_steps,
+                    pct_start=max(0.1, 2.0 / total_steps),
                     anneal_strategy="cos",
                     cycle_momentum=False,
                 )
@@ -526,6 +530,12 @@ class TransformerSimilarity(BaseEstimator):
             raise ValueError(
                 f"indices must have shape (n_samples={X.shape[0]}, n_neighbors), got "
                 f"{indices.shape}."
+            )
+        if self.tokens == "cosines" and indices.shape[1] < self.n_neighbors:
+            raise ValueError(
+                f"This model reads the cosines of {self.n_neighbors} neighbours per "
+                f"face (n_neighbors={self.n_neighbors}), but {indices.shape[1]} were "
+                f"given: cluster with k >= {self.n_neighbors}."
             )
         if Y is None:
             Y_arr = X
