@@ -135,7 +135,13 @@ def _cluster(args):
             args.output, (".npy", ".csv"), [args.features, args.knn, args.labels]
         )
     X = load_features(args.features, dim=args.dim)
-    params = dict(k=args.k, tau=args.tau, n_jobs=args.n_jobs, verbose=args.verbose)
+    params = dict(
+        k=args.k,
+        tau=args.tau,
+        merge_threshold=args.merge_threshold or None,
+        n_jobs=args.n_jobs,
+        verbose=args.verbose,
+    )
     start = time.perf_counter()
     if args.knn:
         indices, distances = load_knn(args.knn)
@@ -309,7 +315,19 @@ def main(argv=None):
     cluster.add_argument("features", help=".npy, .npz, .bin (raw float32) or .csv")
     cluster.add_argument("-o", "--output", help="labels file to write (.npy or .csv)")
     cluster.add_argument("--k", type=int, default=80, help="neighbours, self included")
-    cluster.add_argument("--tau", type=float, default=0.7)
+    cluster.add_argument(
+        "--tau",
+        type=float,
+        default=0.3,
+        help="largest TPDi of a link (default %(default)s, the estimator's)",
+    )
+    cluster.add_argument(
+        "--merge-threshold",
+        type=float,
+        default=0.18,
+        help="smallest two-way flow score of a cluster merge; 0 turns the merge "
+        "off (default %(default)s, the estimator's)",
+    )
     cluster.add_argument("--dim", type=int, default=256, help="row length of a .bin")
     cluster.add_argument(
         "--knn", help="reuse a learn-to-cluster kNN file (faiss_k_80.npz)"

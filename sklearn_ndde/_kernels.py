@@ -12,7 +12,14 @@ from numba.extending import intrinsic
 
 @contextmanager
 def numba_threads(n_jobs):
-    """Run numba's parallel loops on ``n_jobs`` threads (``None``: all)."""
+    """Run numba's parallel loops on ``n_jobs`` threads (``None``: all).
+
+    Also turns a Ctrl-C into a plain :class:`KeyboardInterrupt`. The
+    kernels run without the GIL, so Python notices a SIGINT only when a
+    kernel returns, and then reports it as ``SystemError: CPUDispatcher(...)
+    returned a result with an exception set`` (the interrupt as its cause);
+    callers also run long kernels in slices, so that this comes promptly.
+    """
     previous = numba.get_num_threads()
     if n_jobs is None or n_jobs == -1:
         wanted = numba.config.NUMBA_NUM_THREADS
@@ -23,6 +30,10 @@ def numba_threads(n_jobs):
     numba.set_num_threads(wanted)
     try:
         yield wanted
+    except SystemError as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
     finally:
         numba.set_num_threads(previous)
 

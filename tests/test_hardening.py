@@ -6,8 +6,10 @@ Every test here is a row of the bad-input table in ``docs/bad_input.md``.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -587,3 +589,41 @@ def test_labels_with_a_byte_order_mark_load(tmp_path):
     path = tmp_path / "l.meta"
     path.write_bytes("\ufeff3\n3\n7\n".encode())
     np.testing.assert_array_equal(load_labels(path), [3, 3, 7])
+
+
+def test_ctrl_c_inside_tpdi_is_a_prompt_keyboard_interrupt():
+    # numba reported it as "SystemError: CPUDispatcher(...) returned a result
+    # with an exception set", 4-6 s late.
+    code = (
+        "import numpy as np, sys\n"
+        "from sklearn_ndde import transition_matrix, tpdi\n"
+        "def graph(n, k=80):\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    idx = np.hstack([np.arange(n)[:, None], rng.integers(0, n, (n, k - 1))])\n"
+        "    s = np.sort(rng.random((n, k)).astype(np.float32), axis=1)[:, ::-1]\n"
+        "    s = np.ascontiguousarray(s); s[:, 0] = 1\n"
+        "    idx = idx.astype(np.int32)\n"
+        "    return transition_matrix(idx, s, sigma=0.05), idx\n"
+        "tpdi(*graph(100))\n"  # compile first
+        "Q, idx = graph(300_000)\n"
+        "print('start', flush=True)\n"
+        "tpdi(Q, idx)\n"
+        "print('finished', flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "start"
+    time.sleep(1.0)
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    waited = time.perf_counter() - sent
+    assert "finished" not in out, "TPDi ended before the interrupt: make it longer"
+    assert err.rstrip().endswith("KeyboardInterrupt"), err[-500:]
+    assert "SystemError" not in err
+    # The old kernel ran on to the end of its pass (about 8 s more here).
+    assert waited < 5.0

@@ -121,3 +121,29 @@ def test_cli_bad_input_is_one_line_and_exit_2(benchmark_files, tmp_path, args, m
     )
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_defaults_are_the_estimators():
+    from sklearn_ndde.__main__ import main as cli
+
+    est = NDDeTPDiClustering()
+    with pytest.raises(SystemExit):
+        cli(["cluster", "--help"])
+    import argparse
+
+    seen = {}
+    original = argparse.ArgumentParser.parse_args
+
+    def spy(self, *args, **kwargs):
+        namespace = original(self, *args, **kwargs)
+        seen.update(vars(namespace))
+        raise SystemExit(0)
+
+    argparse.ArgumentParser.parse_args = spy
+    try:
+        with pytest.raises(SystemExit):
+            cli(["cluster", "x.npy"])
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    assert seen["tau"] == est.tau and seen["k"] == est.k
+    assert seen["merge_threshold"] == est.merge_threshold
