@@ -372,6 +372,12 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
     def _fit(self, X):
         """Run every stage; return the fitted attributes without setting them."""
         precomputed = self.metric == "precomputed"
+        if isinstance(self.similarity, type):
+            name = self.similarity.__name__
+            raise TypeError(
+                f"similarity must be an instance, such as {name}(), not the class "
+                f"{name}."
+            )
         X = self._validate_input(X, reset=True)
         if precomputed and X.shape[0] != X.shape[1]:
             raise ValueError(

@@ -41,9 +41,14 @@ def row_softmax(similarities, sigma):
     array([[0.5  , 0.5  ],
            [0.731, 0.269]])
     """
-    z = similarities / similarities.dtype.type(sigma)
-    z = z - z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
+    # Differences first, then the temperature: a tiny sigma sends every
+    # difference to -inf (a hard maximum) instead of inf - inf = NaN. Below
+    # the dtype's smallest normal number, sigma acts as that number.
+    tiny = np.finfo(similarities.dtype).tiny
+    z = similarities - similarities.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore", under="ignore"):
+        z /= similarities.dtype.type(max(float(sigma), tiny))
+        np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
     return z
 

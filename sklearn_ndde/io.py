@@ -229,6 +229,12 @@ def save_labels(path, labels):
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv"):
         raise ValueError(f"Labels are written as .npy or .csv, not {suffix!r}.")
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels must be a 1-D array of integers, got shape {labels.shape} "
+            f"and dtype {labels.dtype}."
+        )
     tmp = path.with_name(f".{path.name}.tmp{suffix}")
     try:
         if suffix == ".npy":

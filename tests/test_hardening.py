@@ -627,3 +627,24 @@ def test_ctrl_c_inside_tpdi_is_a_prompt_keyboard_interrupt():
     assert "SystemError" not in err
     # The old kernel ran on to the end of its pass (about 8 s more here).
     assert waited < 5.0
+
+
+@pytest.mark.parametrize("name", ["distance_sigma", "density_sigma"])
+def test_temperatures_so_small_the_softmax_underflows_still_cluster(name):
+    # Used to fail with "P must hold finite non-negative probabilities".
+    labels = NDDeTPDiClustering(k=K, **{name: 1e-45}).fit_predict(X)
+    assert_valid_partition(labels, len(X))
+
+
+def test_the_similarity_class_instead_of_an_instance_is_named():
+    from sklearn_ndde.similarity import CalibratedCosineSimilarity
+
+    with pytest.raises(TypeError, match=r"an instance, such as Calibrated\w+\(\)"):
+        NDDeTPDiClustering(k=K, similarity=CalibratedCosineSimilarity).fit(X)
+
+
+@pytest.mark.parametrize("labels", [np.array([0.5, 1.0]), np.zeros((2, 2), int)])
+def test_save_labels_refuses_what_is_not_labels(tmp_path, labels):
+    with pytest.raises(ValueError, match="1-D array of integers"):
+        save_labels(tmp_path / "l.npy", labels)
+    assert list(tmp_path.iterdir()) == []

@@ -443,3 +443,24 @@ def test_one_short_epoch_trains_with_the_cosine_schedule(data):
     X, y = data
     small = TransformerSimilarity(**{**SMALL, "batch_size": len(X) // 3}, max_epochs=1)
     assert len(small.fit(X, y).history_) == 1
+
+
+def test_a_failed_refit_leaves_the_model_unfitted(model, data):
+    X, y = data
+    refit = clone(model).fit(X, y)
+    with pytest.raises(ValueError, match="at least n_neighbors"):
+        refit.fit(X[:5], y[:5])
+    with pytest.raises(NotFittedError):
+        refit.pair_similarity(X, knn_graph(X, 10)[0])
+
+
+def test_a_random_state_instance_survives_save_and_load(data, tmp_path):
+    X, y = data
+    seed = np.random.RandomState(7)
+    fitted = TransformerSimilarity(**SMALL, max_epochs=1, random_state=seed).fit(X, y)
+    fitted.save(tmp_path / "m.pt")
+    loaded = TransformerSimilarity.load(tmp_path / "m.pt")
+    assert isinstance(loaded.random_state, np.random.RandomState)
+    saved, restored = seed.get_state(), loaded.random_state.get_state()
+    np.testing.assert_array_equal(restored[1], saved[1])
+    assert restored[2:] == saved[2:]

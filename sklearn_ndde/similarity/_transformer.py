@@ -21,6 +21,15 @@ from ..io import _replace_keeping_mode
 from ._calibrated import CalibratedCosineSimilarity
 
 _FORMAT = "sklearn_ndde.TransformerSimilarity/1"
+_FITTED = (
+    "module_",
+    "device_",
+    "batch_size_",
+    "history_",
+    "fit_time_",
+    "n_features_in_",
+    "feature_names_in_",
+)
 _ARCHITECTURE = ("d_model", "n_heads", "n_layers", "dim_feedforward")
 
 
@@ -34,6 +43,36 @@ def _import_torch():
             "https://download.pytorch.org/whl/cpu)."
         ) from exc
     return torch
+
+
+def _random_state_entry(random_state, torch):
+    """A ``RandomState`` seed as file entries of tensors and numbers (the
+    weights-only format holds no Python objects); nothing for an int."""
+    if not isinstance(random_state, np.random.RandomState):
+        return {}
+    name, keys, pos, has_gauss, gauss = random_state.get_state()
+    return {
+        "random_state_mt19937": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(gauss),
+        }
+    }
+
+
+def _random_state_from(entry):
+    state = np.random.RandomState()
+    state.set_state(
+        (
+            "MT19937",
+            entry["keys"].numpy().astype(np.uint32),
+            int(entry["pos"]),
+            int(entry["has_gauss"]),
+            float(entry["cached_gaussian"]),
+        )
+    )
+    return state
 
 
 @contextmanager
@@ -305,6 +344,10 @@ class TransformerSimilarity(BaseEstimator):
         self : object
             The trained model.
         """
+        # A failed (or interrupted) fit leaves the model unfitted, never the
+        # previous model under the new parameters.
+        for name in _FITTED:
+            self.__dict__.pop(name, None)
         self._validate_params()
         torch = _import_torch()
         if y is None:
@@ -630,6 +673,7 @@ class TransformerSimilarity(BaseEstimator):
         payload = {
             "format": _FORMAT,
             "params": params,
+            **_random_state_entry(self.random_state, torch),
             "n_features_in": int(self.n_features_in_),
             "weights": {
                 k: v.detach().cpu() for k, v in self.module_.state_dict().items()
@@ -750,5 +794,10 @@ class TransformerSimilarity(BaseEstimator):
                 f"parameters describe: {key!r} is {found.get(key, 'missing')} in "
                 f"the file, {expected.get(key, 'not expected')} in the model."
             )
+        if "random_state_mt19937" in payload:
+            try:
+                model.random_state = _random_state_from(payload["random_state_mt19937"])
+            except (TypeError, ValueError, KeyError, AttributeError):
+                raise ValueError(f"{path!r} holds an invalid random_state.") from None
         model.n_features_in_ = n_features
         return model
