@@ -13,6 +13,22 @@ from pathlib import Path
 import numpy as np
 
 
+def _to_json(result):
+    """``result`` as strict JSON: a NaN or infinite score becomes null (bare
+    ``NaN`` is not JSON and breaks strict parsers)."""
+
+    def finite(value):
+        if isinstance(value, float) and not np.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(result), allow_nan=False)
+
+
 def _save_figure(reports, path):
     """Draw the hard-cluster reports into ``path``; return the path."""
     from .plotting import plot_hard_cluster_report
@@ -49,7 +65,10 @@ def _demo(args):
     # Each baseline at the best of a small grid, chosen on the labels: an
     # upper bound for its users, against NDDe's untuned defaults.
     methods = [
-        ("NDDe + TPDi (defaults)", [("", NDDeTPDiClustering(verbose=args.verbose))]),
+        (
+            "NDDe + TPDi (defaults)",
+            [("", NDDeTPDiClustering(k=min(80, len(X)), verbose=args.verbose))],
+        ),
         (
             "DBSCAN (cosine, best eps)",
             [
@@ -85,7 +104,9 @@ def _demo(args):
                 }
                 best = (row, labels)
         rows.append(best[0])
-        reports[name.split(" (")[0]] = hard_cluster_report(y, best[1], X)
+        reports[name.split(" (")[0]] = hard_cluster_report(
+            y, best[1], X, n_bins=min(5, np.unique(y).size)
+        )
     result = {"n_samples": int(X.shape[0]), "methods": rows}
     figure_note = None
     if args.figure and not args.no_figure:
@@ -94,7 +115,7 @@ def _demo(args):
         except ImportError as exc:
             figure_note = f"No figure: {exc}"
     if args.json:
-        print(json.dumps(result))
+        print(_to_json(result))
         return 0
     print(
         f"Synthetic face embeddings: {X.shape[0]} samples, {len(np.unique(y))} "
@@ -167,7 +188,7 @@ def _cluster(args):
     if args.labels:
         result.update(_scores(load_labels(args.labels), labels))
     if args.json:
-        print(json.dumps(result))
+        print(_to_json(result))
     else:
         print(
             f"{result['n_samples']} samples -> {result['n_clusters']} clusters in "
@@ -218,7 +239,7 @@ def _evaluate(args):
         reports = {Path(args.predicted).stem: result["hard_clusters"]}
         result["figure"] = _save_figure(reports, args.figure)
     if args.json:
-        print(json.dumps(result))
+        print(_to_json(result))
         return 0
     for name in ("pairwise", "bcubed"):
         p, r, f = result[name].values()
@@ -271,7 +292,7 @@ def _train(args):
         "output": args.output,
     }
     if args.json:
-        print(json.dumps(result))
+        print(_to_json(result))
     else:
         print(
             f"Trained on {result['n_samples']} faces for {result['epochs']} epochs "

@@ -255,7 +255,7 @@ def load_knn(path):
 
     Returns
     -------
-    indices : ndarray of shape (n, k), int32
+    indices : ndarray of shape (n, k), int32 (int64 for ids of 2**31 and more)
         ``-1`` where the search found no neighbour.
     distances : ndarray of shape (n, k), float32
     """
@@ -274,7 +274,14 @@ def load_knn(path):
     indices = knn[:, 0, :]
     if not np.all(np.isfinite(indices)) or np.any(indices != np.round(indices)):
         raise ValueError(f"{str(path)!r}: neighbour ids must be integers.")
-    return indices.astype(np.int32), knn[:, 1, :].astype(np.float32)
+    if indices.size and indices.min() < -1:
+        raise ValueError(f"{str(path)!r}: neighbour ids must be >= 0 (or -1: none).")
+    # int32 would wrap ids of 2**31 and more to negative numbers.
+    small = not indices.size or indices.max() < np.iinfo(np.int32).max
+    return (
+        indices.astype(np.int32 if small else np.int64),
+        knn[:, 1, :].astype(np.float32),
+    )
 
 
 def knn_to_graph(indices, distances):

@@ -6,9 +6,13 @@ as one big cluster. All scores run in O(n) through a sparse contingency
 matrix.
 """
 
+import numbers
+
 import numpy as np
 from sklearn.metrics import make_scorer
 from sklearn.metrics.cluster import contingency_matrix
+
+from ._knn import _normalize_rows
 
 __all__ = [
     "bcubed_fscore",
@@ -165,7 +169,8 @@ pairwise_scorer = make_scorer(pairwise_fscore)
 
 def _identity_sparsity(X, labels_true):
     """``1 - mean pairwise cosine`` inside each identity (0 for singletons)."""
-    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    # A zero row (a failed detection) has cosine 0 with everything, not NaN.
+    Xn = _normalize_rows(X, allow_zero=True).astype(np.float64)
     ids, inverse, counts = np.unique(
         labels_true, return_inverse=True, return_counts=True
     )
@@ -225,6 +230,8 @@ def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
     ids, inverse, counts = np.unique(
         labels_true, return_inverse=True, return_counts=True
     )
+    if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral):
+        raise ValueError(f"n_bins must be an integer, got {n_bins!r}.")
     if not 1 <= n_bins <= ids.size:
         raise ValueError(
             f"n_bins must be between 1 and the number of identities ({ids.size}), "

@@ -648,3 +648,47 @@ def test_save_labels_refuses_what_is_not_labels(tmp_path, labels):
     with pytest.raises(ValueError, match="1-D array of integers"):
         save_labels(tmp_path / "l.npy", labels)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sparsity_bins_and_json_stay_finite_with_a_zero_row(tmp_path, capsys):
+    from sklearn_ndde.metrics import hard_cluster_report
+
+    data = np.vstack([X, np.zeros((1, X.shape[1]))])
+    truth = np.append(REFERENCE, REFERENCE.max() + 1)
+    rows = hard_cluster_report(truth, np.arange(len(truth)), data)
+    values = [v for row in rows for v in row.values() if isinstance(v, float)]
+    assert np.all(np.isfinite(values))
+    for name, array in [("y.npy", truth), ("p.npy", np.arange(len(truth)))]:
+        np.save(tmp_path / name, array)
+    np.save(tmp_path / "f.npy", data)
+    argv = ["evaluate", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy")]
+    assert main([*argv, "--features", str(tmp_path / "f.npy"), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out and json.loads(out)["n_samples"] == len(truth)
+
+
+@pytest.mark.parametrize("n_bins", [2.5, True])
+def test_fractional_n_bins_is_refused(n_bins):
+    from sklearn_ndde.metrics import hard_cluster_report
+
+    with pytest.raises(ValueError, match="n_bins must be an integer"):
+        hard_cluster_report(REFERENCE, REFERENCE, n_bins=n_bins)
+
+
+def test_knn_ids_beyond_int32_are_not_wrapped(tmp_path):
+    from sklearn_ndde.io import load_knn
+
+    knn = np.zeros((2, 2, 3), dtype=np.float64)
+    knn[:, 0] = [[0, 1, 2**31 + 5], [1, 0, 2]]
+    np.savez(tmp_path / "k.npz", data=knn)
+    indices, _ = load_knn(tmp_path / "k.npz")
+    assert indices.dtype == np.int64 and indices[0, 2] == 2**31 + 5
+    knn[0, 0, 2] = -7
+    np.savez(tmp_path / "k.npz", data=knn)
+    with pytest.raises(ValueError, match=">= 0"):
+        load_knn(tmp_path / "k.npz")
+
+
+def test_demo_runs_on_as_few_samples_as_it_accepts(capsys):
+    assert main(["demo", "--n-samples", "25", "--no-figure"]) == 0
+    assert "NDDe + TPDi (defaults)" in capsys.readouterr().out
