@@ -118,8 +118,9 @@ def run_once(folder):
         order = np.argsort(-sims, axis=1, kind="stable")
         indices = np.take_along_axis(indices, order, axis=1)
         sims = np.take_along_axis(sims, order, axis=1)
+        cosines = np.take_along_axis(cosines, order, axis=1)
         times["similarity (not in total)"] = time.perf_counter() - t
-        del cosines, order
+        del order
     else:
         sims = np.load(folder / "sims.npy")
     X = np.load(folder / "X.npy") if (folder / "X.npy").exists() else None
@@ -143,7 +144,9 @@ def run_once(folder):
         from sklearn_ndde import link_saturated_peaks
 
         t = time.perf_counter()
-        labels, parents = link_saturated_peaks(parents, density, indices, sims, X, sim)
+        labels, parents = link_saturated_peaks(
+            parents, density, indices, sims, X, sim, cosines=cosines
+        )
         times["saturated links"] = time.perf_counter() - t
     t = time.perf_counter()
     labels, _ = merge_by_flow(parents, P, threshold=defaults.merge_threshold)

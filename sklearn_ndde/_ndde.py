@@ -116,11 +116,11 @@ def _duplicate_links(indices, cosines):
     return rows, indices[rows, cols]
 
 
-def _sort_by_similarity(indices, similarities):
+def _sort_by_similarity(indices, similarities, *aligned):
+    """Each row by decreasing similarity; ``aligned`` arrays follow along."""
     order = np.argsort(-similarities, axis=1, kind="stable")
-    return (
-        np.take_along_axis(indices, order, axis=1),
-        np.take_along_axis(similarities, order, axis=1),
+    return tuple(
+        np.take_along_axis(a, order, axis=1) for a in (indices, similarities, *aligned)
     )
 
 
@@ -454,13 +454,12 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 )
                 out["_fit_X"] = Xn
 
-        knn_indices = indices
         with stage("pair similarity"):
             similarity = self._fitted_similarity(indices, cosines)
             s = self._pair_similarity(
                 similarity, X if not precomputed else None, indices, cosines
             )
-            indices, s = _sort_by_similarity(indices, s)
+            indices, s, cosines = _sort_by_similarity(indices, s, cosines)
 
         with stage("NDDe density"):
             P = transition_matrix(
@@ -483,6 +482,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                     s,
                     out["_fit_X"],
                     similarity,
+                    cosines=cosines,
                     n_jobs=self.n_jobs,
                 )
 
@@ -492,7 +492,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                     parents, P, threshold=self.merge_threshold
                 )
             del P
-            duplicates = _duplicate_links(knn_indices, cosines)
+            duplicates = _duplicate_links(indices, cosines)
             if duplicates[0].size:
                 labels = components_from_parents(parents, duplicates)
 

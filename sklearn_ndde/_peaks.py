@@ -125,6 +125,7 @@ def density_peaks(density, indices, distances, *, tau):
         "X": ["array-like"],
         "similarity": [HasMethods(["pair_similarity"])],
         "threshold": [Interval(numbers.Real, 0, 1, closed="both")],
+        "cosines": ["array-like", None],
         "n_jobs": N_JOBS_CONSTRAINT,
     },
     prefer_skip_nested_validation=True,
@@ -138,6 +139,7 @@ def link_saturated_peaks(
     similarity,
     *,
     threshold=0.5,
+    cosines=None,
     n_jobs=None,
 ):
     """Link the peaks inside identities larger than k to a denser sample.
@@ -178,6 +180,12 @@ def link_saturated_peaks(
         the pair's cosine instead.
     threshold : float in [0, 1], default=0.5
         Smallest similarity of a same-identity pair.
+    cosines : array-like of shape (n_samples, n_neighbors), default=None
+        The cosines of the kNN pairs, aligned with ``indices``, when at hand
+        (the estimator passes them): a peak with a denser sample in its own
+        list takes the one of highest cosine among those, read from here
+        instead of recomputed. For an exact kNN graph that is also the best
+        sample two steps away, since the list holds the highest cosines.
     n_jobs : int, default=None
         Threads of the search for candidates (None: all).
 
@@ -232,12 +240,22 @@ def link_saturated_peaks(
     if peaks.size == 0:
         return components_from_parents(parents), parents
     Xn = _unit_rows(X, "X")
+    if cosines is None:
+        given = np.empty((0, 0), dtype=np.float32)
+    else:
+        given = np.asarray(cosines, dtype=np.float32)
+        if given.shape != indices.shape:
+            raise ValueError(
+                f"cosines must have the shape of indices {indices.shape}, got "
+                f"{given.shape}."
+            )
     with numba_threads(n_jobs) as threads:
         candidates = nearest_denser_two_hops(
             peaks,
             indices,
             density_rank(density),
             Xn,
+            given,
             max(1, min(peaks.size, threads)),
         )
     found = candidates >= 0

@@ -14,7 +14,6 @@ from sklearn_ndde import NDDeTPDiClustering
         NDDeTPDiClustering(k=15),
         NDDeTPDiClustering(k=15, density_iter=None, tau=0.5),
     ],
-    expected_failed_checks=lambda est: {},
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
