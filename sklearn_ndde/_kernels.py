@@ -294,26 +294,22 @@ def nearest_denser_two_hops(peaks, indices, rank, Xn, cosines, n_chunks):
             i = peaks[p]
             best = -1
             best_cos = -np.inf
-            # One step first: the kNN list holds the samples of highest
-            # cosine, so when a neighbour ranks above the peak, the best of
-            # them is the best two steps away too (exactly so for an exact
-            # graph), and the k * k second step is skipped.
-            for a in range(k):
-                j = indices[i, a]
-                if rank[j] <= rank[i]:
+            # Given the cosines of a cosine kNN graph, one step first: the
+            # list holds the samples of highest cosine, so when a neighbour
+            # ranks above the peak, the best of them is the best two steps
+            # away too (exactly so for an exact graph), and the k * k second
+            # step is skipped.
+            if given:
+                for a in range(k):
+                    j = indices[i, a]
+                    if rank[j] > rank[i]:
+                        c = cosines[i, a]
+                        if c > best_cos or (c == best_cos and j < best):
+                            best_cos = c
+                            best = j
+                if best >= 0:
+                    out[p] = best
                     continue
-                if given:
-                    c = cosines[i, a]
-                else:
-                    c = 0.0
-                    for f in range(d):
-                        c += Xn[i, f] * Xn[j, f]
-                if c > best_cos or (c == best_cos and j < best):
-                    best_cos = c
-                    best = j
-            if best >= 0:
-                out[p] = best
-                continue
             for a in range(k):
                 m = indices[i, a]
                 for b in range(k):

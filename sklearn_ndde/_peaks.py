@@ -181,11 +181,13 @@ def link_saturated_peaks(
     threshold : float in [0, 1], default=0.5
         Smallest similarity of a same-identity pair.
     cosines : array-like of shape (n_samples, n_neighbors), default=None
-        The cosines of the kNN pairs, aligned with ``indices``, when at hand
-        (the estimator passes them): a peak with a denser sample in its own
-        list takes the one of highest cosine among those, read from here
-        instead of recomputed. For an exact kNN graph that is also the best
-        sample two steps away, since the list holds the highest cosines.
+        The cosines of the pairs, aligned with ``indices``, for a graph of
+        each sample's nearest neighbours by cosine (the estimator passes
+        them). Then a peak with a denser sample in its own list takes the
+        one of highest cosine among those, without the two-step search: for
+        an exact kNN graph that is the same sample, since the list holds the
+        highest cosines, and it is much faster when tau leaves many peaks.
+        ``None`` always searches two steps (any graph).
     n_jobs : int, default=None
         Threads of the search for candidates (None: all).
 

@@ -521,6 +521,25 @@ def test_link_saturated_matches_slow_reference(seed):
     assert (density[got[linked]] > density[linked]).all()
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_link_saturated_with_cosines_matches_the_two_step_search(seed):
+    # On an exact cosine kNN graph the one-step shortcut changes nothing.
+    X, _ = make_face_embeddings(400, 20, dim=16, spread=(0.3, 0.9), random_state=seed)
+    indices, cosines = knn_graph(X, 15, method="exact")
+    rng = np.random.default_rng(seed)
+    sims = np.ones_like(cosines)  # every row saturated
+    density = rng.random(len(X))
+    parents = np.full(len(X), -1)
+    full = link_saturated_peaks(
+        parents, density, indices, sims, X, _Cosine(), threshold=0.3
+    )
+    fast = link_saturated_peaks(
+        parents, density, indices, sims, X, _Cosine(), threshold=0.3, cosines=cosines
+    )
+    np.testing.assert_array_equal(fast[1], full[1])
+    assert (full[1] >= 0).sum() > 100
+
+
 def test_link_saturated_leaves_unsaturated_peaks_and_links_alone():
     indices = np.array([[0, 1], [1, 0], [2, 0]])
     sims = np.array([[1.0, 0.4], [1.0, 0.9], [1.0, 0.9]])
