@@ -156,6 +156,12 @@ def _cluster(args):
             args.output, (".npy", ".csv"), [args.features, args.knn, args.labels]
         )
     X = load_features(args.features, dim=args.dim)
+    # The ground truth is read and checked before the work, not after it.
+    y = load_labels(args.labels) if args.labels else None
+    if y is not None and y.shape != (X.shape[0],):
+        raise ValueError(
+            f"{args.labels} holds {y.size} labels for {X.shape[0]} samples."
+        )
     params = dict(
         k=args.k,
         tau=args.tau,
@@ -185,8 +191,8 @@ def _cluster(args):
     if args.output:
         save_labels(args.output, labels)
         result["output"] = args.output
-    if args.labels:
-        result.update(_scores(load_labels(args.labels), labels))
+    if y is not None:
+        result.update(_scores(y, labels))
     if args.json:
         print(_to_json(result))
     else:

@@ -8,7 +8,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import Interval, validate_params
 
 from ._peaks import components_from_parents
-from ._validation import check_transition
+from ._validation import check_parents, check_transition
 
 
 def _cluster_flows(P, labels, n_clusters):
@@ -126,14 +126,8 @@ def merge_by_flow(parents, P, *, threshold=0.18, max_iter=10):
     array([-1,  0,  0])
     """
     P = check_transition(P)
-    parents = np.array(parents, dtype=np.intp)
     n = P.shape[0]
-    if parents.shape != (n,):
-        raise ValueError(
-            f"parents must have shape ({n},) to match P, got {parents.shape}."
-        )
-    if ((parents < -1) | (parents >= n)).any():
-        raise ValueError(f"parents must hold sample ids in [0, {n}) or -1.")
+    parents = check_parents(parents, n)
     labels = components_from_parents(parents)
     roots = np.flatnonzero(parents < 0)
     n_clusters = labels.max() + 1 if n else 0

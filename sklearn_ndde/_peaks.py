@@ -8,7 +8,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 
 from ._kernels import nearest_denser, nearest_denser_two_hops, numba_threads
-from ._validation import N_JOBS_CONSTRAINT, check_neighbors
+from ._validation import N_JOBS_CONSTRAINT, check_neighbors, check_parents
 from .similarity._base import _unit_rows, pair_cosines
 
 
@@ -224,9 +224,9 @@ def link_saturated_peaks(
     """
     indices, similarities = check_neighbors(indices, similarities)
     n, k = indices.shape
-    parents = np.array(parents, dtype=np.intp)
+    parents = check_parents(parents, n)
     density = np.asarray(density, dtype=np.float64)
-    for name, value in (("parents", parents), ("density", density)):
+    for name, value in (("density", density),):
         if value.shape != (n,):
             raise ValueError(
                 f"{name} must have shape ({n},) to match indices, got {value.shape}."

@@ -66,3 +66,23 @@ def check_transition(P, name="P"):
             f"{row_sums[worst]:.6g}."
         )
     return P
+
+
+def check_parents(parents, n_samples):
+    """``parents`` as a writable intp copy: sample ids in [0, n) or -1.
+
+    Non-integer values are refused rather than truncated (0.5 would
+    silently become a link to sample 0).
+    """
+    parents = np.asarray(parents)
+    if parents.shape != (n_samples,):
+        raise ValueError(
+            f"parents must have shape ({n_samples},) to match, got {parents.shape}."
+        )
+    if parents.dtype.kind not in "iu":
+        if parents.dtype.kind != "f" or not np.all(parents == np.round(parents)):
+            raise ValueError("parents must hold integer sample ids (or -1).")
+    parents = parents.astype(np.intp)
+    if ((parents < -1) | (parents >= n_samples)).any():
+        raise ValueError(f"parents must hold sample ids in [0, {n_samples}) or -1.")
+    return parents

@@ -9,6 +9,7 @@ holding an (n, 2, k) array ``data`` of neighbour ids and cosine distances.
 import numbers
 import os
 import stat
+import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,8 +58,15 @@ def check_output_path(path, suffixes, inputs=()):
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ValueError(f"{str(path)!r}: the folder {str(folder)!r} does not exist.")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{str(path)!r}: the folder {str(folder)!r} is not writable.")
+    # A real file, not os.access: root passes access() everywhere, and
+    # folders like /proc refuse new files whatever their mode says.
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sklearn-ndde-probe-"):
+            pass
+    except OSError:
+        raise ValueError(
+            f"{str(path)!r}: the folder {str(folder)!r} is not writable."
+        ) from None
     if path.is_dir():
         raise ValueError(f"{str(path)!r} is a folder, not a file.")
     if path.exists():

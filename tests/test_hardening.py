@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -692,3 +693,26 @@ def test_knn_ids_beyond_int32_are_not_wrapped(tmp_path):
 def test_demo_runs_on_as_few_samples_as_it_accepts(capsys):
     assert main(["demo", "--n-samples", "25", "--no-figure"]) == 0
     assert "NDDe + TPDi (defaults)" in capsys.readouterr().out
+
+
+def test_fractional_parents_are_refused_not_truncated():
+    import scipy.sparse as sp
+
+    from sklearn_ndde import merge_by_flow
+
+    with pytest.raises(ValueError, match="integer sample ids"):
+        merge_by_flow(np.array([-1.0, 0.5, -1.0]), sp.identity(3, format="csr"))
+
+
+def test_cluster_checks_the_labels_and_a_real_write_before_any_work(
+    tmp_path, capsys, monkeypatch
+):
+    features, short = tmp_path / "f.npy", tmp_path / "y.npy"
+    np.save(features, X)
+    np.save(short, np.arange(3))
+    argv = ["cluster", str(features), "--labels", str(short)]
+    _cli_refuses_before_work(argv, capsys, monkeypatch, "3 labels for 240 samples")
+    # /proc takes no new file whatever its mode bits say.
+    if Path("/proc").is_dir():
+        argv = ["cluster", str(features), "-o", "/proc/labels.npy"]
+        _cli_refuses_before_work(argv, capsys, monkeypatch, "is not writable")

@@ -574,11 +574,14 @@ class TransformerSimilarity(BaseEstimator):
                 f"indices must have shape (n_samples={X.shape[0]}, n_neighbors), got "
                 f"{indices.shape}."
             )
-        if self.tokens == "cosines" and indices.shape[1] < self.n_neighbors:
+        # The sequence is the anchor and its neighbours: with Y given, the
+        # anchor is put in front of the columns of indices.
+        length = indices.shape[1] + (Y is not None)
+        if self.tokens == "cosines" and length < self.n_neighbors:
             raise ValueError(
                 f"This model reads the cosines of {self.n_neighbors} neighbours per "
-                f"face (n_neighbors={self.n_neighbors}), but {indices.shape[1]} were "
-                f"given: cluster with k >= {self.n_neighbors}."
+                f"face (n_neighbors={self.n_neighbors}, the face itself included), "
+                f"but {length} were given: cluster with k >= {self.n_neighbors}."
             )
         if Y is None:
             Y_arr = X
