@@ -19,6 +19,7 @@ from ._knn import (
     EXACT_MAX_SAMPLES,
     _cuda_device,
     _normalize_rows,
+    exact_knn_to,
     knn_graph,
 )
 from ._memory import check_memory, fit_bytes
@@ -572,7 +573,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 np.arange(n_fit) if distinct is None else np.flatnonzero(distinct)
             )
             Y = self._fit_X if candidates.size == n_fit else self._fit_X[candidates]
-            indices = _exact_knn_to(Xq, Y, k)
+            indices = exact_knn_to(Xq, Y, k, n_jobs=self.n_jobs)
             s = self._pair_similarity(self.similarity_, Xq, indices, None, Y=Y)
             if candidates.size < n_fit:
                 indices = candidates[indices]
@@ -762,16 +763,3 @@ def _spread_to_all_rows(out, keep, original, Xn):
         n_clusters_=int(labels.max()) + 1,
     )
     return out
-
-
-def _exact_knn_to(Xq, Xfit, n_neighbors):
-    """The ``n_neighbors`` nearest rows of ``Xfit`` to each row of ``Xq``."""
-    indices = np.empty((Xq.shape[0], n_neighbors), dtype=np.int32)
-    block = max(1, 2**26 // Xfit.shape[0])
-    for start in range(0, Xq.shape[0], block):
-        S = Xq[start : start + block] @ Xfit.T
-        part = np.argpartition(-S, n_neighbors - 1, axis=1)[:, :n_neighbors]
-        vals = np.take_along_axis(S, part, axis=1)
-        order = np.lexsort((part, -vals), axis=-1)
-        indices[start : start + S.shape[0]] = np.take_along_axis(part, order, axis=1)
-    return indices
