@@ -448,6 +448,38 @@ def test_exact_search_as_torch_products_matches_numpy():
     np.testing.assert_allclose(torch_graph[1], numpy_graph[1], atol=1e-5)
 
 
+def test_exact_search_through_faiss_matches_numpy():
+    faiss = pytest.importorskip("faiss")
+    from sklearn_ndde._knn import (
+        _exact_knn_faiss,
+        _exact_knn_numpy,
+        _sort_rows,
+        exact_knn_to,
+    )
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((900, 24)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X[850:] = X[0]  # 50 copies of one row, more than k: the row stays in its list
+    rows = np.arange(0, 900, 7)
+    numpy_graph = _sort_rows(*_exact_knn_numpy(X, 15))
+    faiss_graph = _sort_rows(*_exact_knn_faiss(faiss, X, 15, None, False, 1))
+    # Which of the 51 equal rows fills a list is a tie: compare the others.
+    copies = np.r_[0, 850:900]
+    untied = ~np.isin(numpy_graph[0], copies).any(axis=1)
+    assert untied.sum() > 700
+    np.testing.assert_array_equal(faiss_graph[0][untied], numpy_graph[0][untied])
+    np.testing.assert_allclose(faiss_graph[1], numpy_graph[1], atol=1e-5)
+    np.testing.assert_array_equal(faiss_graph[0][:, 0], np.arange(900))
+    part = _exact_knn_faiss(faiss, X, 15, rows, False, None)[0]
+    assert (part == rows[:, None]).any(axis=1).all()
+    # predict's search: the same nearest rows as a full sort.
+    Q = rng.standard_normal((40, 24)).astype(np.float32)
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    expected = np.argsort(-(Q @ X[:850].T), axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(exact_knn_to(Q, X[:850], 10), expected)
+
+
 @pytest.mark.parametrize(
     "device, match",
     [("cuda", "CUDA is not available"), ("tpu-nine", "not a torch device")],
