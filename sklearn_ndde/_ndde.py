@@ -387,16 +387,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             )
         if precomputed:
             return self._fit_stages(X, None)
-        Xn = _normalize_rows(X, allow_zero=True)
-        zero = ~Xn.any(axis=1)
-        if zero.any():
-            warnings.warn(
-                f"X has {int(zero.sum())} all-zero row(s) (first at row "
-                f"{int(np.argmax(zero))}); the cosine metric matches a zero "
-                "vector with nothing, so each is a cluster of its own.",
-                UserWarning,
-                stacklevel=3,
-            )
+        Xn, zero = _unit_rows_warning_zeros(
+            X, "so each is a cluster of its own", stacklevel=5
+        )
         original = _originals(Xn, zero)
         keep = np.flatnonzero(original == np.arange(original.size))
         if keep.size < 2:
@@ -554,16 +547,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 self.similarity_, None, indices, (1.0 - distances).astype(np.float32)
             )
         else:
-            Xq = _normalize_rows(X, allow_zero=True)
-            query_zero = ~Xq.any(axis=1)
+            Xq, query_zero = _unit_rows_warning_zeros(X, "so they get -1", stacklevel=3)
             if query_zero.any():
-                warnings.warn(
-                    f"X has {int(query_zero.sum())} all-zero row(s) (first at row "
-                    f"{int(np.argmax(query_zero))}); the cosine metric matches a "
-                    "zero vector with nothing, so they get -1.",
-                    UserWarning,
-                    stacklevel=2,
-                )
                 # Any unit row keeps the similarity defined; the label is -1.
                 Xq[query_zero, 0] = 1.0
             # Zero rows of the training data match nothing either, and an
@@ -693,6 +678,22 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         tags.input_tags.pairwise = self.metric == "precomputed"
         tags.input_tags.sparse = self.metric == "precomputed"
         return tags
+
+
+def _unit_rows_warning_zeros(X, consequence, stacklevel):
+    """Unit rows of ``X`` and its zero rows, with one warning naming them
+    (``stacklevel`` counted from here to the user's call)."""
+    Xn = _normalize_rows(X, allow_zero=True)
+    zero = ~Xn.any(axis=1)
+    if zero.any():
+        warnings.warn(
+            f"X has {int(zero.sum())} all-zero row(s) (first at row "
+            f"{int(np.argmax(zero))}); the cosine metric matches a zero vector "
+            f"with nothing, {consequence}.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    return Xn, zero
 
 
 def _originals(Xn, zero):
