@@ -13,6 +13,12 @@ from pathlib import Path
 import numpy as np
 
 
+def _version():
+    from . import __version__
+
+    return __version__
+
+
 def _to_json(result):
     """``result`` as strict JSON: a NaN or infinite score becomes null (bare
     ``NaN`` is not JSON and breaks strict parsers)."""
@@ -199,7 +205,11 @@ def _cluster(args):
         print(
             f"{result['n_samples']} samples -> {result['n_clusters']} clusters in "
             f"{result['seconds']:.1f} s"
-            + (f", labels in {args.output}" if args.output else "")
+            + (
+                f", labels in {args.output}"
+                if args.output
+                else " (labels not written: pass -o labels.npy to keep them)"
+            )
         )
         for name in ("pairwise", "bcubed"):
             if name in result:
@@ -313,6 +323,7 @@ def main(argv=None):
         prog="sklearn-ndde",
         description="NDDe + TPDi density-peak clustering of embeddings.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",

@@ -147,3 +147,16 @@ def test_cli_defaults_are_the_estimators():
         argparse.ArgumentParser.parse_args = original
     assert seen["tau"] == est.tau and seen["k"] == est.k
     assert seen["merge_threshold"] == est.merge_threshold
+
+
+def test_version_and_a_note_when_labels_are_not_written(benchmark_files, capsys):
+    import sklearn_ndde
+    from sklearn_ndde.__main__ import main as cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sklearn-ndde {sklearn_ndde.__version__}"
+    folder, _, _ = benchmark_files
+    assert cli(["cluster", str(folder / "features.npy"), "--k", "20"]) == 0
+    assert "labels not written: pass -o" in capsys.readouterr().out
