@@ -696,15 +696,34 @@ def _unit_rows_warning_zeros(X, consequence, stacklevel):
     return Xn, zero
 
 
-def _originals(Xn, zero):
+def _originals(Xn, zero, block=65536):
     """For each row of ``Xn``, the first row with the same unit vector
-    (itself for a distinct row); -1 for zero rows."""
+    (itself for a distinct row); -1 for zero rows.
+
+    Rows are hashed (64 bits of their float32 bits, in blocks) and only rows
+    whose hashes collide are compared byte for byte, so the cost is one pass
+    over ``Xn`` rather than a sort of its rows.
+    """
+    n = Xn.shape[0]
+    original = np.full(n, -1, dtype=np.intp)
     rows = np.flatnonzero(~zero)
-    as_bytes = np.ascontiguousarray(Xn[rows])
-    as_bytes = as_bytes.view(np.dtype((np.void, as_bytes.strides[0]))).ravel()
-    _, first, group = np.unique(as_bytes, return_index=True, return_inverse=True)
-    original = np.full(Xn.shape[0], -1, dtype=np.intp)
-    original[rows] = rows[first[group.ravel()]]
+    original[rows] = rows
+    bits = np.ascontiguousarray(Xn, dtype=np.float32).view(np.uint32)
+    multipliers = np.random.default_rng(0).integers(
+        1, 2**63, size=bits.shape[1], dtype=np.uint64
+    )
+    hashes = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, block):
+        part = bits[start : start + block].astype(np.uint64)
+        hashes[start : start + block] = (part * multipliers).sum(axis=1)
+    hashes = hashes[rows]
+    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    suspects = rows[counts[inverse.ravel()] > 1]
+    if suspects.size:
+        as_bytes = np.ascontiguousarray(Xn[suspects])
+        as_bytes = as_bytes.view(np.dtype((np.void, as_bytes.strides[0]))).ravel()
+        _, first, group = np.unique(as_bytes, return_index=True, return_inverse=True)
+        original[suspects] = suspects[first[group.ravel()]]
     return original
 
 
