@@ -12,20 +12,23 @@ from ._validation import N_JOBS_CONSTRAINT, check_neighbors, check_parents
 from .similarity._base import _unit_rows, pair_cosines
 
 
-def density_rank(density):
+def density_rank(density, indices):
     """Strict order of the samples by density: ``rank[j] > rank[i]`` means
     ``j`` is denser than ``i``.
 
-    Equal densities are common once pair similarities saturate at 1 (exact
-    duplicates, or tight identities), and "denser or equal" would let two
-    such samples link to each other and leave a cluster without a root.
-    Among equal densities the sample with the smaller index ranks higher,
-    so the order is total and the links always form a forest.
+    Equal densities are common once pair similarities saturate at 1 (tight
+    identities, small k), and "denser or equal" would let two such samples
+    link to each other and leave a cluster without a root. Ties go to the
+    sample whose neighbours (``indices``, itself included) are denser in
+    all, which does not depend on the order of the samples; only samples
+    alike in both are ordered by index, the smaller counting as denser. The
+    order is total, so the links always form a forest.
     """
-    density = np.asarray(density)
+    density = np.asarray(density, dtype=np.float64)
     n = density.shape[0]
+    around = density[indices].sum(axis=1)
     rank = np.empty(n, dtype=np.int64)
-    rank[np.lexsort((-np.arange(n), density))] = np.arange(n)
+    rank[np.lexsort((-np.arange(n), around, density))] = np.arange(n)
     return rank
 
 
@@ -62,11 +65,12 @@ def density_peaks(density, indices, distances, *, tau):
     Sample ``i`` is linked to the neighbour ``j`` of smallest distance among
     those denser than it (equal distances go to the earlier column),
     provided that distance is below ``tau``. Samples without such a link are
-    peaks. Equal densities are ordered by index, the smaller index counting
-    as denser (the paper's ``rho_j >= rho_i`` taken literally lets two
-    samples of equal density link to each other and leaves a cluster with
-    no peak); so the links form a forest and every cluster has exactly one
-    peak, its root. Clusters are the connected components of the links.
+    peaks. Equal densities are ordered strictly (see ``density_rank``: by
+    the summed density of the neighbours, then by index): the paper's
+    ``rho_j >= rho_i`` taken literally lets two samples of equal density
+    link to each other and leaves a cluster with no peak; so the links form
+    a forest and every cluster has exactly one peak, its root. Clusters are
+    the connected components of the links.
 
     Parameters
     ----------
@@ -108,7 +112,7 @@ def density_peaks(density, indices, distances, *, tau):
         )
     if not np.all(np.isfinite(density)):
         raise ValueError("density contains NaN or infinity.")
-    column = nearest_denser(density_rank(density), indices, distances)
+    column = nearest_denser(density_rank(density, indices), indices, distances)
     rows = np.flatnonzero(column >= 0)
     parents = np.full(n, -1, dtype=np.intp)
     near = distances[rows, column[rows]] < tau
@@ -255,7 +259,7 @@ def link_saturated_peaks(
         candidates = nearest_denser_two_hops(
             peaks,
             indices,
-            density_rank(density),
+            density_rank(density, indices),
             Xn,
             given,
             max(1, min(peaks.size, threads)),

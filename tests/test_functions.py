@@ -288,8 +288,9 @@ def test_tpdi_fast_path_with_progress_slices(monkeypatch):
 
 
 def test_density_peaks_ties_ordered_by_index_and_tau_exclusive():
-    # Equal densities: the smaller index counts as denser, so sample 0 is the
-    # root and nobody links "up" to an equal that links back.
+    # Equal densities and equal neighbour densities: the smaller index
+    # counts as denser, so sample 0 is the root and nobody links "up" to an
+    # equal that links back.
     density = np.array([1.0, 1.0, 1.0])
     indices = np.array([[0, 1, 2], [1, 0, 2], [2, 1, 0]])
     distances = np.array([[0, 0.3, 0.5], [0, 0.3, 0.7], [0, 0.7, 0.5]])
@@ -316,7 +317,7 @@ def test_density_peaks_every_cluster_has_one_root_under_ties(seed):
     distances = np.zeros((n, k))
     labels, parents = density_peaks(density, indices, distances, tau=0.5)
     np.testing.assert_array_equal(_roots_per_component(labels, parents), 1)
-    rank = density_rank(density)
+    rank = density_rank(density, indices)
     linked = parents >= 0
     assert (rank[parents[linked]] > rank[linked]).all()
 
@@ -364,10 +365,11 @@ def reference_steps_3_to_7(indices, sims, tau, density_k=20, s1=0.5, s2=0.05):
         for i in range(n)
     ]
     parent = [-1] * n
+    around = [sum(rho[j] for j in nbrs[i]) for i in range(n)]
     for i in range(n):
         for c in sorted(range(k), key=lambda c: dist[i][c]):
             j = nbrs[i][c]
-            if (rho[j], -j) > (rho[i], -i):
+            if (rho[j], around[j], -j) > (rho[i], around[i], -i):
                 if dist[i][c] < tau:
                     parent[i] = j
                 break
