@@ -2,7 +2,7 @@
 
 import numbers
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -89,7 +89,11 @@ def _exact_knn(Xn, n_neighbors, rows=None, verbose=False, n_jobs=None):
 
 @contextmanager
 def _faiss_threads(faiss, n_jobs):
-    """faiss's OpenMP threads set from ``n_jobs`` (None: as they are)."""
+    """faiss's OpenMP threads set from ``n_jobs`` (None: as they are; no
+    faiss: nothing to set)."""
+    if faiss is None:
+        yield
+        return
     previous = faiss.omp_get_max_threads()
     if n_jobs is not None:
         wanted = n_jobs if n_jobs > 0 else (os.cpu_count() or 1) + 1 + n_jobs
@@ -138,25 +142,20 @@ def exact_knn_to(Xq, Y, n_neighbors, n_jobs=None):
     Y = np.ascontiguousarray(Y, dtype=np.float32)
     indices = np.empty((Xq.shape[0], n_neighbors), dtype=np.int32)
     block = max(1, _BLOCK_ELEMENTS // Y.shape[0])
-    threads = _faiss_threads(faiss, n_jobs) if faiss is not None else nullcontext()
-    with threads:
-        _exact_knn_to_blocks(faiss, Xq, Y, n_neighbors, block, indices)
+    with _faiss_threads(faiss, n_jobs):
+        for start in range(0, Xq.shape[0], block):
+            part = Xq[start : start + block]
+            if faiss is not None:
+                vals, found = faiss.knn(
+                    part, Y, n_neighbors, metric=faiss.METRIC_INNER_PRODUCT
+                )
+            else:
+                S = part @ Y.T
+                found = np.argpartition(-S, n_neighbors - 1, axis=1)[:, :n_neighbors]
+                vals = np.take_along_axis(S, found, axis=1)
+            order = np.lexsort((found, -vals), axis=-1)
+            indices[start : start + part.shape[0]] = np.take_along_axis(found, order, 1)
     return indices
-
-
-def _exact_knn_to_blocks(faiss, Xq, Y, n_neighbors, block, indices):
-    for start in range(0, Xq.shape[0], block):
-        part = Xq[start : start + block]
-        if faiss is not None:
-            vals, found = faiss.knn(
-                part, Y, n_neighbors, metric=faiss.METRIC_INNER_PRODUCT
-            )
-        else:
-            S = part @ Y.T
-            found = np.argpartition(-S, n_neighbors - 1, axis=1)[:, :n_neighbors]
-            vals = np.take_along_axis(S, found, axis=1)
-        order = np.lexsort((found, -vals), axis=-1)
-        indices[start : start + part.shape[0]] = np.take_along_axis(found, order, 1)
 
 
 def _exact_knn_numpy(Xn, n_neighbors, rows=None, verbose=False):

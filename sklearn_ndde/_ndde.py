@@ -742,32 +742,30 @@ def _spread_to_all_rows(out, keep, original, Xn):
     zero = original < 0
     copy = ~zero & (original != np.arange(n))
     k = out["neighbors_"].shape[1]
-    # Position of each fitted row in ``keep``, for the copies to look up.
-    where = np.full(n, -1, dtype=np.intp)
-    where[keep] = np.arange(keep.size)
-    source = where[original[copy]]
+    # Zero rows first: each its own only neighbour, a root of density 1.
     neighbors = np.repeat(np.arange(n, dtype=out["neighbors_"].dtype), k).reshape(n, k)
-    neighbors[keep] = keep[out["neighbors_"]]
-    neighbors[copy] = neighbors[keep][source]
     s = np.zeros((n, k), dtype=out["pair_similarities_"].dtype)
     s[zero, 0] = 1.0
-    s[keep] = out["pair_similarities_"]
-    s[copy] = out["pair_similarities_"][source]
     distances = np.ones((n, k), dtype=out["tpdi_"].dtype)
     distances[zero, 0] = 0.0
-    distances[keep] = out["tpdi_"]
-    distances[copy] = out["tpdi_"][source]
     density = np.ones(n)
-    density[keep] = out["density_"]
-    density[copy] = out["density_"][source]
+    labels = np.full(n, -1, dtype=np.intp)
+    labels[zero] = out["labels_"].max() + 1 + np.arange(int(zero.sum()))
+    neighbors[keep] = keep[out["neighbors_"]]
     parents = np.full(n, -1, dtype=np.intp)
     linked = out["parents_"] >= 0
     parents[keep[linked]] = keep[out["parents_"][linked]]
     parents[copy] = original[copy]
-    labels = np.full(n, -1, dtype=np.intp)
-    labels[keep] = out["labels_"]
-    labels[copy] = out["labels_"][source]
-    labels[zero] = out["labels_"].max() + 1 + np.arange(int(zero.sum()))
+    # Then the fitted rows, and each copy as its original (a fitted row).
+    for full, fitted in [
+        (s, "pair_similarities_"),
+        (distances, "tpdi_"),
+        (density, "density_"),
+        (labels, "labels_"),
+    ]:
+        full[keep] = out[fitted]
+    for full in (neighbors, s, distances, density, labels):
+        full[copy] = full[original[copy]]
     # Consecutive ids numbered by the first sample of each cluster, as always.
     _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
     labels = np.argsort(np.argsort(first))[inverse]

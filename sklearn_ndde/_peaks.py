@@ -230,11 +230,10 @@ def link_saturated_peaks(
     n, k = indices.shape
     parents = check_parents(parents, n)
     density = np.asarray(density, dtype=np.float64)
-    for name, value in (("density", density),):
-        if value.shape != (n,):
-            raise ValueError(
-                f"{name} must have shape ({n},) to match indices, got {value.shape}."
-            )
+    if density.shape != (n,):
+        raise ValueError(
+            f"density must have shape ({n},) to match indices, got {density.shape}."
+        )
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] != n:
         raise ValueError(

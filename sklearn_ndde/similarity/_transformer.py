@@ -520,18 +520,14 @@ class TransformerSimilarity(BaseEstimator):
         cuda = torch.cuda.is_available()
         if self.device == "auto":
             return "cuda" if cuda else "cpu"
-        device = (
-            check_torch_device(torch, self.device) if cuda or not fallback else None
-        )
-        if device is None:
+        try:
+            kind = torch.device(self.device).type
+        except (RuntimeError, TypeError):
+            kind = None  # check_torch_device names the bad string
+        if fallback and kind == "cuda" and not cuda:
             # A model saved on a GPU loads on a CPU-only machine.
-            try:
-                device = check_torch_device(torch, self.device)
-            except ValueError:
-                if torch.device(self.device).type != "cuda":
-                    raise
-                device = "cpu"
-        return device
+            return "cpu"
+        return check_torch_device(torch, self.device)
 
     def _loss(self, torch, module, features, idx_t, tgt_t, anchors, loss_fn):
         module.eval()
