@@ -15,6 +15,8 @@ _PYNNDESCENT_BYTES_PER_ENTRY = 64
 # argpartition output.
 _EXACT_BLOCK_ELEMENTS = 2**26
 _EXACT_BYTES_PER_ELEMENT = 12
+# Query rows per block of the IVF search (its int64 ids and float32 cosines).
+_IVF_BLOCK_ROWS = 16384
 
 
 def available_bytes():
@@ -36,25 +38,36 @@ def available_bytes():
         return None
 
 
-def knn_bytes(n_samples, n_features, n_neighbors, exact):
+def knn_bytes(n_samples, n_features, n_neighbors, method):
     """A bound on the peak memory of :func:`~sklearn_ndde.knn_graph`.
 
-    The unit-row copy of the embeddings, the (n, k) outputs and the search's
-    working set. Arguments are made Python integers first, so that numpy
-    integers (``np.int32(80)``) cannot overflow the products.
+    The unit-row copy of the embeddings, the (n, k) outputs and the
+    search's working set: the exact search's similarity block, the IVF
+    index (a second copy of the rows, their ids and the centroids) with
+    its block of results, or pynndescent's graph. ``method`` is
+    ``"exact"``, ``"ivf"`` or ``"pynndescent"`` (a bool is read as
+    exact or not, for older callers). Arguments are made Python integers
+    first, so that numpy integers (``np.int32(80)``) cannot overflow the
+    products.
     """
     n_samples, n_features, n_neighbors = map(int, (n_samples, n_features, n_neighbors))
+    if isinstance(method, bool):
+        method = "exact" if method else "pynndescent"
     entries = n_samples * n_neighbors
     total = 4 * n_samples * n_features + 16 * entries
-    if exact:
+    if method == "exact":
         block = min(n_samples * n_samples, _EXACT_BLOCK_ELEMENTS)
         total += _EXACT_BYTES_PER_ELEMENT * block
+    elif method == "ivf":
+        total += (4 * n_features + 8) * n_samples
+        total += _IVF_BLOCK_ROWS * n_neighbors * 12
+        total += _EXACT_BYTES_PER_ELEMENT * min(n_samples * 1000, _EXACT_BLOCK_ELEMENTS)
     else:
         total += _PYNNDESCENT_BYTES_PER_ENTRY * entries
     return total
 
 
-def fit_bytes(n_samples, n_features, n_neighbors, exact):
+def fit_bytes(n_samples, n_features, n_neighbors, method):
     """A bound on the peak memory of ``NDDeTPDiClustering.fit``.
 
     ``n_features`` is 0 for a precomputed graph (no search, no embeddings
@@ -64,7 +77,7 @@ def fit_bytes(n_samples, n_features, n_neighbors, exact):
     after_graph = _BYTES_PER_ENTRY * n_samples * n_neighbors
     if not n_features:
         return after_graph
-    return after_graph + knn_bytes(n_samples, n_features, n_neighbors, exact)
+    return after_graph + knn_bytes(n_samples, n_features, n_neighbors, method)
 
 
 def check_memory(needed, what):

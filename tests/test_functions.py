@@ -75,6 +75,77 @@ def test_knn_graph_pynndescent_recall():
     assert np.all(np.diff(sims[:, 1:], axis=1) <= 1e-7)
 
 
+def _true_recall(exact, approx):
+    k = exact.shape[1]
+    return np.mean([len(set(a) & set(b)) / k for a, b in zip(approx, exact)])
+
+
+@pytest.mark.parametrize("target", [0.8, 0.97])
+def test_knn_graph_ivf_reaches_its_recall_target(target):
+    """The recall measured on the sample is the graph's, and meets the target."""
+    X, _ = make_face_embeddings(6000, 300, dim=32, spread=(0.8, 1.6), random_state=0)
+    exact, _ = knn_graph(X, 20, method="exact")
+    approx, sims, reached = knn_graph(
+        X, 20, method="ivf", recall=target, random_state=0, return_recall=True
+    )
+    assert reached >= target
+    true = _true_recall(exact, approx)
+    assert true >= target - 0.02
+    assert abs(true - reached) < 0.03
+    np.testing.assert_array_equal(approx[:, 0], np.arange(6000))
+    assert np.all(np.diff(sims[:, 1:], axis=1) <= 1e-7)
+    # The cosines returned are the true ones.
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    np.testing.assert_allclose(sims, np.einsum("id,ikd->ik", Xn, Xn[approx]), atol=1e-5)
+    again = knn_graph(X, 20, method="ivf", recall=target, random_state=0)
+    np.testing.assert_array_equal(again[0], approx)
+
+
+def test_knn_graph_ivf_at_full_recall_is_the_exact_graph():
+    X, _ = make_face_embeddings(3000, 150, dim=16, random_state=1)
+    exact, exact_sims = knn_graph(X, 10, method="exact")
+    approx, sims, reached = knn_graph(
+        X, 10, method="ivf", recall=1.0, random_state=0, return_recall=True
+    )
+    assert reached == 1.0
+    np.testing.assert_allclose(sims, exact_sims, atol=1e-6)
+
+
+def test_knn_graph_recall_of_other_methods():
+    X, _ = make_face_embeddings(2000, 100, dim=16, random_state=2)
+    assert knn_graph(X, 10, method="exact", return_recall=True)[2] == 1.0
+    approx, _, reached = knn_graph(
+        X, 10, method="pynndescent", random_state=0, return_recall=True
+    )
+    exact, _ = knn_graph(X, 10, method="exact")
+    assert abs(reached - _true_recall(exact, approx)) < 0.02
+
+
+def test_knn_graph_auto_is_ivf_above_the_exact_size(monkeypatch):
+    import sklearn_ndde._knn as _knn
+
+    calls = []
+    real = _knn._ivf_knn
+
+    def spy(*args):
+        calls.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(_knn, "_ivf_knn", spy)
+    monkeypatch.setattr(_knn, "EXACT_MAX_SAMPLES", 1000)
+    X, _ = make_face_embeddings(2000, 100, dim=16, random_state=3)
+    knn_graph(X, 10, recall=0.9, device="cpu")
+    assert calls == [0.9]
+
+
+@pytest.mark.parametrize("recall", [0, -0.5, 1.5])
+def test_knn_graph_recall_out_of_range(recall):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="'recall'"):
+        knn_graph(np.eye(3), 2, recall=recall)
+
+
 @pytest.mark.parametrize(
     "X, n_neighbors, match",
     [

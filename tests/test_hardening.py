@@ -343,11 +343,13 @@ def test_knn_graph_memory_guard(monkeypatch):
 
 
 def test_memory_estimate_scales_with_the_input():
-    small = _memory.fit_bytes(1000, 256, 80, exact=True)
-    large = _memory.fit_bytes(584_013, 256, 80, exact=False)
+    small = _memory.fit_bytes(1000, 256, 80, "exact")
+    large = _memory.fit_bytes(584_013, 256, 80, "pynndescent")
     # The 584K x 80 run measured 4.2 GB at its peak (benchmarks/scale.py).
     assert 4.2e9 < large < 8e9
     assert small < 0.5e9
+    # fit with the IVF search peaked at 3.5 GB (benchmarks/knn_ivf.py --fit).
+    assert 3.5e9 < _memory.fit_bytes(584_013, 256, 80, "ivf") < 8e9
 
 
 @pytest.mark.parametrize("refit", [False, True])

@@ -189,7 +189,7 @@ class TransformerSimilarity(BaseEstimator):
         for: identities it never saw. ``None`` trains for ``max_epochs``.
     n_iter_no_change : int, default=2
         Patience of the early stopping.
-    knn_method : {"auto", "exact", "pynndescent"}, default="auto"
+    knn_method : {"auto", "exact", "ivf", "pynndescent"}, default="auto"
         Neighbour search of :meth:`fit`, see :func:`~sklearn_ndde.knn_graph`.
     device : str, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU; or any torch
@@ -272,7 +272,7 @@ class TransformerSimilarity(BaseEstimator):
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
-        "knn_method": [StrOptions({"auto", "exact", "pynndescent"})],
+        "knn_method": [StrOptions({"auto", "exact", "ivf", "pynndescent"})],
         "device": [str],
         "precision": [StrOptions({"auto", "float32", "bfloat16"})],
         "n_jobs": N_JOBS_CONSTRAINT,
