@@ -10,7 +10,7 @@ search (ties at the k-th cosine count as found). ``--fit`` also runs
 ``NDDeTPDiClustering().fit`` end to end in a fresh process (time, peak
 memory, BCubed F against the generator's labels).
 
-    python benchmarks/knn_ivf.py [--n 584013] [--recall 0.95] [--fit]
+    python benchmarks/knn_ivf.py [--n 584013] [--recall 0.95] [--fit | --fit-only]
 """
 
 import argparse
@@ -86,14 +86,17 @@ def main():
     parser.add_argument("--recall", type=float, default=0.95)
     parser.add_argument("--fit", action="store_true")
     parser.add_argument("--skip-pynndescent", action="store_true")
+    parser.add_argument(
+        "--fit-only", action="store_true", help="only the end-to-end fit"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
     print(f"n = {args.n:,} synthetic 256-d faces, k = {args.k}, 2 cores")
-    rows = {"ivf": run_child("ivf", args)}
-    if not args.skip_pynndescent:
+    rows = {} if args.fit_only else {"ivf": run_child("ivf", args)}
+    if not (args.skip_pynndescent or args.fit_only):
         rows["pynndescent"] = run_child("pynndescent", args)
     for name, row in rows.items():
         print(
@@ -109,7 +112,7 @@ def main():
     if "pynndescent" in rows:
         ratio = rows["ivf"]["seconds"] / rows["pynndescent"]["seconds"]
         print(f"  time ratio ivf / pynndescent: {ratio:.2f}")
-    if args.fit:
+    if args.fit or args.fit_only:
         row = run_child("fit", args)
         print(
             f"  NDDeTPDiClustering().fit end to end: {row['seconds']:.1f} s, peak "

@@ -495,8 +495,8 @@ def knn_graph(
     device : str, default="auto"
         Where the exact search runs: ``"cpu"`` (numpy), a torch device such
         as ``"cuda"`` (blocked matrix products on the GPU, same result up to
-        float rounding), or ``"auto"``: CUDA when torch is installed and
-        sees a GPU, else numpy.
+        float rounding), or ``"auto"``: above 30,000 samples CUDA when
+        torch is installed and sees a GPU, else the CPU.
     verbose : bool, default=False
         Show a progress bar on stderr (for pynndescent, one step when it
         ends).
@@ -540,9 +540,12 @@ def knn_graph(
         )
     if not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or infinity.")
-    torch_device = _cuda_device(device)
+    # Up to EXACT_MAX_SAMPLES the CPU search takes about a second: "auto"
+    # does not pay torch's import (1.6 s) to look for a GPU there.
+    small = n <= EXACT_MAX_SAMPLES
+    torch_device = None if device == "auto" and small else _cuda_device(device)
     if method == "auto":
-        if n <= EXACT_MAX_SAMPLES or torch_device is not None:
+        if small or torch_device is not None:
             method = "exact"
         else:
             method = "ivf" if _faiss() is not None else "pynndescent"

