@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -397,7 +398,7 @@ class _Cache:
                                 data["boxes"][end - count : end],
                                 data["descriptors"][end - count : end],
                             )
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 self.entries = {}  # a damaged cache is rebuilt, never trusted
 
     def save(self):

@@ -361,3 +361,43 @@ def test_index_html_in_a_real_browser(first_run, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (800, 1280)
     assert pixels.std() > 20  # thumbnails, not an empty page
+
+
+# ------------------------------------------------ bad state in the output
+
+
+def test_a_people_folder_not_ours_is_refused_before_any_work(tmp_path):
+    from sklearn_ndde.faces import run_photos
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "out" / "people").mkdir(parents=True)
+    (tmp_path / "out" / "people" / "mine.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not made by sklearn-ndde"):
+        run_photos(tmp_path / "photos", tmp_path / "out")
+    assert (tmp_path / "out" / "people" / "mine.txt").read_text() == "keep me"
+
+
+def test_a_damaged_state_file_is_named(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "state.json").write_text("{not json")
+    code = main(["photos", str(tmp_path / "photos"), "-o", str(tmp_path / "out")])
+    assert code == 2
+    assert "state.json is damaged" in capsys.readouterr().err
+
+
+def test_a_damaged_cache_is_rebuilt(small_folder, tmp_path):
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    from sklearn_ndde.faces import run_photos
+
+    out = tmp_path / "out"
+    first = run_photos(small_folder, out)
+    assert first["detected_photos"] == 4  # the four decodable pictures
+    (out / "embeddings.npz").write_bytes(b"PK\x03\x04 damaged")
+    again = run_photos(small_folder, out)
+    assert again["detected_photos"] == 4 and again["faces"] == first["faces"] == 0
+    reasons = {s["file"]: s["reason"] for s in again["skipped"]}
+    assert reasons["notes.txt"] == "not a JPEG or PNG file"
+    assert "truncated or damaged" in reasons["truncated.jpg"]
+    assert reasons["text.jpg"] == "not a picture that can be decoded"
