@@ -360,7 +360,23 @@ def _photos(args):
     return 0
 
 
-def main(argv=None):
+def _batch_size(text):
+    """``--batch-size``: a positive integer or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer or 'auto', not {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser():
+    """The command line's parser (every command and option)."""
     parser = argparse.ArgumentParser(
         prog="sklearn-ndde",
         description="NDDe + TPDi density-peak clustering of embeddings.",
@@ -376,8 +392,18 @@ def main(argv=None):
         "with NDDe at its defaults, and compare with DBSCAN and HDBSCAN, each "
         "at the best of a small parameter grid chosen on the labels.",
     )
-    demo.add_argument("--n-samples", type=int, default=5000)
-    demo.add_argument("--random-state", type=int, default=0)
+    demo.add_argument(
+        "--n-samples",
+        type=int,
+        default=5000,
+        help="synthetic faces, one identity per 10 (default %(default)s)",
+    )
+    demo.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seed of the data (default %(default)s)",
+    )
     demo.add_argument(
         "--figure",
         default="ndde_demo.png",
@@ -386,7 +412,9 @@ def main(argv=None):
     )
     demo.add_argument("--no-figure", action="store_true", help="do not draw the figure")
     demo.add_argument("--json", action="store_true", help="machine-readable output")
-    demo.add_argument("-v", "--verbose", action="count", default=0)
+    demo.add_argument(
+        "-v", "--verbose", action="count", default=0, help="stage times on stderr"
+    )
     demo.set_defaults(func=_demo)
 
     cluster = sub.add_parser(
@@ -394,7 +422,12 @@ def main(argv=None):
     )
     cluster.add_argument("features", help=".npy, .npz, .bin (raw float32) or .csv")
     cluster.add_argument("-o", "--output", help="labels file to write (.npy or .csv)")
-    cluster.add_argument("--k", type=int, default=80, help="neighbours, self included")
+    cluster.add_argument(
+        "--k",
+        type=int,
+        default=80,
+        help="neighbours, self included (default %(default)s)",
+    )
     cluster.add_argument(
         "--tau",
         type=float,
@@ -408,7 +441,12 @@ def main(argv=None):
         help="smallest two-way flow score of a cluster merge; 0 turns the merge "
         "off (default %(default)s, the estimator's)",
     )
-    cluster.add_argument("--dim", type=int, default=256, help="row length of a .bin")
+    cluster.add_argument(
+        "--dim",
+        type=int,
+        default=256,
+        help="row length of a .bin file (default %(default)s)",
+    )
     cluster.add_argument(
         "--knn", help="reuse a learn-to-cluster kNN file (faiss_k_80.npz)"
     )
@@ -429,14 +467,23 @@ def main(argv=None):
     cluster.add_argument(
         "--labels", help="ground truth (.meta, .npy, .csv): print metrics"
     )
-    cluster.add_argument("--n-jobs", type=int, default=None)
+    cluster.add_argument(
+        "--n-jobs", type=int, default=None, help="threads (default: all cores)"
+    )
     cluster.add_argument(
         "--device",
         default="auto",
-        help="exact kNN on a torch device: auto (CUDA if present), cpu, cuda",
+        help="exact kNN on a torch device: auto (CUDA above 30,000 samples if "
+        "present), cpu, cuda (default %(default)s)",
     )
     cluster.add_argument("--json", action="store_true", help="machine-readable output")
-    cluster.add_argument("-v", "--verbose", action="count", default=0)
+    cluster.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="stage times and the kNN recall on stderr",
+    )
     cluster.set_defaults(func=_cluster)
 
     evaluate = sub.add_parser(
@@ -447,8 +494,15 @@ def main(argv=None):
     evaluate.add_argument(
         "--features", help="embeddings, for the sparsity bins (.npy, .bin, ...)"
     )
-    evaluate.add_argument("--dim", type=int, default=256, help="row length of a .bin")
-    evaluate.add_argument("--bins", type=int, default=5, help="bins per report")
+    evaluate.add_argument(
+        "--dim",
+        type=int,
+        default=256,
+        help="row length of a .bin file (default %(default)s)",
+    )
+    evaluate.add_argument(
+        "--bins", type=int, default=5, help="bins per report (default %(default)s)"
+    )
     evaluate.add_argument("--figure", help="write the hard-cluster figure here")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(func=_evaluate)
@@ -459,23 +513,64 @@ def main(argv=None):
     train.add_argument("features", help="labelled embeddings (.npy, .bin, ...)")
     train.add_argument("--labels", required=True, help="identity of each face")
     train.add_argument("-o", "--output", required=True, help="model file (.pt)")
-    train.add_argument("--dim", type=int, default=256, help="row length of a .bin")
-    train.add_argument("--k", type=int, default=80, help="neighbours, self included")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--learning-rate", type=float, default=1e-4)
-    train.add_argument("--batch-size", type=int, default=512)
+    train.add_argument(
+        "--dim",
+        type=int,
+        default=256,
+        help="row length of a .bin file (default %(default)s)",
+    )
+    train.add_argument(
+        "--k",
+        type=int,
+        default=80,
+        help="neighbours, self included (default %(default)s)",
+    )
+    train.add_argument(
+        "--epochs", type=int, default=10, help="at most (default %(default)s)"
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-3,
+        help="peak rate of the one-cycle schedule (default %(default)s, the model's)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default="auto",
+        help="anchors per step, or auto: set from the number of faces "
+        "(default %(default)s, the model's)",
+    )
     train.add_argument(
         "--validation-fraction",
         type=float,
         default=None,
         help="identities held out for early stopping",
     )
-    train.add_argument("--d-model", type=int, default=256)
-    train.add_argument("--dim-feedforward", type=int, default=2048)
-    train.add_argument("--device", default="auto")
-    train.add_argument("--random-state", type=int, default=0)
+    train.add_argument(
+        "--d-model",
+        type=int,
+        default=256,
+        help="width of the transformer (default %(default)s)",
+    )
+    train.add_argument(
+        "--dim-feedforward",
+        type=int,
+        default=2048,
+        help="width of its feed-forward layer (default %(default)s)",
+    )
+    train.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA if present), cpu, cuda (default %(default)s)",
+    )
+    train.add_argument(
+        "--random-state", type=int, default=0, help="seed (default %(default)s)"
+    )
     train.add_argument("--json", action="store_true", help="machine-readable output")
-    train.add_argument("-v", "--verbose", action="count", default=0)
+    train.add_argument(
+        "-v", "--verbose", action="count", default=0, help="losses per epoch on stderr"
+    )
     train.set_defaults(func=_train)
 
     photos = sub.add_parser(
@@ -521,6 +616,11 @@ def main(argv=None):
     )
     photos.set_defaults(func=_photos)
 
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo" and args.n_samples < 20:
         parser.error("--n-samples must be at least 20")

@@ -505,6 +505,12 @@ def _densest(Xn, members):
     return members[int(np.argmax(S.mean(axis=1)))]
 
 
+def _crop_name(rel, sha, box):
+    """File name of a face's crop: the photo's stem, the box's corner and the
+    start of the content hash (copies of one photo share their crops)."""
+    return f"{Path(rel).stem}_{int(box[0])}_{int(box[1])}_{sha[:8]}.jpg"
+
+
 def _crop(image, box, size=112):
     """The face with a margin of a quarter of its size, ``size`` pixels high."""
     from PIL import Image
@@ -681,7 +687,7 @@ def run_photos(
     # Faces of every photo, from the cache or detected now.
     faces = []  # (file, sha, box, descriptor, photo index)
     read = []  # photos read successfully
-    images = {}
+    staging = out_dir / f".crops-{os.getpid()}"
     detected = 0
     bar = progress_bar("detecting faces", len(photos), progress, unit="photo")
     with bar:
@@ -702,7 +708,12 @@ def run_photos(
                     continue
                 cache.entries[sha] = embedder.embed(image)
                 detected += 1
-                images[rel] = image
+                # Crops now, while the picture is decoded (it is not kept).
+                staging.mkdir(exist_ok=True)
+                for box in cache.entries[sha][0]:
+                    crop = _crop(image, box)
+                    crop.save(staging / _crop_name(rel, sha, box), quality=90)
+                del image
             boxes, descriptors = cache.entries[sha]
             for box, descriptor in zip(boxes, descriptors):
                 faces.append((rel, sha, box, descriptor, len(read)))
@@ -752,17 +763,20 @@ def run_photos(
     people_dir.mkdir()
     (people_dir / _MARKER).touch()
     thumbs = {}
+    decoded = (None, None)  # the last photo decoded again, if any
     for i, (rel, sha, box, _, _) in enumerate(faces):
         folder = str(persons[i]) if persons[i] >= 0 else "unassigned"
         (people_dir / folder).mkdir(exist_ok=True)
-        name = f"{Path(rel).stem}_{box[0]}_{box[1]}_{sha[:8]}.jpg"
+        name = _crop_name(rel, sha, box)
         target = people_dir / folder / name
-        if name in previous and not target.exists():
+        if (staging / name).exists():
+            (staging / name).replace(target)
+        elif name in previous and not target.exists():
             previous.pop(name).rename(target)
         elif not target.exists():
-            if rel not in images:
-                images[rel] = load_photo(photos_dir / rel)
-            _crop(images[rel], box).save(target, quality=90)
+            if decoded[0] != rel:
+                decoded = (rel, load_photo(photos_dir / rel))
+            _crop(decoded[1], box).save(target, quality=90)
         thumbs[i] = f"people/{folder}/{name}"
     _write_csv(
         out_dir / _FACES,
@@ -804,8 +818,9 @@ def run_photos(
     people.sort(key=lambda item: (-len(item[2]), item[0]))
     unassigned = [(thumbs[i], str(faces[i][0])) for i in np.flatnonzero(persons < 0)]
     _write_index(out_dir, people, unassigned, len(read), skipped)
-    if old_dir is not None:
-        shutil.rmtree(old_dir)
+    for folder in (old_dir, staging):
+        if folder is not None and folder.exists():
+            shutil.rmtree(folder)
     return {
         "photos": len(read),
         "faces": n,

@@ -160,3 +160,33 @@ def test_version_and_a_note_when_labels_are_not_written(benchmark_files, capsys)
     folder, _, _ = benchmark_files
     assert cli(["cluster", str(folder / "features.npy"), "--k", "20"]) == 0
     assert "labels not written: pass -o" in capsys.readouterr().out
+
+
+def test_help_shows_the_default_of_every_option():
+    """Every option whose default is a value says it in its --help line."""
+    import argparse
+
+    from sklearn_ndde.__main__ import build_parser
+
+    parser = build_parser()
+    commands = next(
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    missing = []
+    for name, command in commands.items():
+        text = " ".join(command.format_help().split())
+        for action in command._actions:
+            flag = action.option_strings[-1] if action.option_strings else action.dest
+            if not action.option_strings or action.default in (
+                None,
+                False,
+                argparse.SUPPRESS,
+            ):
+                continue
+            if isinstance(action, argparse._CountAction):
+                continue  # -v: repeated, no value
+            help_text = " ".join((action.help or "").split())
+            expanded = help_text.replace("%(default)s", str(action.default))
+            if "default" not in help_text or expanded not in text:
+                missing.append(f"{name} {flag}")
+    assert not missing, missing
