@@ -18,6 +18,12 @@ DUPLICATE_GAP = 1e-5
 #: Above this many samples, ``method="auto"`` switches to the IVF search.
 EXACT_MAX_SAMPLES = 30_000
 
+#: Above this many, ``method="auto"`` uses pynndescent: the IVF search, as
+#: built, grows about as n^1.9 (``fit`` 155 s at 584,013 faces, 1,272 s at
+#: 1,740,301; pynndescent's ``fit`` took 305 s and 1,068 s), so it stops
+#: paying off near 1.2 million (``benchmarks/knn_ivf.py``).
+IVF_MAX_SAMPLES = 1_000_000
+
 #: Queries whose exact neighbours measure an approximate search's recall.
 RECALL_SAMPLE = 1000
 
@@ -479,7 +485,9 @@ def knn_graph(
         faiss's inverted-file search, calibrated at run time to ``recall``;
         ``"pynndescent"`` is the NN-descent graph search; ``"auto"`` picks
         exact search up to 30,000 samples (or at any size on a CUDA device),
-        and ``"ivf"`` above (``"pynndescent"`` where faiss is missing).
+        ``"ivf"`` up to 1,000,000 and ``"pynndescent"`` above (or where
+        faiss is missing): as built, the IVF search grows about as n^1.9 and
+        is slower than pynndescent at 1.74 million samples.
     metric : {"cosine"}, default="cosine"
         Similarity measure.
     recall : float in (0, 1], default=0.95
@@ -548,7 +556,8 @@ def knn_graph(
         if small or torch_device is not None:
             method = "exact"
         else:
-            method = "ivf" if _faiss() is not None else "pynndescent"
+            fits = n <= IVF_MAX_SAMPLES and _faiss() is not None
+            method = "ivf" if fits else "pynndescent"
     if n_neighbors >= n - 1:
         method = "exact"
     check_memory(

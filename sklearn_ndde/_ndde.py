@@ -17,6 +17,7 @@ from ._kernels import bhattacharyya_pairs, numba_threads
 from ._knn import (
     DUPLICATE_GAP,
     EXACT_MAX_SAMPLES,
+    IVF_MAX_SAMPLES,
     _cuda_device,
     _faiss,
     _normalize_rows,
@@ -206,8 +207,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         ``link_saturated=False`` and ``tau=0.7``).
     knn_method : {"auto", "exact", "ivf", "pynndescent"}, default="auto"
         Neighbour search, see :func:`knn_graph`: exact up to 30,000
-        samples, above that faiss's IVF search calibrated to
-        ``knn_recall``.
+        samples, faiss's IVF search calibrated to ``knn_recall`` up to
+        1,000,000, pynndescent above.
     knn_recall : float in (0, 1], default=0.95
         Recall target of the IVF search: the share of each sample's exact
         ``k`` neighbours it must find, measured at run time on 1,000
@@ -440,7 +441,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         method = self.knn_method
         if method == "auto":
             exact = n <= EXACT_MAX_SAMPLES or _cuda_device(self.device) is not None
-            method = "exact" if exact else ("ivf" if _faiss() else "pynndescent")
+            ivf = n <= IVF_MAX_SAMPLES and _faiss() is not None
+            method = "exact" if exact else ("ivf" if ivf else "pynndescent")
         check_memory(
             fit_bytes(n, 0 if precomputed else X.shape[1], k, method),
             f"NDDeTPDiClustering.fit on {n} samples with k={k}",

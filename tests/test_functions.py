@@ -732,3 +732,17 @@ def test_merge_by_flow_bad_input():
         merge_by_flow(np.array([5, -1, -1]), P)
     with pytest.raises(ValueError, match="threshold"):
         merge_by_flow(np.full(3, -1), P, threshold=0)
+
+
+def test_knn_graph_auto_is_pynndescent_past_the_ivf_size(monkeypatch):
+    import sklearn_ndde._knn as _knn
+
+    monkeypatch.setattr(_knn, "EXACT_MAX_SAMPLES", 100)
+    monkeypatch.setattr(_knn, "IVF_MAX_SAMPLES", 500)
+    monkeypatch.setattr(_knn, "_ivf_knn", lambda *a: pytest.fail("IVF past its size"))
+    X, _ = make_face_embeddings(1000, 50, dim=16, random_state=3)
+    indices, _, reached = knn_graph(
+        X, 10, random_state=0, device="cpu", return_recall=True
+    )
+    exact, _ = knn_graph(X, 10, method="exact")
+    assert reached > 0.9 and _true_recall(exact, indices) > 0.9
