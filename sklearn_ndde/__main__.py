@@ -157,10 +157,22 @@ def _cluster(args):
         save_labels,
     )
 
+    if args.model and args.knn:
+        raise ValueError(
+            "--model scores pairs from the features' neighbourhoods; it cannot be "
+            "used with --knn."
+        )
     if args.output:
         check_output_path(
-            args.output, (".npy", ".csv"), [args.features, args.knn, args.labels]
+            args.output,
+            (".npy", ".csv"),
+            [args.features, args.knn, args.labels, args.model],
         )
+    similarity = None
+    if args.model:
+        from .similarity import TransformerSimilarity
+
+        similarity = TransformerSimilarity.load(args.model, device=args.device)
     X = load_features(args.features, dim=args.dim)
     # The ground truth is read and checked before the work, not after it.
     y = load_labels(args.labels) if args.labels else None
@@ -171,6 +183,7 @@ def _cluster(args):
     params = dict(
         k=args.k,
         tau=args.tau,
+        similarity=similarity,
         merge_threshold=args.merge_threshold or None,
         n_jobs=args.n_jobs,
         verbose=args.verbose,
@@ -449,6 +462,11 @@ def build_parser():
     )
     cluster.add_argument(
         "--knn", help="reuse a learn-to-cluster kNN file (faiss_k_80.npz)"
+    )
+    cluster.add_argument(
+        "--model",
+        help="the learned pair similarity written by train (.pt; needs torch); "
+        "it suits the paper's links: --tau 0.7 --merge-threshold 0",
     )
     cluster.add_argument(
         "--knn-method",

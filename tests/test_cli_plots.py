@@ -95,6 +95,13 @@ def test_train_saves_a_model_that_clusters(files, tmp_path, capsys):
     model = TransformerSimilarity.load(model_path)
     labels = NDDeTPDiClustering(k=10, similarity=model).fit_predict(X)
     assert labels.shape == y.shape
+    # The command line uses it too: train, then cluster --model.
+    out = tmp_path / "labels.npy"
+    args = ["cluster", str(folder / "X.npy"), "--k", "10", "--model", str(model_path)]
+    assert main([*args, "-o", str(out), "--json"]) == 0
+    np.testing.assert_array_equal(np.load(out), labels)
+    assert main([*args, "--knn", str(model_path)]) == 2
+    assert "cannot be used with --knn" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["demo", "cluster", "evaluate", "train"])
