@@ -284,6 +284,31 @@ def _exact_knn_torch(Xn, n_neighbors, device, verbose=False):
     return indices, sims
 
 
+def _search_method(n, method, device):
+    """The search ``method`` means for ``n`` samples, and the torch device
+    of an exact search (None: the CPU); the estimator's memory estimate and
+    :func:`knn_graph` both ask here."""
+    # Up to EXACT_MAX_SAMPLES the CPU search takes about a second: "auto"
+    # does not pay torch's import (1.6 s) to look for a GPU there.
+    small = n <= EXACT_MAX_SAMPLES
+    torch_device = None if device == "auto" and small else _cuda_device(device)
+    if method == "auto":
+        if small or torch_device is not None:
+            method = "exact"
+        elif n <= IVF_MAX_SAMPLES and _faiss() is not None:
+            method = "ivf"
+        else:
+            method = "pynndescent"
+    return method, torch_device
+
+
+def _recall_sample(Xn, n_neighbors, rng, n_jobs):
+    """``RECALL_SAMPLE`` rows drawn with ``rng`` and their exact cosines."""
+    n = Xn.shape[0]
+    sample = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
+    return sample, _exact_knn(Xn, n_neighbors, sample, n_jobs=n_jobs)[1]
+
+
 def _recall_at_k(exact_sims, found_sims):
     """Share of the exact ``k`` neighbours of sample rows that a search found.
 
@@ -352,8 +377,7 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
     ``nprobe`` grows from 8 by factors of 1.5 until it reaches
     ``recall``. When more than a quarter of the cells would be needed, the
     exact BLAS search is cheaper and runs instead, so the target always
-    holds. Returns ``(indices, sims,
-    recall_reached, nprobe)`` (``nprobe`` None for the exact fallback).
+    holds. Returns ``(indices, sims, recall_reached)``.
     """
     faiss = _faiss()
     if faiss is None:
@@ -364,8 +388,7 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
     n, d = Xn.shape
     rng = np.random.default_rng(seed)
     nlist = _ivf_lists(n)
-    sample = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
-    _, exact_sims = _exact_knn(Xn, n_neighbors, sample, n_jobs=n_jobs)
+    sample, exact_sims = _recall_sample(Xn, n_neighbors, rng, n_jobs)
     with _faiss_threads(faiss, n_jobs):
         index, ivf = _ivf_index(faiss, d, nlist, seed)
         train = np.sort(
@@ -382,7 +405,7 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
         if reached < recall:
             del index, ivf
             indices, sims = _exact_knn(Xn, n_neighbors, verbose=verbose, n_jobs=n_jobs)
-            return indices, sims, 1.0, None
+            return indices, sims, 1.0
         indices = np.empty((n, n_neighbors), dtype=np.int32)
         sims = np.empty((n, n_neighbors), dtype=np.float32)
         block = _IVF_BLOCK_ROWS
@@ -404,15 +427,13 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
         indices[redo], sims[redo] = _exact_knn(Xn, n_neighbors, redo, n_jobs=n_jobs)
     self_col = indices == rows[:, None]
     sims[self_col] = np.einsum("ij,ij->i", Xn, Xn)
-    return indices, sims, reached, nprobe
+    return indices, sims, reached
 
 
 def _measured_recall(Xn, n_neighbors, indices, sims, seed, n_jobs):
     """Recall of a finished graph on ``RECALL_SAMPLE`` rows (exact search)."""
-    n = Xn.shape[0]
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
-    _, exact_sims = _exact_knn(Xn, n_neighbors, sample, n_jobs=n_jobs)
+    sample, exact_sims = _recall_sample(Xn, n_neighbors, rng, n_jobs)
     return _recall_at_k(exact_sims, sims[sample])
 
 
@@ -556,16 +577,7 @@ def knn_graph(
         )
     if not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or infinity.")
-    # Up to EXACT_MAX_SAMPLES the CPU search takes about a second: "auto"
-    # does not pay torch's import (1.6 s) to look for a GPU there.
-    small = n <= EXACT_MAX_SAMPLES
-    torch_device = None if device == "auto" and small else _cuda_device(device)
-    if method == "auto":
-        if small or torch_device is not None:
-            method = "exact"
-        else:
-            fits = n <= IVF_MAX_SAMPLES and _faiss() is not None
-            method = "ivf" if fits else "pynndescent"
+    method, torch_device = _search_method(n, method, device)
     if n_neighbors >= n - 1:
         method = "exact"
     check_memory(
@@ -580,7 +592,7 @@ def knn_graph(
     elif method == "exact":
         indices, sims = _exact_knn(Xn, n_neighbors, verbose=verbose, n_jobs=n_jobs)
     elif method == "ivf":
-        indices, sims, reached, _ = _ivf_knn(
+        indices, sims, reached = _ivf_knn(
             Xn, n_neighbors, float(recall), seed, n_jobs, verbose
         )
     else:

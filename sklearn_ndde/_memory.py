@@ -45,14 +45,11 @@ def knn_bytes(n_samples, n_features, n_neighbors, method):
     search's working set: the exact search's similarity block, the IVF
     index (a second copy of the rows, their ids and the centroids) with
     its block of results, or pynndescent's graph. ``method`` is
-    ``"exact"``, ``"ivf"`` or ``"pynndescent"`` (a bool is read as
-    exact or not, for older callers). Arguments are made Python integers
-    first, so that numpy integers (``np.int32(80)``) cannot overflow the
-    products.
+    ``"exact"``, ``"ivf"`` or ``"pynndescent"``. Arguments are made Python
+    integers first, so that numpy integers (``np.int32(80)``) cannot
+    overflow the products.
     """
     n_samples, n_features, n_neighbors = map(int, (n_samples, n_features, n_neighbors))
-    if isinstance(method, bool):
-        method = "exact" if method else "pynndescent"
     entries = n_samples * n_neighbors
     total = 4 * n_samples * n_features + 16 * entries
     if method == "exact":

@@ -16,11 +16,8 @@ from ._density import ndde_density
 from ._kernels import bhattacharyya_pairs, numba_threads
 from ._knn import (
     DUPLICATE_GAP,
-    EXACT_MAX_SAMPLES,
-    IVF_MAX_SAMPLES,
-    _cuda_device,
-    _faiss,
     _normalize_rows,
+    _search_method,
     exact_knn_to,
     knn_graph,
 )
@@ -439,10 +436,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             )
             k = n
         method = self.knn_method
-        if method == "auto":
-            exact = n <= EXACT_MAX_SAMPLES or _cuda_device(self.device) is not None
-            ivf = n <= IVF_MAX_SAMPLES and _faiss() is not None
-            method = "exact" if exact else ("ivf" if ivf else "pynndescent")
+        if method == "auto" and not precomputed:
+            method, _ = _search_method(n, method, self.device)
         check_memory(
             fit_bytes(n, 0 if precomputed else X.shape[1], k, method),
             f"NDDeTPDiClustering.fit on {n} samples with k={k}",

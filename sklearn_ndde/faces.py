@@ -26,12 +26,14 @@ import html
 import json
 import os
 import shutil
-import tempfile
 import time
 import zipfile
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+
+from .io import _atomic_path
 
 __all__ = [
     "FaceEmbedder",
@@ -219,12 +221,6 @@ class FaceEmbedder:
         return np.array(boxes, dtype=np.int32), np.array(descriptors, dtype=np.float32)
 
 
-def _root_of(parents, i):
-    while parents[i] >= 0:
-        i = parents[i]
-    return i
-
-
 def _path_to_root(parents, i):
     path = [i]
     while parents[path[-1]] >= 0:
@@ -240,36 +236,27 @@ def _cut_cannot_links(parents, Xn, pairs):
     below it becomes a cluster of its own. Faces are never dropped.
     """
     parents = np.array(parents, dtype=np.int64)
-    while True:
+    cut = True
+    while cut:
         cut = False
         for u, v in pairs:
-            if _root_of(parents, u) != _root_of(parents, v):
-                continue
             up, vp = _path_to_root(parents, u), _path_to_root(parents, v)
+            if up[-1] != vp[-1]:
+                continue  # different trees (roots) already
             common = set(up) & set(vp)
-            edges = [x for x in up if x not in common]
-            edges += [x for x in vp if x not in common]
+            edges = [x for x in up + vp if x not in common]
             cos = np.einsum("ij,ij->i", Xn[edges], Xn[parents[edges]])
             parents[edges[int(np.argmin(cos))]] = -1
             cut = True
-        if not cut:
-            return parents
+    return parents
 
 
 def _same_photo_pairs(photo):
-    """All pairs of samples with the same photo id."""
-    photo = np.asarray(photo)
-    order = np.argsort(photo, kind="stable")
-    pairs = []
-    start = 0
-    for stop in range(1, order.size + 1):
-        if stop == order.size or photo[order[stop]] != photo[order[start]]:
-            group = order[start:stop]
-            pairs += [
-                (int(a), int(b)) for i, a in enumerate(group) for b in group[i + 1 :]
-            ]
-            start = stop
-    return pairs
+    """All pairs of samples with the same photo id, by photo id then index."""
+    groups = {}
+    for i, p in enumerate(np.asarray(photo).tolist()):
+        groups.setdefault(p, []).append(i)
+    return [pair for p in sorted(groups) for pair in combinations(groups[p], 2)]
 
 
 def _clipped_k(n_faces, k=80):
@@ -327,6 +314,7 @@ def cluster_faces(X, photo, *, k=80, random_state=0):
     """
     from . import NDDeTPDiClustering
     from ._knn import _normalize_rows
+    from ._ndde import _duplicate_links
     from ._peaks import components_from_parents
 
     X = np.asarray(X, dtype=np.float32)
@@ -347,22 +335,13 @@ def cluster_faces(X, photo, *, k=80, random_state=0):
     pairs = _same_photo_pairs(photo)
     # Near-duplicates that fit joins on top of the links, kept unless a
     # cannot-link pair is involved.
-    links = _near_duplicate_links(est, Xn)
+    cosines = np.einsum("id,ikd->ik", Xn, Xn[est.neighbors_])
+    links = _duplicate_links(est.neighbors_, cosines)
     parents = _cut_cannot_links(est.parents_, Xn, pairs)
     labels = components_from_parents(parents, links)
     if any(labels[u] == labels[v] for u, v in pairs):
         labels = components_from_parents(parents)
     return labels
-
-
-def _near_duplicate_links(est, Xn):
-    from ._knn import DUPLICATE_GAP
-
-    neighbors = est.neighbors_
-    cos = np.einsum("id,ikd->ik", Xn, Xn[neighbors])
-    near = (cos >= 1.0 - DUPLICATE_GAP) & (neighbors != np.arange(len(Xn))[:, None])
-    rows, cols = np.nonzero(near)
-    return rows, neighbors[rows, cols]
 
 
 # ------------------------------------------------------------------ the run
@@ -405,9 +384,7 @@ class _Cache:
         shas = sorted(self.entries)
         boxes = [self.entries[s][0] for s in shas]
         descriptors = [self.entries[s][1] for s in shas]
-        with tempfile.NamedTemporaryFile(
-            dir=self.path.parent, suffix=".npz", delete=False
-        ) as tmp:
+        with _atomic_path(self.path) as tmp:
             np.savez(
                 tmp,
                 settings=np.array(json.dumps(self.settings)),
@@ -420,7 +397,6 @@ class _Cache:
                     else np.empty((0, 128), np.float32)
                 ),
             )
-        os.replace(tmp.name, self.path)
 
 
 def _read_people(path):
@@ -439,13 +415,10 @@ def _read_people(path):
 
 
 def _write_csv(path, header, rows):
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".csv", delete=False, newline="", encoding="utf-8"
-    ) as tmp:
-        writer = csv.writer(tmp)
+    with _atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp.name, path)
 
 
 def _update_people(X, photo, persons, min_faces, state):
@@ -478,9 +451,8 @@ def _update_people(X, photo, persons, min_faces, state):
         owner[label] = values[np.argmax(counts)]
     # Joining existing people, the faces most like the person first.
     joining = [i for i in free if labels[i] in owner]
-    closeness = [
-        float((Xn[persons == owner[labels[i]]] @ Xn[i]).mean()) for i in joining
-    ]
+    centre = {p: Xn[persons == p].mean(axis=0) for p in set(owner.values())}
+    closeness = [float(Xn[i] @ centre[owner[labels[i]]]) for i in joining]
     taken = {(photo[i], persons[i]) for i in np.flatnonzero(persons >= 0)}
     for j in np.argsort(closeness, kind="stable")[::-1]:
         i = joining[j]
@@ -500,9 +472,13 @@ def _update_people(X, photo, persons, min_faces, state):
 
 
 def _densest(Xn, members):
-    """The member with the highest mean cosine to the others."""
-    S = Xn[members] @ Xn[members].T
-    return members[int(np.argmax(S.mean(axis=1)))]
+    """The member with the highest mean cosine to the others.
+
+    The mean cosine of a unit row to a set is its dot product with the
+    set's mean row: O(m d), not the (m, m) matrix of a large person.
+    """
+    centre = Xn[members].mean(axis=0)
+    return members[int(np.argmax(Xn[members] @ centre))]
 
 
 def _crop_name(rel, sha, box):
@@ -595,12 +571,8 @@ def _write_index(out_dir, people, unassigned, n_photos, skipped):
     page = _PAGE.format(
         title="People", summary=html.escape(summary), rows="\n".join(rows)
     )
-    path = out_dir / "index.html"
-    with tempfile.NamedTemporaryFile(
-        "w", dir=out_dir, suffix=".html", delete=False, encoding="utf-8"
-    ) as tmp:
-        tmp.write(page)
-    os.replace(tmp.name, path)
+    with _atomic_path(out_dir / "index.html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
 
 
 def run_photos(
@@ -732,8 +704,6 @@ def run_photos(
     photo = np.array([f[4] for f in faces], dtype=np.int64)
     keys = [_face_key(f[1], f[2]) for f in faces]
     persons = np.array([state["faces"].get(key, -1) for key in keys], dtype=np.int64)
-    known = {p for p in state["faces"].values() if p >= 0}
-    persons[~np.isin(persons, list(known))] = -1
     # A key seen before but unassigned is -1 too: it joins the leftovers.
     # The same faces as the last run (and the same rule): the same people.
     signature = hashlib.sha256(
@@ -798,14 +768,10 @@ def run_photos(
         ["person", "name", "faces"],
         [[p, names[p], counts.get(p, 0)] for p in sorted(names)],
     )
-    state["faces"] = {key: int(p) for key, p in zip(keys, persons)} | {
-        key: p for key, p in state["faces"].items() if key not in set(keys)
-    }
-    with tempfile.NamedTemporaryFile(
-        "w", dir=out_dir, suffix=".json", delete=False, encoding="utf-8"
-    ) as tmp:
-        json.dump(state, tmp)
-    os.replace(tmp.name, state_path)
+    # Faces of photos gone from the folder keep their person for later.
+    state["faces"].update(zip(keys, persons.tolist()))
+    with _atomic_path(state_path) as tmp:
+        tmp.write_text(json.dumps(state), encoding="utf-8")
     people = []
     for p in sorted(counts):
         if p < 0:

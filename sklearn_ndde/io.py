@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 __all__ = [
     "check_output_path",
@@ -95,6 +94,22 @@ def _replace_keeping_mode(tmp, path):
         mode = 0o666 & ~umask
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+@contextmanager
+def _atomic_path(path):
+    """A temporary path beside ``path`` to write to; moved over ``path`` when
+    the block ends (keeping ``path``'s mode), removed if it fails, so a
+    reader never sees a half-written file. It ends in ``path``'s suffix in
+    lower case, which ``np.save`` and ``np.savez`` keep as it is."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix.lower()}")
+    try:
+        yield tmp
+        _replace_keeping_mode(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager
@@ -243,16 +258,11 @@ def save_labels(path, labels):
             f"labels must be a 1-D array of integers, got shape {labels.shape} "
             f"and dtype {labels.dtype}."
         )
-    tmp = path.with_name(f".{path.name}.tmp{suffix}")
-    try:
+    with _atomic_path(path) as tmp:
         if suffix == ".npy":
             np.save(tmp, np.asarray(labels))
         else:
             np.savetxt(tmp, np.asarray(labels), fmt="%d")
-        _replace_keeping_mode(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_knn(path):
@@ -307,6 +317,8 @@ def knn_to_graph(indices, distances):
     array([[0. , 0.2],
            [0.2, 0. ]], dtype=float32)
     """
+    import scipy.sparse as sp  # here: the loaders and writers need no scipy
+
     indices = np.asarray(indices)
     distances = np.asarray(distances, dtype=np.float32)
     n = indices.shape[0]

@@ -518,8 +518,8 @@ def test_numpy_integer_parameters_do_not_overflow_the_memory_estimate(k):
     # np.int32(2300) * 20000 * ... wrapped to a negative estimate, which
     # skipped the MemoryError guard; np.uint8 raised OverflowError.
     for n, d in [(20000, 128), (584_013, 256)]:
-        estimate = _memory.fit_bytes(n, d, k, True)
-        assert estimate == _memory.fit_bytes(n, d, int(k), True) > 0
+        estimate = _memory.fit_bytes(n, d, k, "exact")
+        assert estimate == _memory.fit_bytes(n, d, int(k), "exact") > 0
     labels = NDDeTPDiClustering(k=np.uint8(10)).fit_predict(X)
     assert_valid_partition(labels, len(X))
 
