@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -637,13 +638,22 @@ def build_parser():
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line of ours, without the source line it came from
+    (which would point inside scikit-learn or numpy)."""
+    text = " ".join(str(message).split())
+    print(f"sklearn-ndde: warning: {text}", file=sys.stderr)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo" and args.n_samples < 20:
         parser.error("--n-samples must be at least 20")
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except (ValueError, TypeError, OSError, MemoryError, ImportError) as exc:
         message = " ".join(str(exc).split())
         print(f"sklearn-ndde: error: {message}", file=sys.stderr)

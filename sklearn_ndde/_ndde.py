@@ -1,7 +1,6 @@
 """NDDeTPDiClustering: the estimator over the pure functions."""
 
 import numbers
-import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from ._knn import (
 from ._memory import check_memory, fit_bytes
 from ._merge import merge_by_flow
 from ._peaks import components_from_parents, density_peaks, link_saturated_peaks
-from ._progress import progress
+from ._progress import log, progress
 from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
 from ._validation import N_JOBS_CONSTRAINT
@@ -465,10 +464,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 )
                 out["_fit_X"] = Xn
                 if self.verbose:
-                    print(
-                        f"[NDDeTPDiClustering] kNN recall@{k}: "
-                        f"{out['knn_recall_']:.3f}",
-                        file=sys.stderr,
+                    log(
+                        f"[NDDeTPDiClustering] kNN recall@{k}: {out['knn_recall_']:.3f}"
                     )
 
         with stage("pair similarity"):
@@ -686,10 +683,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 bar.close()
                 raise
             if self.verbose:
-                bar.write(
-                    f"[NDDeTPDiClustering] {name}: {time.perf_counter() - start:.2f} s",
-                    file=sys.stderr,
-                )
+                log(f"[NDDeTPDiClustering] {name}: {time.perf_counter() - start:.2f} s")
             bar.update(1)
             if bar.n == len(_STAGES):
                 bar.close()

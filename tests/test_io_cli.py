@@ -190,3 +190,49 @@ def test_help_shows_the_default_of_every_option():
             if "default" not in help_text or expanded not in text:
                 missing.append(f"{name} {flag}")
     assert not missing, missing
+
+
+def test_verbose_off_a_terminal_writes_plain_lines(benchmark_files, tmp_path):
+    """With stderr sent to a file, -v writes one line per stage and no bar
+    fragments (carriage returns, escape codes)."""
+    folder, _, _ = benchmark_files
+    log = tmp_path / "log.txt"
+    with open(log, "w") as err:
+        proc = subprocess.run(
+            [sys.executable, "-m", "sklearn_ndde", "cluster"]
+            + [str(folder / "features.npy"), "--k", "20", "-v"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    assert proc.returncode == 0
+    text = log.read_text()
+    assert "\r" not in text and "\x1b" not in text
+    stages = [line for line in text.splitlines() if line.endswith(" s")]
+    assert [line.split("] ")[1].rsplit(":", 1)[0] for line in stages] == [
+        "kNN graph",
+        "pair similarity",
+        "NDDe density",
+        "TPDi distance",
+        "density peaks",
+        "flow merge",
+    ]
+
+
+def test_cli_warning_is_one_line_of_ours(benchmark_files, tmp_path):
+    """A warning from the estimator (k larger than the data) is one
+    'sklearn-ndde: warning:' line, without the source line it came from."""
+    folder, X, _ = benchmark_files
+    small = tmp_path / "small.npy"
+    np.save(small, X[:50])
+    proc = subprocess.run(
+        [sys.executable, "-m", "sklearn_ndde", "cluster", str(small)]
+        + ["--k", "80", "-o", str(tmp_path / "labels.npy")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0
+    assert proc.stderr.splitlines() == [
+        "sklearn-ndde: warning: k=80 is larger than the number of samples (50); "
+        "using k=50."
+    ]

@@ -442,7 +442,12 @@ class TransformerSimilarity(BaseEstimator):
             self.history_ = []
             best, best_state, stale = np.inf, None, 0
             bar = progress(
-                "TransformerSimilarity", self.max_epochs, self.verbose, "epoch", True
+                "TransformerSimilarity",
+                self.max_epochs,
+                self.verbose,
+                "epoch",
+                leave=True,
+                lines=True,
             )
             for epoch in range(self.max_epochs):
                 t0 = time.perf_counter()
@@ -475,13 +480,13 @@ class TransformerSimilarity(BaseEstimator):
                     )
                 record["seconds"] = time.perf_counter() - t0
                 self.history_.append(record)
-                bar.update(1)
                 bar.set_postfix(
                     train_loss=f"{record['train_loss']:.4f}",
                     **(
                         {"valid_loss": f"{record['valid_loss']:.4f}"} if n_valid else {}
                     ),
                 )
+                bar.update(1)
                 if n_valid:
                     if record["valid_loss"] < best:
                         best, stale = record["valid_loss"], 0
