@@ -8,14 +8,14 @@ people), then cluster faces of people it never saw (the test split, 6,775
 faces of 2,874 other people) and compare with the training-free default,
 overall and per hard-cluster bin.
 
-This example needs the LFW embeddings (``lfw_dlib128.npz``, in the folder
-named by ``SKLEARN_NDDE_LFW``, by default ``../shared/data`` beside the
-repository) and about 6 minutes of training on 2 CPU cores, so the
+This example needs LFW face embeddings with an identity-disjoint
+train/test split (``lfw_dlib128.npz``, in the folder named by the
+``SKLEARN_NDDE_LFW`` environment variable) and about 6 minutes of training on 2 CPU cores, so the
 documentation shows its code without running it. Measured with this code
 (``python benchmarks/lfw_learned.py`` prints the same for both embedding
 models): BCubed F 0.950 for the training-free default and about 0.96 for
 the learned similarity clustered with the paper's ``tau=0.7`` and no flow
-merge; see ``NOTES.md`` for the exact figures.
+merge.
 Requires ``pip install 'sklearn-ndde[torch]'``.
 """
 

@@ -8,8 +8,8 @@ people with :class:`~sklearn_ndde.NDDeTPDiClustering`, never putting two
 faces of one photo in one person, and writes ``faces.csv``, ``people.csv``,
 a crop of each face and ``index.html``.
 
-This example runs it on the small sample collection beside the project
-(``../shared/data/photos``, or the folder named by ``SKLEARN_NDDE_PHOTOS``),
+This example runs it on a small collection of photos (the folder named by
+the ``SKLEARN_NDDE_PHOTOS`` environment variable),
 shows the page in a headless Chromium when one is installed, then adds
 new photos and runs again: the existing people keep their ids. It needs
 ``pip install "sklearn-ndde[faces]"``; without dlib or the photos it only

@@ -252,7 +252,7 @@ def _scores(y, labels):
 
 def _evaluate(args):
     from .io import check_output_path, load_features, load_labels
-    from .metrics import hard_cluster_report
+    from .metrics import bin_range, hard_cluster_report
 
     if args.figure:
         check_output_path(
@@ -271,7 +271,7 @@ def _evaluate(args):
     result = {"n_samples": int(y.size), **_scores(y, labels)}
     result["hard_clusters"] = hard_cluster_report(y, labels, X, n_bins=n_bins)
     if args.figure:
-        reports = {Path(args.predicted).stem: result["hard_clusters"]}
+        reports = {args.name or Path(args.predicted).name: result["hard_clusters"]}
         result["figure"] = _save_figure(reports, args.figure)
     if args.json:
         print(_to_json(result))
@@ -284,7 +284,7 @@ def _evaluate(args):
         f"{'BCubed R':>9s} {'BCubed F':>9s}"
     )
     for row in result["hard_clusters"]:
-        span = f"{row['low']:.3g}-{row['high']:.3g}"
+        span = bin_range(row)
         print(
             f"{row['by'] + ' ' + str(row['bin']):>14s} {span:>13s} "
             f"{row['n_identities']:6d} {row['n_samples']:7d} "
@@ -523,6 +523,11 @@ def build_parser():
         "--bins", type=int, default=5, help="bins per report (default %(default)s)"
     )
     evaluate.add_argument("--figure", help="write the hard-cluster figure here")
+    evaluate.add_argument(
+        "--name",
+        help="the method's name in the figure's legend (default: the labels "
+        "file's name)",
+    )
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(func=_evaluate)
 

@@ -183,14 +183,42 @@ def _identity_sparsity(X, labels_true):
     return 1.0 - mean_cos, inverse
 
 
+def _bins_without_split_ties(order, value, n_bins):
+    """``order`` (identities by increasing ``value``) cut into at most
+    ``n_bins`` bins of about equal count, each cut moved forward past
+    identities of the same value, so that no two bins share a value and
+    their ranges never overlap (bins left empty are dropped)."""
+    ranked = value[order]
+    cuts = []
+    for b in range(1, n_bins):
+        at = -(-b * order.size // n_bins)
+        at = int(np.searchsorted(ranked, ranked[at - 1], side="right"))
+        if at < order.size and (not cuts or at > cuts[-1]):
+            cuts.append(at)
+    return np.split(order, cuts)
+
+
+def bin_range(row):
+    """The range of one bin of :func:`hard_cluster_report` as text: sizes
+    as integers (``"3"`` or ``"4-6"``), sparsities to two decimals
+    (``"0.21-0.35"``)."""
+    if row["by"] == "size":
+        low, high = int(row["low"]), int(row["high"])
+        return f"{low}" if low == high else f"{low}-{high}"
+    return f"{row['low']:.2f}-{row['high']:.2f}"
+
+
 def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
     """Pairwise and BCubed scores per identity-size and per sparsity bin.
 
     True identities are sorted by size (and, when ``X`` is given, by
     sparsity: one minus the mean pairwise cosine inside the identity), cut
-    into ``n_bins`` bins of equal identity count, and each bin's samples are
-    scored on their own, as in the paper's hard-cluster analysis. Bin 0 holds
-    the smallest (or the densest) identities.
+    into at most ``n_bins`` bins of about equal identity count, and each
+    bin's samples are scored on their own, as in the paper's hard-cluster
+    analysis. Bin 0 holds the smallest (or the densest) identities.
+    Identities of equal size always share a bin, so the bins' ranges never
+    overlap (with many identities of one size, fewer than ``n_bins`` bins
+    come back).
 
     Parameters
     ----------
@@ -201,7 +229,7 @@ def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
     X : array-like of shape (n_samples, n_features), default=None
         Embeddings, needed for the sparsity bins.
     n_bins : int, default=5
-        Number of bins.
+        Largest number of bins per binning.
 
     Returns
     -------
@@ -249,7 +277,7 @@ def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
     report = []
     for by, value in keys:
         order = np.argsort(value, kind="stable")
-        for b, members in enumerate(np.array_split(order, n_bins)):
+        for b, members in enumerate(_bins_without_split_ties(order, value, n_bins)):
             mask = np.isin(inverse, members)
             pp, pr, pf = pairwise_precision_recall_fscore(
                 labels_true[mask], labels_pred[mask]

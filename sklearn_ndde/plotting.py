@@ -51,28 +51,26 @@ def plot_hard_cluster_report(reports, *, metric="bcubed", figsize=(10, 6)):
     ...     "perfect": hard_cluster_report(y, y, n_bins=3),
     ...     "one cluster": hard_cluster_report(y, [0] * 6, n_bins=3)})
     >>> [ax.get_title() for ax in fig.axes]
-    ['precision by size', 'recall by size']
+    ['BCubed precision by identity size', 'BCubed recall by identity size']
     """
     if metric not in ("bcubed", "pairwise"):
         raise ValueError(f"metric must be 'bcubed' or 'pairwise', got {metric!r}.")
     if not reports:
         raise ValueError("reports is empty: give at least one method's report.")
+    from .metrics import bin_range
+
     plt = _pyplot()
     names = list(reports)
     first = reports[names[0]]
     bys = [by for by in ("size", "sparsity") if any(r["by"] == by for r in first)]
     fig, axes = plt.subplots(2, len(bys), figsize=figsize, squeeze=False)
     width = 0.8 / len(names)
+    label = {"bcubed": "BCubed", "pairwise": "pairwise"}[metric]
     for col, by in enumerate(bys):
         bins = [r for r in first if r["by"] == by]
-        ticks = [
-            f"{r['low']:.0f}-{r['high']:.0f}"
-            if by == "size"
-            else f"{r['low']:.2f}-{r['high']:.2f}"
-            for r in bins
-        ]
         for row, what in enumerate(("precision", "recall")):
             ax = axes[row, col]
+            values = []
             for m, name in enumerate(names):
                 rows = [r for r in reports[name] if r["by"] == by]
                 if len(rows) != len(bins):
@@ -80,16 +78,30 @@ def plot_hard_cluster_report(reports, *, metric="bcubed", figsize=(10, 6)):
                         f"The report of {name!r} has {len(rows)} {by} bins, the "
                         f"first one {len(bins)}: compute them alike."
                     )
-                values = [r[f"{metric}_{what}"] for r in rows]
+                heights = [r[f"{metric}_{what}"] for r in rows]
+                values += heights
                 x = np.arange(len(rows)) + (m - (len(names) - 1) / 2) * width
-                ax.bar(x, values, width, label=name)
-            ax.set_xticks(np.arange(len(bins)), ticks, rotation=30, fontsize=8)
-            ax.set_ylim(0, 1.05)
-            ax.set_title(f"{what} by {by}")
-            ax.set_xlabel("identity size" if by == "size" else "identity sparsity")
-            ax.set_ylabel(f"{metric} {what}")
-    axes[0, 0].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+                ax.bar(x, heights, width, label=name, color=f"C{m}")
+            ticks = [bin_range(r) for r in bins]
+            ax.set_xticks(np.arange(len(bins)), ticks, fontsize=8)
+            # The axis starts below the lowest bar, so that differences of
+            # a few hundredths show.
+            low = min(values)
+            ax.set_ylim(max(0.0, low - 0.1 * (1.0 - low) - 0.01), 1.0)
+            ax.set_title(f"{label} {what} by identity {by}")
+            ax.set_xlabel(
+                "identity size (faces)"
+                if by == "size"
+                else "identity sparsity (1 - mean cosine within the identity)"
+            )
+            ax.set_ylabel(f"{label} {what}")
+            ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Hard clusters: scores per identity size and sparsity bin")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="lower center", ncol=min(len(names), 4), frameon=False
+    )
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 

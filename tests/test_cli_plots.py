@@ -8,7 +8,7 @@ import pytest
 from sklearn_ndde import NDDeTPDiClustering
 from sklearn_ndde.__main__ import main
 from sklearn_ndde.datasets import make_face_embeddings
-from sklearn_ndde.metrics import bcubed_fscore, hard_cluster_report
+from sklearn_ndde.metrics import bcubed_fscore, bin_range, hard_cluster_report
 
 plt = pytest.importorskip("matplotlib.pyplot")
 from sklearn_ndde.plotting import plot_density_peaks, plot_hard_cluster_report  # noqa: E402
@@ -130,17 +130,27 @@ def test_hard_cluster_figure_has_one_bar_per_method_and_bin(files):
     }
     fig = plot_hard_cluster_report(reports)
     assert [ax.get_title() for ax in fig.axes] == [
-        "precision by size",
-        "precision by sparsity",
-        "recall by size",
-        "recall by sparsity",
+        "BCubed precision by identity size",
+        "BCubed precision by identity sparsity",
+        "BCubed recall by identity size",
+        "BCubed recall by identity sparsity",
     ]
+    # The legend names the methods, outside the axes.
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(reports)
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    size_rows = [r for r in reports["all singletons"] if r["by"] == "size"]
     recall_by_size = fig.axes[2]
-    assert len(recall_by_size.patches) == 2 * 5
+    assert len(recall_by_size.patches) == 2 * len(size_rows)
     # Singletons: recall of the bars of the second method equals the report's.
-    heights = [p.get_height() for p in recall_by_size.patches[5:]]
-    expected = [r["bcubed_recall"] for r in reports["all singletons"][:5]]
-    np.testing.assert_allclose(heights, expected)
+    heights = [p.get_height() for p in recall_by_size.patches[len(size_rows) :]]
+    np.testing.assert_allclose(heights, [r["bcubed_recall"] for r in size_rows])
+    # Tick labels are the bins' ranges, which never overlap.
+    ticks = [t.get_text() for t in recall_by_size.get_xticklabels()]
+    assert ticks == [bin_range(r) for r in size_rows]
+    assert all(a["high"] < b["low"] for a, b in zip(size_rows, size_rows[1:]))
+    # The axis shows the differences: it starts above 0 when every bar is high.
+    low = min(p.get_height() for p in fig.axes[0].patches)
+    assert fig.axes[0].get_ylim()[0] <= low
     plt.close(fig)
 
 
