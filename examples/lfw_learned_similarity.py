@@ -11,7 +11,8 @@ overall and per hard-cluster bin.
 This example needs LFW face embeddings with an identity-disjoint
 train/test split (``lfw_dlib128.npz``, in the folder named by the
 ``SKLEARN_NDDE_LFW`` environment variable) and about 6 minutes of
-training on 2 CPU cores, so the documentation shows its code without running it. Measured with this code
+training on 2 CPU cores, so the documentation shows its code without
+running it. Measured with this code
 (``python benchmarks/lfw_learned.py`` prints the same for both embedding
 models): BCubed F 0.950 for the training-free default and about 0.96 for
 the learned similarity clustered with the paper's ``tau=0.7`` and no flow
