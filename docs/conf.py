@@ -22,9 +22,16 @@ extensions = [
     "sphinx_gallery.gen_gallery",
     "myst_parser",
     "sphinxarg.ext",
+    "matplotlib.sphinxext.plot_directive",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]
+exclude_patterns = [
+    "_build",
+    "_generated",
+    "_plots",
+    "auto_examples/*.ipynb",
+    "auto_examples/*.py",
+]
 root_doc = "index"
 
 autosummary_generate = True
@@ -51,5 +58,83 @@ sphinx_gallery_conf = {
 
 html_theme = "pydata_sphinx_theme"
 html_title = "sklearn-ndde"
-html_theme_options = {"navigation_with_keys": False}
-html_static_path = []
+html_theme_options = {"navigation_with_keys": False, "header_links_before_dropdown": 6}
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+# The page list is flat: a left sidebar would be empty on most pages.
+html_sidebars = {"**": []}
+
+# The benchmark page's plots and tables are drawn from the benchmarks' own
+# JSON output (benchmarks/results/), in the docs folder as working directory.
+plot_working_directory = os.path.dirname(os.path.abspath(__file__))
+plot_include_source = False
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 100)]
+
+
+def _benchmark_tables(app):
+    """Write the benchmark page's tables from ``benchmarks/results``."""
+    import json
+    from pathlib import Path
+
+    docs = Path(app.srcdir)
+    results = docs.parent / "benchmarks" / "results"
+    out = docs / "_generated"
+    out.mkdir(exist_ok=True)
+
+    def table(header, rows):
+        lines = [".. list-table::", "   :header-rows: 1", ""]
+        for row in [header, *rows]:
+            lines.append(f"   * - {row[0]}")
+            lines += [f"     - {cell}" for cell in row[1:]]
+        return "\n".join(lines) + "\n"
+
+    regimes = json.loads((results / "regimes_test.json").read_text())
+    best = ("infomap_tuned", "chinese_whispers_tuned")
+    (out / "regimes_table.rst").write_text(
+        table(
+            [
+                "model",
+                "regime",
+                "faces / identities",
+                "NDDe defaults",
+                "Infomap tuned",
+                "Chinese whispers tuned",
+                "gap",
+            ],
+            [
+                [
+                    r["model"],
+                    r["regime"],
+                    f"{r['n_faces']:,} / {r['n_identities']:,}",
+                    f"{r['ndde_defaults']:.3f}",
+                    f"{r['infomap_tuned']:.3f}",
+                    f"{r['chinese_whispers_tuned']:.3f}",
+                    f"{r['ndde_defaults'] - max(r[b] for b in best):+.3f}",
+                ]
+                for r in regimes
+            ],
+        )
+    )
+    scale = json.loads((results / "scale_fit.json").read_text())
+    (out / "scale_table.rst").write_text(
+        table(
+            ["faces", "search", "seconds", "peak GB", "kNN recall", "BCubed F"],
+            [
+                [
+                    f"{r['n']:,}",
+                    r["knn_method"],
+                    f"{r['seconds']:.1f}",
+                    f"{r['peak_gb']:.2f}",
+                    f"{r['knn_recall']:.3f}",
+                    f"{r['bcubed_f']:.4f}",
+                ]
+                for r in scale
+            ],
+        )
+    )
+
+
+def setup(app):
+    app.connect("builder-inited", _benchmark_tables)

@@ -35,8 +35,20 @@ def _console_commands(text):
 
 
 def _python_blocks(text):
-    blocks = re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", text)
-    return ["\n".join(line[3:] for line in b.splitlines()) for b in blocks]
+    """The python blocks of a page, each with the text of the ``Output``
+    block that follows it (None when there is none)."""
+    found = re.findall(
+        r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)"
+        r"(?:\.\. code-block:: text\n   :caption: Output\n\n((?:   .*\n|\n)+))?",
+        text,
+    )
+
+    def unindent(block):
+        return "\n".join(line[3:] for line in block.splitlines())
+
+    return [
+        (unindent(code), unindent(out).strip() if out else None) for code, out in found
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -106,16 +118,20 @@ def test_entry_point_is_installed():
 
 
 @pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
-def test_python_blocks_run_as_written(page, workdir, monkeypatch):
+def test_python_blocks_run_as_written(page, workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     blocks = _python_blocks(page.read_text())
     namespace = {}
-    for block in blocks:
+    for block, output in blocks:
         if "fit_predict(X)  # X:" in block:
             continue  # the one-line teaser, X undefined on purpose
         if "sklearn_ndde.faces" in block and not _has_dlib():
             continue  # needs the optional extra: pip install "sklearn-ndde[faces]"
+        capsys.readouterr()
         exec(compile(block, str(page), "exec"), namespace)
+        if output is not None:
+            # The output the page shows is the one the block prints.
+            assert capsys.readouterr().out.strip() == output
 
 
 def test_readme_example_block_runs(capsys):
