@@ -20,9 +20,11 @@ from sklearn_ndde import (
 from sklearn_ndde.datasets import make_face_embeddings
 from sklearn_ndde.metrics import (
     bcubed_precision_recall_fscore,
+    bin_range,
     hard_cluster_report,
     pairwise_fscore,
 )
+from sklearn_ndde.plotting import plot_hard_cluster_report
 
 X, y = make_face_embeddings(5000, 500, dim=128, random_state=0)
 est = NDDeTPDiClustering().fit(X)
@@ -33,9 +35,10 @@ print(f"BCubed P {p:.3f} R {r:.3f} F {f:.3f}, pairwise F {fp:.3f}")
 
 # %%
 # The hard-cluster report: bin 0 holds the smallest (or densest) identities.
-for row in hard_cluster_report(y, est.labels_, X):
+report = hard_cluster_report(y, est.labels_, X)
+for row in report:
     print(
-        f"{row['by']:8s} bin {row['bin']} [{row['low']:.3g}, {row['high']:.3g}] "
+        f"{row['by']:8s} {bin_range(row):>9s} "
         f"BCubed P {row['bcubed_precision']:.3f} R {row['bcubed_recall']:.3f}"
     )
 
@@ -50,3 +53,10 @@ P = transition_matrix(est.neighbors_, est.pair_similarities_, sigma=0.5, top=20)
 labels, parents = merge_by_flow(parents, P)
 print(f"tau=0.2: {labels.max() + 1} clusters, {np.sum(parents == -1)} roots")
 print(f"defaults: {est.n_clusters_} clusters, {np.sum(est.parents_ == -1)} roots")
+
+
+# %%
+# The two clusterings side by side, per identity size and sparsity.
+plot_hard_cluster_report(
+    {"defaults (tau=0.3)": report, "tau=0.2": hard_cluster_report(y, labels, X)}
+)

@@ -37,3 +37,21 @@ search = GridSearchCV(
     cv=[(everything, everything)],
 ).fit(X, y)
 print(f"best {search.best_params_}: BCubed F {search.best_score_:.3f}")
+
+# %%
+# The grid: BCubed F of each ``(k, tau)`` (the search's own scores).
+import matplotlib.pyplot as plt  # noqa: E402
+
+results = search.cv_results_
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for k in (20, 40):
+    rows = [i for i, params in enumerate(results["params"]) if params["k"] == k]
+    taus = [results["params"][i]["tau"] for i in rows]
+    ax.plot(taus, results["mean_test_score"][rows], "o-", label=f"k = {k}")
+ax.set_xlabel("tau")
+ax.set_ylabel("BCubed F")
+ax.set_title("GridSearchCV over k and tau")
+ax.grid(alpha=0.3)
+ax.legend()
+fig.tight_layout()
+plt.show()
