@@ -72,10 +72,13 @@ def _normalize_rows(X, block=65536, allow_zero=False):
     return out
 
 
-def _sort_rows(indices, similarities):
-    """Self first, then by decreasing similarity (ties by index)."""
-    n = indices.shape[0]
-    is_self = indices == np.arange(n)[:, None]
+def _sort_rows(indices, similarities, rows=None):
+    """Self first, then by decreasing similarity (ties by index).
+
+    ``rows`` are the sample ids of the rows (default: ``0 .. n - 1``).
+    """
+    rows = np.arange(indices.shape[0]) if rows is None else rows
+    is_self = indices == rows[:, None]
     order = np.lexsort((indices, -similarities, ~is_self), axis=-1)
     return (
         np.take_along_axis(indices, order, axis=1),
@@ -504,7 +507,12 @@ def knn_graph(
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-        Embeddings. Rows need not be normalised; a zero row is an error.
+        Embeddings. Rows need not be normalised; a zero row is an error. A
+        row-chunked ``dask.array`` is searched on the current Dask client
+        (exact search only, block against block with the same engine;
+        ``pip install "sklearn-ndde[dask]"``): the results are dask arrays
+        with ``X``'s row chunks, computed when asked for, and errors in the
+        data are raised then.
     n_neighbors : int
         Number of neighbours per sample, the sample itself included, so at
         most ``n_samples``.
@@ -528,7 +536,9 @@ def knn_graph(
     random_state : int, RandomState instance or None, default=None
         Seed of the approximate search.
     n_jobs : int, default=None
-        Threads of the approximate search (``None`` means all).
+        Threads of the approximate search (``None`` means all); on a dask
+        array, threads of each block's search (``None`` means 1: the
+        workers are the parallelism).
     device : str, default="auto"
         Where the exact search runs: ``"cpu"`` (numpy), a torch device such
         as ``"cuda"`` (blocked matrix products on the GPU, same result up to
@@ -566,6 +576,16 @@ def knn_graph(
            [1.   , 0.994],
            [1.   , 0.11 ]], dtype=float32)
     """
+    from ._knn_dask import dask_knn_graph, is_dask_array
+
+    if is_dask_array(X):
+        if method not in ("auto", "exact"):
+            raise ValueError(
+                f"method={method!r} is not available for a dask array yet: the "
+                "search on a Dask cluster is exact (method='exact' or 'auto')."
+            )
+        indices, sims = dask_knn_graph(X, int(n_neighbors), n_jobs)
+        return (indices, sims, 1.0) if return_recall else (indices, sims)
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D, got an array of shape {X.shape}.")
