@@ -129,6 +129,15 @@ def merge_by_flow(parents, P, *, threshold=0.18, max_iter=10):
     n = P.shape[0]
     parents = check_parents(parents, n)
     labels = components_from_parents(parents)
+    flows = _cluster_flows(P, labels, labels.max() + 1 if n else 0)
+    return merge_on_flows(parents, labels, flows, threshold, max_iter)
+
+
+def merge_on_flows(parents, labels, F, threshold, max_iter):
+    """The rounds of :func:`merge_by_flow` from the cluster flows ``F`` of
+    the clusters ``labels`` (the Dask path sums ``F`` block by block); the
+    links ``parents`` are updated in place and returned with the labels."""
+    n = parents.shape[0]
     roots = np.flatnonzero(parents < 0)
     n_clusters = labels.max() + 1 if n else 0
     if roots.size != n_clusters or np.unique(labels[roots]).size != n_clusters:
@@ -136,7 +145,6 @@ def merge_by_flow(parents, P, *, threshold=0.18, max_iter=10):
     root = np.empty(n_clusters, dtype=np.intp)
     root[labels[roots]] = roots
     size = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-    F = _cluster_flows(P, labels, n_clusters)
     for _ in range(max_iter):
         moving, target = _best_targets(F, size, threshold)
         if moving.size == 0:

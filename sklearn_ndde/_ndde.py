@@ -20,6 +20,7 @@ from ._knn import (
     exact_knn_to,
     knn_graph,
 )
+from ._knn_dask import is_dask_array
 from ._memory import check_memory, fit_bytes
 from ._merge import merge_by_flow
 from ._peaks import components_from_parents, density_peaks, link_saturated_peaks
@@ -372,13 +373,59 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         # the estimator unfitted, never half-fitted.
         self._forget_fit()
         try:
-            fitted = self._fit(X)
+            if is_dask_array(X):
+                fitted = self._fit_dask(X)
+            else:
+                fitted = self._fit(X)
         except BaseException:
             self._forget_fit()
             raise
         for name, value in fitted.items():
             setattr(self, name, value)
         return self
+
+    def _fit_dask(self, X):
+        """``fit`` on a row-chunked dask array, on the current Dask client."""
+        from ._dask_fit import fit_dask
+
+        unsupported = []
+        if self.metric != "cosine":
+            unsupported.append(f"metric={self.metric!r}")
+        if self.similarity is not None and not isinstance(
+            self.similarity, CalibratedCosineSimilarity
+        ):
+            unsupported.append(f"similarity={type(self.similarity).__name__}()")
+        if self.knn_method not in ("auto", "exact"):
+            unsupported.append(f"knn_method={self.knn_method!r}")
+        if self.density_iter != 1:
+            unsupported.append(f"density_iter={self.density_iter!r}")
+        if unsupported:
+            raise ValueError(
+                "On a dask array, fit runs the exact search, the calibrated "
+                "similarity and the one-step density; not "
+                + ", ".join(unsupported)
+                + "."
+            )
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, got an array of shape {X.shape}.")
+        if any(np.isnan(size) for size in X.shape):
+            raise ValueError(
+                "X has unknown chunk sizes; call X.compute_chunk_sizes() first."
+            )
+        n = int(X.shape[0])
+        if n < 2:
+            raise ValueError(f"X has {n} sample(s); clustering needs at least 2.")
+        k = int(self.k)
+        if k > n:
+            warnings.warn(
+                f"k={k} is larger than the number of samples ({n}); using k={n}.",
+                UserWarning,
+                stacklevel=3,
+            )
+            k = n
+        fitted = fit_dask(self, X, k)
+        fitted["n_features_in_"] = int(X.shape[1])
+        return fitted
 
     def _forget_fit(self):
         for name in _FITTED_ATTRIBUTES:
@@ -552,6 +599,11 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             Cluster of each sample, -1 when none is within ``tau``.
         """
         check_is_fitted(self, "labels_")
+        if is_dask_array(self.labels_):
+            raise NotImplementedError(
+                "predict after a fit on a dask array is not available yet; fit "
+                "on a numpy array to predict."
+            )
         precomputed = self.metric == "precomputed"
         X = self._validate_input(X, reset=False)
         n_fit, k = self.neighbors_.shape

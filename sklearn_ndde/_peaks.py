@@ -25,8 +25,14 @@ def density_rank(density, indices):
     order is total, so the links always form a forest.
     """
     density = np.asarray(density, dtype=np.float64)
+    return rank_by_density(density, density[indices].sum(axis=1))
+
+
+def rank_by_density(density, around):
+    """The order of :func:`density_rank` from the densities and each
+    sample's summed neighbour density (the Dask path sums the latter block
+    by block)."""
     n = density.shape[0]
-    around = density[indices].sum(axis=1)
     rank = np.empty(n, dtype=np.int64)
     rank[np.lexsort((-np.arange(n), around, density))] = np.arange(n)
     return rank

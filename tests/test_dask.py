@@ -92,3 +92,70 @@ def test_numpy_input_does_not_import_dask():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+# ------------------------------------------------------------ the estimator
+
+
+def _fit_both(X, chunks, **params):
+    from sklearn_ndde import NDDeTPDiClustering
+
+    ref = NDDeTPDiClustering(**params).fit(X)
+    est = NDDeTPDiClustering(**params).fit(da.from_array(X, chunks=(chunks, -1)))
+    return ref, est
+
+
+def _assert_same_clustering(ref, est):
+    from sklearn.metrics import adjusted_rand_score
+
+    labels = est.labels_.compute()
+    assert isinstance(est.labels_, da.Array) and isinstance(est.density_, da.Array)
+    assert adjusted_rand_score(ref.labels_, labels) == 1.0
+    assert est.n_clusters_ == ref.n_clusters_
+    same_rows = (est.neighbors_.compute() == ref.neighbors_).all(axis=1)
+    assert same_rows.mean() > 0.98  # the rest differ by neighbours of equal cosine
+    np.testing.assert_allclose(est.density_.compute(), ref.density_, atol=1e-4)
+    np.testing.assert_allclose(
+        est.tpdi_.compute()[same_rows], ref.tpdi_[same_rows], atol=1e-3
+    )
+    # The calibration sees the same cosines up to the blocks' float rounding.
+    np.testing.assert_allclose(
+        est.similarity_.curve_, ref.similarity_.curve_, atol=1e-5
+    )
+
+
+def test_fit_gives_the_numpy_partition_on_20000_faces(client):
+    """Saturated peaks and the flow merge at work (k = 20, identities of
+    up to a few hundred faces): the same partition as the numpy path."""
+    X, _ = make_face_embeddings(20000, 294, dim=64, random_state=0)
+    ref, est = _fit_both(X.astype(np.float32), 2500, k=20)
+    no_steps = type(ref)(k=20, link_saturated=False, merge_threshold=None)
+    assert no_steps.fit(X.astype(np.float32)).n_clusters_ > 1.5 * ref.n_clusters_
+    _assert_same_clustering(ref, est)
+    assert est.labels_.chunks == ((2500,) * 8,)
+    labels = est.fit_predict(da.from_array(X.astype(np.float32), chunks=(2500, -1)))
+    assert isinstance(labels, da.Array)
+
+
+def test_fit_gives_the_numpy_partition_on_lfw(client):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared/data/lfw_mobileface256.npz"
+    if not path.exists():
+        pytest.skip("../shared/data is not here")
+    X = np.load(path)["features"].astype(np.float32)
+    ref, est = _fit_both(X, 3000)
+    _assert_same_clustering(ref, est)
+
+
+def test_fit_refuses_what_does_not_run_on_dask_yet(client, faces):
+    from sklearn_ndde import NDDeTPDiClustering
+
+    dX = da.from_array(faces[0], chunks=(1000, -1))
+    with pytest.raises(ValueError, match="not knn_method='ivf', density_iter=3"):
+        NDDeTPDiClustering(knn_method="ivf", density_iter=3).fit(dX)
+    est = NDDeTPDiClustering(k=10).fit(dX)
+    with pytest.raises(NotImplementedError, match="predict after a fit on a dask"):
+        est.predict(faces[0][:5])
+    with pytest.warns(UserWarning, match="k=80 is larger than the number of samples"):
+        NDDeTPDiClustering().fit(da.from_array(faces[0][:50], chunks=(25, -1)))

@@ -22,13 +22,36 @@ def cosine_quantiles(similarities, n_quantiles, exclude=None):
     least 1,000). Read off a fine histogram, so it runs in O(nk) without
     sorting and does not depend on the order of the samples.
     """
-    values = similarities if exclude is None else similarities[~exclude]
-    values = values.ravel().astype(np.float64)
-    n_quantiles = min(n_quantiles, max(1000, values.size))
+    values = _included(similarities, exclude)
     lo, hi = float(values.min()), float(values.max())
+    counts = _cosine_histogram(values, lo, hi)
+    return _histogram_quantiles(counts, lo, hi, values.size, n_quantiles)
+
+
+#: Bins of the histogram the quantiles are read from.
+_HISTOGRAM_BINS = 65536
+
+
+def _included(similarities, exclude):
+    """The cosines not excluded, as a flat float64 array."""
+    values = similarities if exclude is None else similarities[~exclude]
+    return values.ravel().astype(np.float64)
+
+
+def _cosine_histogram(values, lo, hi):
+    """Counts of ``values`` in the fine bins over ``[lo, hi]``: a sum over
+    any split of the values (the Dask path adds them block by block)."""
+    if hi - lo < 1e-6:
+        return np.zeros(_HISTOGRAM_BINS, dtype=np.int64)
+    return np.histogram(values, bins=_HISTOGRAM_BINS, range=(lo, hi))[0]
+
+
+def _histogram_quantiles(counts, lo, hi, n_values, n_quantiles):
+    """The quantiles of :func:`cosine_quantiles` from the histogram."""
+    n_quantiles = min(n_quantiles, max(1000, n_values))
     if hi - lo < 1e-6:
         return np.full(n_quantiles, lo)
-    counts, edges = np.histogram(values, bins=65536, range=(lo, hi))
+    edges = np.linspace(lo, hi, _HISTOGRAM_BINS + 1)
     cdf = np.concatenate([[0.0], np.cumsum(counts, dtype=np.float64)])
     cdf /= cdf[-1]
     q = (np.arange(n_quantiles) + 0.5) / n_quantiles
@@ -153,7 +176,12 @@ class CalibratedCosineSimilarity(BaseEstimator):
         duplicate = similarities >= 1.0 - DUPLICATE_GAP
         if not (is_self | duplicate).all():
             is_self = is_self | duplicate
-        sample = cosine_quantiles(similarities, self.n_quantiles, exclude=is_self)
+        return self._fit_sample(
+            cosine_quantiles(similarities, self.n_quantiles, exclude=is_self)
+        )
+
+    def _fit_sample(self, sample):
+        """Fit the mixture and the curve to the quantiles ``sample``."""
         n_distinct = np.unique(sample.round(6)).size
         n_components = min(self.n_components, n_distinct)
         lo = min(-1.0, float(sample.min()))

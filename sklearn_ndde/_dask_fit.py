@@ -1,0 +1,451 @@
+"""``NDDeTPDiClustering.fit`` on a row-chunked dask array, stage by stage.
+
+Every stage runs on the row blocks of ``X`` on the current Dask client,
+with the functions of the single-machine path applied to one block:
+
+- the kNN graph: :mod:`._knn_dask` (exact search, block against block);
+- the calibration: the fine cosine histogram summed over the blocks, then
+  the same quantiles and mixture (``CalibratedCosineSimilarity``);
+- pair similarities and both transition matrices: row-local, per block;
+- NDDe: the one-step density as a scatter-add per block, summed (the
+  float32 probabilities add up exactly in float64, in any order);
+- TPDi: each block fetches the transition rows of the neighbours it lists
+  from the blocks that own them (one transfer per pair of blocks, not per
+  edge) and runs the general TPDi kernel on its own rows;
+- density peaks: the density rank from ``n`` floats gathered to the
+  client, the nearest denser neighbour per block;
+- saturated peaks: the few saturated peaks, with the rows they reach in
+  two steps, solved on the client by the same function;
+- flow merge: the cluster flows summed over the blocks, the rounds on the
+  client; components with ``scipy.sparse.csgraph`` on ``n`` integers.
+
+No stage holds an ``(n, k)`` array on one worker or on the client: a block
+holds its own rows, the rows of its neighbours and ``n``-long vectors.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import clone
+
+from ._kernels import bhattacharyya_pairs
+from ._knn import DUPLICATE_GAP
+from ._knn_dask import _finish_block, _search_block, _unit_block
+from ._merge import merge_on_flows
+from ._peaks import components_from_parents, link_saturated_peaks, rank_by_density
+from ._transition import row_softmax
+from .similarity import CalibratedCosineSimilarity
+from .similarity._calibrated import (
+    _cosine_histogram,
+    _histogram_quantiles,
+    _included,
+)
+
+
+def _delayed(function, nout=None):
+    import dask
+
+    return dask.delayed(function, nout=nout, pure=True)
+
+
+def _compute(*objects):
+    import dask
+
+    return dask.compute(*objects)
+
+
+def _persist(*objects):
+    import dask
+
+    return dask.persist(*objects)
+
+
+# ------------------------------------------------------- per-block steps
+
+
+def _excluded(indices, cosines, offset, with_duplicates):
+    """Pairs the calibration leaves out: a sample with itself, and near
+    duplicates unless the whole graph is made of them."""
+    rows = offset + np.arange(indices.shape[0])
+    out = indices == rows[:, None]
+    if with_duplicates:
+        out |= cosines >= 1.0 - DUPLICATE_GAP
+    return out
+
+
+def _pair_counts(indices, cosines, offset):
+    """(pairs that are not a sample with itself, pairs that are neither
+    that nor near duplicates)."""
+    is_self = _excluded(indices, cosines, offset, False)
+    both = _excluded(indices, cosines, offset, True)
+    return int((~is_self).sum()), int((~both).sum())
+
+
+def _value_range(indices, cosines, offset, with_duplicates):
+    values = _included(cosines, _excluded(indices, cosines, offset, with_duplicates))
+    if values.size == 0:
+        return np.inf, -np.inf, 0
+    return float(values.min()), float(values.max()), values.size
+
+
+def _histogram(indices, cosines, offset, with_duplicates, lo, hi):
+    values = _included(cosines, _excluded(indices, cosines, offset, with_duplicates))
+    return _cosine_histogram(values, lo, hi)
+
+
+def _transitions(indices, cosines, similarity, params, n):
+    """Pair similarities, rows by decreasing similarity, the density and
+    distance transition rows, and this block's share of the density."""
+    s = np.clip(similarity.calibrate(cosines), 0.0, 1.0).astype(np.float32)
+    order = np.argsort(-s, axis=1, kind="stable")
+    indices = np.take_along_axis(indices, order, 1)
+    s = np.take_along_axis(s, order, 1)
+    cosines = np.take_along_axis(cosines, order, 1)
+    top = params["top"]
+    p = row_softmax(s[:, :top], params["density_sigma"])
+    q = row_softmax(s, params["distance_sigma"])
+    share = np.bincount(
+        indices[:, :top].ravel(), weights=p.ravel().astype(np.float64), minlength=n
+    )
+    return indices, s, cosines, p, q, share
+
+
+def _wanted(indices, lo, hi):
+    """The ids in ``[lo, hi)`` that a block lists."""
+    ids = np.unique(indices)
+    return ids[(ids >= lo) & (ids < hi)]
+
+
+def _rows_of(indices, q, offset, wanted):
+    """The transition rows of ``wanted`` (ids of this block)."""
+    local = wanted - offset
+    return wanted, indices[local], q[local]
+
+
+def _block_tpdi(indices, q, n, *fetched):
+    """TPDi of a block's pairs from its own rows and its partners' rows."""
+    ids = np.concatenate([f[0] for f in fetched])
+    partner_cols = np.concatenate([f[1] for f in fetched])
+    partner_q = np.concatenate([f[2] for f in fetched])
+    order = np.argsort(ids, kind="stable")
+    ids, partner_cols, partner_q = ids[order], partner_cols[order], partner_q[order]
+    rows, k = indices.shape
+    index_dtype = np.int64 if n >= 2**31 - 1 else np.int32
+    pairs = np.searchsorted(ids, indices).astype(index_dtype)
+    out = np.empty((rows, k), dtype=np.float32)
+    return bhattacharyya_pairs(
+        np.arange(0, rows * k + 1, k, dtype=np.int64),
+        indices.astype(index_dtype).ravel(),
+        np.sqrt(q.astype(np.float32)).ravel(),
+        pairs,
+        np.arange(rows, dtype=np.int64),
+        1,
+        np.arange(0, ids.size * k + 1, k, dtype=np.int64),
+        partner_cols.astype(index_dtype).ravel(),
+        np.sqrt(partner_q.astype(np.float32)).ravel(),
+        n,
+        out,
+    )
+
+
+def _around(indices, density):
+    return density[indices].sum(axis=1)
+
+
+def _block_parents(indices, distances, rank, tau, offset):
+    """:func:`density_peaks`'s links of a block's rows (global ids)."""
+    from ._kernels import nearest_denser
+
+    # The kernel reads row i's rank at rank[i]: number the block's own rows
+    # first, then every other id it lists.
+    rows = offset + np.arange(indices.shape[0])
+    others = np.setdiff1d(np.unique(indices), rows)
+    ids = np.concatenate([rows, others])
+    order = np.argsort(ids, kind="stable")
+    local = order[np.searchsorted(ids[order], indices)]
+    column = nearest_denser(rank[ids], local, distances)
+    parents = np.full(indices.shape[0], -1, dtype=np.intp)
+    rows = np.flatnonzero(column >= 0)
+    near = distances[rows, column[rows]] < tau
+    parents[rows[near]] = indices[rows[near], column[rows[near]]]
+    return parents
+
+
+def _saturated_peaks(indices, s, parents, offset, threshold):
+    rows = offset + np.arange(indices.shape[0])
+    own = indices == rows[:, None]
+    saturated = ((s >= threshold) | own).all(axis=1) & ~own.all(axis=1)
+    return rows[(parents < 0) & saturated]
+
+
+def _take(array, offset, ids):
+    """Rows ``ids`` (global, all in this block) of a block's array."""
+    return array[ids - offset]
+
+
+def _block_flows(indices, p, offset, labels, n_clusters):
+    top = p.shape[1]
+    rows = offset + np.repeat(np.arange(indices.shape[0]), top)
+    F = sp.csr_matrix(
+        (
+            p.ravel().astype(np.float64),
+            (labels[rows], labels[indices[:, :top].ravel()]),
+        ),
+        shape=(n_clusters, n_clusters),
+    )
+    F.sum_duplicates()
+    return F
+
+
+def _duplicates(indices, cosines, offset):
+    rows = offset + np.arange(indices.shape[0])
+    near = (cosines >= 1.0 - DUPLICATE_GAP) & (indices != rows[:, None])
+    r, c = np.nonzero(near)
+    return rows[r], indices[r, c]
+
+
+# ---------------------------------------------------------- the driver
+
+
+class _Blocks:
+    """Row blocks of the data: their offsets, and which block owns an id."""
+
+    def __init__(self, chunks):
+        self.sizes = [int(c) for c in chunks]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        self.n = int(self.offsets[-1])
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def owner_ranges(self):
+        return zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist())
+
+    def split(self, ids):
+        """``ids`` (sorted) split by owning block."""
+        cuts = np.searchsorted(ids, self.offsets[1:-1])
+        return np.split(ids, cuts)
+
+
+def _gather_rows(blocks, arrays, ids):
+    """Rows ``ids`` (sorted, global) of a blocked array, on the client."""
+    parts = []
+    for b, part in enumerate(blocks.split(ids)):
+        if part.size:
+            parts.append(_delayed(_take)(arrays[b], int(blocks.offsets[b]), part))
+    return np.concatenate(_compute(*parts)) if parts else None
+
+
+def fit_dask(estimator, X, k):
+    """The fitted attributes of ``estimator`` on the dask array ``X``."""
+    import dask.array as da
+
+    X = X.rechunk({1: -1})
+    blocks = _Blocks(X.chunks[0])
+    n = blocks.n
+    offsets = [int(o) for o in blocks.offsets[:-1]]
+    units = [
+        _delayed(_unit_block)(block, offset)
+        for block, offset in zip(X.to_delayed().ravel(), offsets)
+    ]
+    units = list(_persist(*units))
+
+    # 1. The kNN graph, exact, block against block.
+    search = _delayed(_search_block, nout=2)
+    finish = _delayed(_finish_block, nout=2)
+    graph = []
+    for i, Q in enumerate(units):
+        best = None
+        for j in [i] + [j for j in range(len(units)) if j != i]:
+            best = search(Q, units[j], offsets[j], k, best, 1)
+        graph.append(finish(Q, offsets[i], best))
+    graph = _persist(*graph)
+    indices = [g[0] for g in graph]
+    cosines = [g[1] for g in graph]
+
+    # 2. The calibration, from the cosine histogram summed over the blocks.
+    counts = _compute(
+        *[_delayed(_pair_counts)(i, c, o) for i, c, o in zip(indices, cosines, offsets)]
+    )
+    if sum(c[0] for c in counts) == 0:
+        raise ValueError("The kNN graph holds no pair of distinct samples.")
+    with_duplicates = sum(c[1] for c in counts) > 0
+    ranges = _compute(
+        *[
+            _delayed(_value_range)(i, c, o, with_duplicates)
+            for i, c, o in zip(indices, cosines, offsets)
+        ]
+    )
+    lo = min(r[0] for r in ranges)
+    hi = max(r[1] for r in ranges)
+    n_values = sum(r[2] for r in ranges)
+    histograms = _compute(
+        *[
+            _delayed(_histogram)(i, c, o, with_duplicates, lo, hi)
+            for i, c, o in zip(indices, cosines, offsets)
+        ]
+    )
+    similarity = (
+        CalibratedCosineSimilarity()
+        if estimator.similarity is None
+        else clone(estimator.similarity)
+    )
+    similarity._validate_params()
+    sample = _histogram_quantiles(
+        np.sum(histograms, axis=0), lo, hi, n_values, similarity.n_quantiles
+    )
+    similarity._fit_sample(sample)
+
+    # 3. Pair similarities, transitions and the NDDe density.
+    params = {
+        "top": min(int(estimator.density_k), k),
+        "density_sigma": estimator.density_sigma,
+        "distance_sigma": estimator.distance_sigma,
+    }
+    staged = _persist(
+        *[
+            _delayed(_transitions, nout=6)(i, c, similarity, params, n)
+            for i, c in zip(indices, cosines)
+        ]
+    )
+    indices = [t[0] for t in staged]
+    s = [t[1] for t in staged]
+    cosines = [t[2] for t in staged]
+    p = [t[3] for t in staged]
+    q = [t[4] for t in staged]
+    density = np.zeros(n)
+    for share in _compute(*[t[5] for t in staged]):
+        density += share
+
+    # 4. TPDi: each block fetches its partners' transition rows once.
+    wanted = {}
+    for i in range(len(blocks)):
+        for j, (lo_j, hi_j) in enumerate(blocks.owner_ranges()):
+            wanted[i, j] = _delayed(_wanted)(indices[i], lo_j, hi_j)
+    distances = []
+    for i in range(len(blocks)):
+        fetched = [
+            _delayed(_rows_of)(indices[j], q[j], offsets[j], wanted[i, j])
+            for j in range(len(blocks))
+        ]
+        distances.append(_delayed(_block_tpdi)(indices[i], q[i], n, *fetched))
+    distances = list(_persist(*distances))
+    del q
+
+    # 5. Density peaks: the rank on the client, the links per block.
+    around = np.concatenate(_compute(*[_delayed(_around)(i, density) for i in indices]))
+    rank = rank_by_density(density, around)
+    parents = np.concatenate(
+        _compute(
+            *[
+                _delayed(_block_parents)(i, d, rank, estimator.tau, o)
+                for i, d, o in zip(indices, distances, offsets)
+            ]
+        )
+    )
+
+    # 6. Saturated peaks, solved on the rows they reach in two steps.
+    if estimator.link_saturated:
+        parents = _link_saturated(
+            blocks, units, indices, s, cosines, parents, rank, similarity, offsets
+        )
+
+    # 7. The flow merge on the summed cluster flows, then near duplicates.
+    labels = components_from_parents(parents)
+    if estimator.merge_threshold is not None:
+        n_clusters = int(labels.max()) + 1
+        flows = _compute(
+            *[
+                _delayed(_block_flows)(i, pb, o, labels, n_clusters)
+                for i, pb, o in zip(indices, p, offsets)
+            ]
+        )
+        F = flows[0]
+        for f in flows[1:]:
+            F = F + f
+        labels, parents = merge_on_flows(
+            parents, labels, F.tocsr(), estimator.merge_threshold, 10
+        )
+    duplicates = _compute(
+        *[_delayed(_duplicates)(i, c, o) for i, c, o in zip(indices, cosines, offsets)]
+    )
+    links = (
+        np.concatenate([d[0] for d in duplicates]),
+        np.concatenate([d[1] for d in duplicates]),
+    )
+    if links[0].size:
+        labels = components_from_parents(parents, links)
+
+    chunks = (tuple(blocks.sizes),)
+
+    def stacked(parts, dtype):
+        return da.concatenate(
+            [
+                da.from_delayed(part, (size, k), dtype)
+                for part, size in zip(parts, blocks.sizes)
+            ]
+        )
+
+    return {
+        "similarity_": similarity,
+        "neighbors_": stacked(indices, np.int32),
+        "pair_similarities_": stacked(s, np.float32),
+        "density_": da.from_array(density, chunks=chunks),
+        "tpdi_": stacked(distances, np.float32),
+        "labels_": da.from_array(labels, chunks=chunks),
+        "parents_": da.from_array(parents, chunks=chunks),
+        "n_clusters_": int(labels.max()) + 1,
+        "knn_recall_": 1.0,
+        "_fit_X": da.concatenate(
+            [
+                da.from_delayed(u, (size, X.shape[1]), np.float32)
+                for u, size in zip(units, blocks.sizes)
+            ]
+        ),
+    }
+
+
+def _link_saturated(blocks, units, indices, s, cosines, parents, rank, sim, offsets):
+    """:func:`link_saturated_peaks` on the saturated peaks and the rows they
+    reach in two kNN steps, gathered to the client (a few per cent of the
+    samples at most: the peaks are few)."""
+    peak_parts = _compute(
+        *[
+            _delayed(_saturated_peaks)(i, sb, parents[o : o + len_], o, 0.5)
+            for i, sb, o, len_ in zip(indices, s, offsets, blocks.sizes)
+        ]
+    )
+    peaks = np.concatenate(peak_parts)
+    if peaks.size == 0:
+        return parents
+    peak_rows = _gather_rows(blocks, indices, peaks)
+    first = np.unique(peak_rows)
+    first_rows = _gather_rows(blocks, indices, first)
+    universe = np.unique(np.concatenate([peaks, first, first_rows.ravel()]))
+    m, k = universe.size, peak_rows.shape[1]
+    local = np.searchsorted
+    # Rows that are not read keep themselves as their only neighbour.
+    idx = np.repeat(np.arange(m)[:, None], k, axis=1)
+    idx[local(universe, first)] = local(universe, first_rows)
+    idx[local(universe, peaks)] = local(universe, peak_rows)
+    sims = np.zeros((m, k), dtype=np.float32)
+    sims[local(universe, peaks)] = _gather_rows(blocks, s, peaks)
+    cos = np.full((m, k), -1.0, dtype=np.float32)
+    cos[local(universe, peaks)] = _gather_rows(blocks, cosines, peaks)
+    local_parents = np.zeros(m, dtype=np.intp)
+    local_parents[:] = -1
+    # Only the peaks may link; every other row is a root that is not
+    # saturated (its only neighbour is itself).
+    _, linked = link_saturated_peaks(
+        local_parents,
+        rank[universe].astype(np.float64),
+        idx,
+        sims,
+        _gather_rows(blocks, units, universe),
+        sim,
+        cosines=cos,
+    )
+    parents = parents.copy()
+    at = local(universe, peaks)
+    found = linked[at] >= 0
+    parents[peaks[found]] = universe[linked[at][found]]
+    return parents
