@@ -26,10 +26,11 @@ holds its own rows, the rows of its neighbours and ``n``-long vectors.
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone
+from sklearn.utils import check_random_state
 
 from ._kernels import bhattacharyya_pairs
 from ._knn import DUPLICATE_GAP
-from ._knn_dask import _finish_block, _search_block, _unit_block
+from ._knn_dask import blocked_knn, unit_blocks
 from ._merge import merge_on_flows
 from ._peaks import components_from_parents, link_saturated_peaks, rank_by_density
 from ._transition import row_softmax
@@ -239,26 +240,23 @@ def fit_dask(estimator, X, k):
     """The fitted attributes of ``estimator`` on the dask array ``X``."""
     import dask.array as da
 
-    X = X.rechunk({1: -1})
-    blocks = _Blocks(X.chunks[0])
+    units, block_offsets = unit_blocks(X)
+    blocks = _Blocks(np.diff(block_offsets))
     n = blocks.n
     offsets = [int(o) for o in blocks.offsets[:-1]]
-    units = [
-        _delayed(_unit_block)(block, offset)
-        for block, offset in zip(X.to_delayed().ravel(), offsets)
-    ]
-    units = list(_persist(*units))
 
-    # 1. The kNN graph, exact, block against block.
-    search = _delayed(_search_block, nout=2)
-    finish = _delayed(_finish_block, nout=2)
-    graph = []
-    for i, Q in enumerate(units):
-        best = None
-        for j in [i] + [j for j in range(len(units)) if j != i]:
-            best = search(Q, units[j], offsets[j], k, best, 1)
-        graph.append(finish(Q, offsets[i], best))
-    graph = _persist(*graph)
+    # 1. The kNN graph: block against block, exact or IVF.
+    seed = check_random_state(estimator.random_state).randint(np.iinfo(np.int32).max)
+    parts, recall = blocked_knn(
+        units,
+        block_offsets,
+        k,
+        estimator.knn_method,
+        estimator.knn_recall,
+        seed,
+        1 if estimator.n_jobs is None else estimator.n_jobs,
+    )
+    graph = _persist(*parts)
     indices = [g[0] for g in graph]
     cosines = [g[1] for g in graph]
 
@@ -394,7 +392,7 @@ def fit_dask(estimator, X, k):
         "labels_": da.from_array(labels, chunks=chunks),
         "parents_": da.from_array(parents, chunks=chunks),
         "n_clusters_": int(labels.max()) + 1,
-        "knn_recall_": 1.0,
+        "knn_recall_": recall,
         "_fit_X": da.concatenate(
             [
                 da.from_delayed(u, (size, X.shape[1]), np.float32)

@@ -579,13 +579,16 @@ def knn_graph(
     from ._knn_dask import dask_knn_graph, is_dask_array
 
     if is_dask_array(X):
-        if method not in ("auto", "exact"):
+        if method == "pynndescent":
             raise ValueError(
-                f"method={method!r} is not available for a dask array yet: the "
-                "search on a Dask cluster is exact (method='exact' or 'auto')."
+                "method='pynndescent' is not available for a dask array: use "
+                "'auto', 'exact' or 'ivf'."
             )
-        indices, sims = dask_knn_graph(X, int(n_neighbors), n_jobs)
-        return (indices, sims, 1.0) if return_recall else (indices, sims)
+        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+        indices, sims, reached = dask_knn_graph(
+            X, int(n_neighbors), method, float(recall), seed, n_jobs
+        )
+        return (indices, sims, reached) if return_recall else (indices, sims)
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D, got an array of shape {X.shape}.")

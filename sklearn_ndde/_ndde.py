@@ -395,14 +395,14 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             self.similarity, CalibratedCosineSimilarity
         ):
             unsupported.append(f"similarity={type(self.similarity).__name__}()")
-        if self.knn_method not in ("auto", "exact"):
-            unsupported.append(f"knn_method={self.knn_method!r}")
+        if self.knn_method == "pynndescent":
+            unsupported.append("knn_method='pynndescent'")
         if self.density_iter != 1:
             unsupported.append(f"density_iter={self.density_iter!r}")
         if unsupported:
             raise ValueError(
-                "On a dask array, fit runs the exact search, the calibrated "
-                "similarity and the one-step density; not "
+                "On a dask array, fit runs the exact or IVF search, the "
+                "calibrated similarity and the one-step density; not "
                 + ", ".join(unsupported)
                 + "."
             )

@@ -74,7 +74,7 @@ def test_bad_dask_input_names_the_row(client, faces):
     with pytest.raises(ValueError, match="NaN or infinity .first at row 1234"):
         knn_graph(da.from_array(bad, chunks=(500, 64)), 5)[0].compute()
     with pytest.raises(ValueError, match="not available for a dask array"):
-        knn_graph(da.from_array(X, chunks=(500, 64)), 5, method="ivf")
+        knn_graph(da.from_array(X, chunks=(500, 64)), 5, method="pynndescent")
     with pytest.raises(ValueError, match="larger than the number of samples"):
         knn_graph(da.from_array(X[:4], chunks=(2, 64)), 5)
 
@@ -152,10 +152,34 @@ def test_fit_refuses_what_does_not_run_on_dask_yet(client, faces):
     from sklearn_ndde import NDDeTPDiClustering
 
     dX = da.from_array(faces[0], chunks=(1000, -1))
-    with pytest.raises(ValueError, match="not knn_method='ivf', density_iter=3"):
-        NDDeTPDiClustering(knn_method="ivf", density_iter=3).fit(dX)
+    with pytest.raises(
+        ValueError, match="not knn_method='pynndescent', density_iter=3"
+    ):
+        NDDeTPDiClustering(knn_method="pynndescent", density_iter=3).fit(dX)
     est = NDDeTPDiClustering(k=10).fit(dX)
     with pytest.raises(NotImplementedError, match="predict after a fit on a dask"):
         est.predict(faces[0][:5])
     with pytest.warns(UserWarning, match="k=80 is larger than the number of samples"):
         NDDeTPDiClustering().fit(da.from_array(faces[0][:50], chunks=(25, -1)))
+
+
+def test_ivf_search_holds_its_recall_target(client):
+    """The approximate search on the cluster: cells trained on a sample, a
+    filled index per block, nprobe widened until the target holds; an
+    independent sample of rows confirms the recall it reports."""
+    from sklearn_ndde._knn import _exact_knn, _recall_at_k
+
+    X, _ = make_face_embeddings(40000, 588, dim=32, random_state=1)
+    X = X.astype(np.float32)
+    dX = da.from_array(X, chunks=(10000, -1))
+    indices, sims, reached = knn_graph(
+        dX, 20, method="ivf", recall=0.9, random_state=0, return_recall=True
+    )
+    indices, sims = (np.asarray(a) for a in da.compute(indices, sims))
+    assert reached >= 0.9
+    assert (indices[:, 0] == np.arange(len(X))).all()
+    assert np.all(np.diff(sims[:, 1:], axis=1) <= 1e-6)
+    rows = np.sort(np.random.default_rng(5).choice(len(X), 1000, replace=False))
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    exact = _exact_knn(Xn, 20, rows)[1]
+    assert _recall_at_k(exact, sims[rows]) >= 0.88
