@@ -55,9 +55,30 @@ def _compute(*objects):
 
 
 def _persist(*objects):
+    """Persist, and wait until done on a distributed client (so that each
+    stage ends before the next starts, and can be timed)."""
     import dask
 
-    return dask.persist(*objects)
+    objects = dask.persist(*objects)
+    try:
+        from distributed import default_client, futures_of, wait
+    except ImportError:
+        return objects
+    try:
+        default_client()
+    except ValueError:  # no distributed client: the local scheduler computed
+        return objects
+    wait(futures_of(list(objects)))
+    return objects
+
+
+#: Called with the name of each stage as it starts (benchmarks/dask_scale.py).
+_stage_hook = None
+
+
+def _stage(name):
+    if _stage_hook is not None:
+        _stage_hook(name)
 
 
 # ------------------------------------------------------- per-block steps
@@ -246,6 +267,7 @@ def fit_dask(estimator, X, k):
     offsets = [int(o) for o in blocks.offsets[:-1]]
 
     # 1. The kNN graph: block against block, exact or IVF.
+    _stage("kNN graph")
     seed = check_random_state(estimator.random_state).randint(np.iinfo(np.int32).max)
     parts, recall = blocked_knn(
         units,
@@ -261,6 +283,7 @@ def fit_dask(estimator, X, k):
     cosines = [g[1] for g in graph]
 
     # 2. The calibration, from the cosine histogram summed over the blocks.
+    _stage("calibration")
     counts = _compute(
         *[_delayed(_pair_counts)(i, c, o) for i, c, o in zip(indices, cosines, offsets)]
     )
@@ -294,6 +317,7 @@ def fit_dask(estimator, X, k):
     similarity._fit_sample(sample)
 
     # 3. Pair similarities, transitions and the NDDe density.
+    _stage("transitions and NDDe")
     params = {
         "top": min(int(estimator.density_k), k),
         "density_sigma": estimator.density_sigma,
@@ -315,6 +339,7 @@ def fit_dask(estimator, X, k):
         density += share
 
     # 4. TPDi: each block fetches its partners' transition rows once.
+    _stage("TPDi")
     wanted = {}
     for i in range(len(blocks)):
         for j, (lo_j, hi_j) in enumerate(blocks.owner_ranges()):
@@ -330,6 +355,7 @@ def fit_dask(estimator, X, k):
     del q
 
     # 5. Density peaks: the rank on the client, the links per block.
+    _stage("density peaks")
     around = np.concatenate(_compute(*[_delayed(_around)(i, density) for i in indices]))
     rank = rank_by_density(density, around)
     parents = np.concatenate(
@@ -342,12 +368,14 @@ def fit_dask(estimator, X, k):
     )
 
     # 6. Saturated peaks, solved on the rows they reach in two steps.
+    _stage("saturated peaks")
     if estimator.link_saturated:
         parents = _link_saturated(
             blocks, units, indices, s, cosines, parents, rank, similarity, offsets
         )
 
     # 7. The flow merge on the summed cluster flows, then near duplicates.
+    _stage("flow merge")
     labels = components_from_parents(parents)
     if estimator.merge_threshold is not None:
         n_clusters = int(labels.max()) + 1
@@ -373,6 +401,7 @@ def fit_dask(estimator, X, k):
     if links[0].size:
         labels = components_from_parents(parents, links)
 
+    _stage("end")
     chunks = (tuple(blocks.sizes),)
 
     def stacked(parts, dtype):

@@ -129,11 +129,18 @@ def _ivf_search_block(
     with _faiss_threads(faiss, n_jobs):
         _, found = index.search_preassigned(Q, n_candidates, ids, cells)
     valid = found >= 0
-    local = np.where(valid, found - offset, 0)
+    local = np.ascontiguousarray(np.where(valid, found - offset, 0), dtype=np.int64)
     sims = np.empty(found.shape, dtype=np.float32)
-    for start in range(0, Q.shape[0], 512):
-        part = slice(start, start + 512)
-        sims[part] = np.einsum("id,ikd->ik", Q[part], Y[local[part]])
+    flat = faiss.IndexFlatIP(Y.shape[1])
+    flat.add(Y)
+    with _faiss_threads(faiss, n_jobs):
+        flat.compute_distance_subset(
+            Q.shape[0],
+            faiss.swig_ptr(np.ascontiguousarray(Q)),
+            local.shape[1],
+            faiss.swig_ptr(sims),
+            faiss.swig_ptr(local),
+        )
     sims[~valid] = -np.inf
     found = found.astype(np.int64)
     if best is not None:
@@ -165,8 +172,10 @@ def _ivf_chain(Q, blob, indexes, units, offsets, n, n_neighbors, nprobe, n_jobs)
     best = None
     for j, (index, Y) in enumerate(zip(indexes, units)):
         size = int(offsets[j + 1] - offsets[j])
-        # Each block proposes its share of the single-machine re-rank, twice.
-        n_candidates = max(n_neighbors, -(-2 * REFINE_FACTOR * n_neighbors * size // n))
+        # Each block proposes its share of the single-machine re-rank, and a
+        # quarter more (the recall calibration widens nprobe if that is short).
+        share = -(-5 * REFINE_FACTOR * n_neighbors * size // (4 * n))
+        n_candidates = max(n_neighbors, share)
         n_candidates = min(n_candidates, size)
         best = search(
             Q,
