@@ -29,6 +29,7 @@ PAGES = {
     "auto_examples/plot_how_it_works.html": "../examples/plot_how_it_works.py",
     "user_guide.html": "user_guide.rst",
     "photos.html": "photos.rst",
+    "dask.html": "dask.rst",
     "auto_examples/index.html": "../examples/GALLERY_HEADER.rst",
     "api.html": "api.rst",
     "cli.html": "cli.rst",
