@@ -23,6 +23,8 @@ No stage holds an ``(n, k)`` array on one worker or on the client: a block
 holds its own rows, the rows of its neighbours and ``n``-long vectors.
 """
 
+import time
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone
@@ -33,6 +35,7 @@ from ._knn import DUPLICATE_GAP
 from ._knn_dask import blocked_knn, unit_blocks
 from ._merge import merge_on_flows
 from ._peaks import components_from_parents, link_saturated_peaks, rank_by_density
+from ._progress import log
 from ._transition import row_softmax
 from .similarity import CalibratedCosineSimilarity
 from .similarity._calibrated import (
@@ -76,9 +79,21 @@ def _persist(*objects):
 _stage_hook = None
 
 
-def _stage(name):
-    if _stage_hook is not None:
-        _stage_hook(name)
+class _Stages:
+    """Marks the start of each stage: calls ``_stage_hook`` and, when the
+    estimator is verbose, writes the time of the stage just ended, as the
+    single-machine ``fit`` does."""
+
+    def __init__(self, verbose):
+        self.verbose, self.name, self.start = verbose, None, None
+
+    def __call__(self, name):
+        now = time.perf_counter()
+        if self.verbose and self.name is not None:
+            log(f"[NDDeTPDiClustering] {self.name} (Dask): {now - self.start:.2f} s")
+        self.name, self.start = name, now
+        if _stage_hook is not None:
+            _stage_hook(name)
 
 
 # ------------------------------------------------------- per-block steps
@@ -261,6 +276,7 @@ def fit_dask(estimator, X, k):
     """The fitted attributes of ``estimator`` on the dask array ``X``."""
     import dask.array as da
 
+    _stage = _Stages(estimator.verbose)
     units, block_offsets = unit_blocks(X)
     blocks = _Blocks(np.diff(block_offsets))
     n = blocks.n
@@ -334,9 +350,14 @@ def fit_dask(estimator, X, k):
     cosines = [t[2] for t in staged]
     p = [t[3] for t in staged]
     q = [t[4] for t in staged]
-    density = np.zeros(n)
-    for share in _compute(*[t[5] for t in staged]):
-        density += share
+    # The blocks' shares summed pairwise on the workers, one vector to the
+    # client (exact in any order: see the module docstring).
+    shares = [t[5] for t in staged]
+    add = _delayed(np.add)
+    while len(shares) > 1:
+        pairs = [add(a, b) for a, b in zip(shares[::2], shares[1::2])]
+        shares = pairs + shares[len(pairs) * 2 :]
+    (density,) = _compute(shares[0])
 
     # 4. TPDi: each block fetches its partners' transition rows once.
     _stage("TPDi")

@@ -183,3 +183,19 @@ def test_ivf_search_holds_its_recall_target(client):
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
     exact = _exact_knn(Xn, 20, rows)[1]
     assert _recall_at_k(exact, sims[rows]) >= 0.88
+
+
+def test_verbose_fit_writes_the_stage_lines(client, faces, capsys):
+    from sklearn_ndde import NDDeTPDiClustering
+
+    NDDeTPDiClustering(k=10, verbose=1).fit(da.from_array(faces[0], chunks=(1000, -1)))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "(Dask)" in line]
+    assert [line.split("] ")[1].split(" (Dask)")[0] for line in lines] == [
+        "kNN graph",
+        "calibration",
+        "transitions and NDDe",
+        "TPDi",
+        "density peaks",
+        "saturated peaks",
+        "flow merge",
+    ]
