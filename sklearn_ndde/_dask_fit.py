@@ -497,3 +497,68 @@ def _link_saturated(blocks, units, indices, s, cosines, parents, rank, sim, offs
     found = linked[at] >= 0
     parents[peaks[found]] = universe[linked[at][found]]
     return parents
+
+
+def predict_dask(estimator, Xq, query_zero, tie_tolerance):
+    """``predict`` of an estimator fitted on a dask array, for the unit rows
+    ``Xq`` (numpy): the queries are searched against the training blocks on
+    the cluster, and only the rows of their neighbours come to the client."""
+    from ._knn_dask import _exact_chain
+
+    fit_X = estimator._fit_X
+    sizes = np.asarray(fit_X.chunks[0])
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    units = fit_X.to_delayed().ravel().tolist()
+    k = estimator.neighbors_.shape[1]
+    (best,) = _compute(_exact_chain(Xq, units, offsets, k, 1))
+    found, cosines = best
+    order = np.lexsort((found, -cosines), axis=-1)
+    indices = np.take_along_axis(found, order, 1)
+    cosines = np.take_along_axis(cosines, order, 1).astype(np.float32)
+    duplicate = (cosines[:, 0] >= 1.0 - DUPLICATE_GAP) & ~query_zero
+    copy_of = indices[:, 0]
+    s = np.clip(estimator.similarity_.calibrate(cosines), 0.0, 1.0).astype(np.float32)
+    order = np.argsort(-s, axis=1, kind="stable")
+    indices = np.take_along_axis(indices, order, 1)
+    s = np.take_along_axis(s, order, 1)
+    # The training rows the queries list, with their own transition rows.
+    ids = np.unique(indices)
+    blocks = _Blocks(sizes)
+    neighbors = estimator.neighbors_.to_delayed().ravel().tolist()
+    pair_s = estimator.pair_similarities_.to_delayed().ravel().tolist()
+    partner_cols = _gather_rows(blocks, neighbors, ids)
+    partner_q = row_softmax(_gather_rows(blocks, pair_s, ids), estimator.distance_sigma)
+    rows = row_softmax(s, estimator.distance_sigma)
+    m = indices.shape[0]
+    n = blocks.n
+    index_dtype = np.int64 if n >= 2**31 - 1 else np.int32
+    dist = bhattacharyya_pairs(
+        np.arange(0, m * k + 1, k, dtype=np.int64),
+        indices.astype(index_dtype).ravel(),
+        np.sqrt(rows).ravel(),
+        np.searchsorted(ids, indices).astype(index_dtype),
+        np.arange(m, dtype=np.int64),
+        1,
+        np.arange(0, ids.size * k + 1, k, dtype=np.int64),
+        partner_cols.astype(index_dtype).ravel(),
+        np.sqrt(partner_q).ravel(),
+        n,
+        np.empty((m, k), dtype=np.float32),
+    )
+    nearest = dist.min(axis=1)
+    column = np.argmax(dist <= nearest[:, None] + tie_tolerance, axis=1)
+    chosen = indices[np.arange(m), column]
+    wanted = np.unique(np.concatenate([chosen, copy_of[duplicate]]))
+    label_of = dict(
+        zip(
+            wanted.tolist(),
+            _gather_rows(
+                blocks, estimator.labels_.to_delayed().ravel().tolist(), wanted
+            ).tolist(),
+        )
+    )
+    labels = np.array([label_of[i] for i in chosen.tolist()], dtype=np.intp)
+    labels = np.where(nearest < estimator.tau, labels, -1)
+    labels[duplicate] = [label_of[i] for i in copy_of[duplicate].tolist()]
+    labels[query_zero] = -1
+    return labels

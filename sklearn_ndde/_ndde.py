@@ -384,6 +384,18 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             setattr(self, name, value)
         return self
 
+    def _predict_dask(self, X):
+        """``predict`` after a fit on a dask array (queries in memory)."""
+        from ._dask_fit import predict_dask
+
+        if is_dask_array(X):
+            X = X.compute()
+        X = self._validate_input(X, reset=False)
+        Xq, query_zero = _unit_rows_warning_zeros(X, "so they get -1", stacklevel=4)
+        if query_zero.any():
+            Xq[query_zero, 0] = 1.0
+        return predict_dask(self, Xq, query_zero, _TIE_TOLERANCE)
+
     def _fit_dask(self, X):
         """``fit`` on a row-chunked dask array, on the current Dask client."""
         from ._dask_fit import fit_dask
@@ -600,10 +612,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         """
         check_is_fitted(self, "labels_")
         if is_dask_array(self.labels_):
-            raise NotImplementedError(
-                "predict after a fit on a dask array is not available yet; fit "
-                "on a numpy array to predict."
-            )
+            return self._predict_dask(X)
         precomputed = self.metric == "precomputed"
         X = self._validate_input(X, reset=False)
         n_fit, k = self.neighbors_.shape

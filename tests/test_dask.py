@@ -156,9 +156,6 @@ def test_fit_refuses_what_does_not_run_on_dask_yet(client, faces):
         ValueError, match="not knn_method='pynndescent', density_iter=3"
     ):
         NDDeTPDiClustering(knn_method="pynndescent", density_iter=3).fit(dX)
-    est = NDDeTPDiClustering(k=10).fit(dX)
-    with pytest.raises(NotImplementedError, match="predict after a fit on a dask"):
-        est.predict(faces[0][:5])
     with pytest.warns(UserWarning, match="k=80 is larger than the number of samples"):
         NDDeTPDiClustering().fit(da.from_array(faces[0][:50], chunks=(25, -1)))
 
@@ -199,3 +196,18 @@ def test_verbose_fit_writes_the_stage_lines(client, faces, capsys):
         "saturated peaks",
         "flow merge",
     ]
+
+
+def test_predict_after_a_dask_fit_matches_numpy(client, faces):
+    """Queries are searched against the training blocks on the cluster;
+    training points get their own labels, new points those the numpy-fitted
+    estimator gives them."""
+
+    X, _ = faces
+    ref, est = _fit_both(X, 700, k=20)
+    labels = est.labels_.compute()
+    np.testing.assert_array_equal(est.predict(X[:300]), labels[:300])
+    new = X[:300] + 0.05 * np.random.default_rng(0).standard_normal(X[:300].shape)
+    new = new.astype(np.float32)
+    np.testing.assert_array_equal(est.predict(new), ref.predict(new))
+    assert (est.predict(new) >= 0).mean() > 0.5
