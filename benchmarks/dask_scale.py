@@ -15,13 +15,13 @@ single-process labels. ``--json`` writes the rows.
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from dask_knn import _peak_gb, _sent
 
 
 def _data(n):
@@ -29,14 +29,6 @@ def _data(n):
 
     X, y = make_face_embeddings(n, max(1, n // 68), dim=256, random_state=0)
     return X.astype(np.float32), y
-
-
-def _peak_gb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-
-def _sent(dask_worker):
-    return dask_worker.transfer_outgoing_bytes_total
 
 
 def single(n, out):

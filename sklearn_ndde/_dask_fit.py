@@ -26,15 +26,20 @@ holds its own rows, the rows of its neighbours and ``n``-long vectors.
 import time
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from ._kernels import bhattacharyya_pairs
 from ._knn import DUPLICATE_GAP
-from ._knn_dask import blocked_knn, unit_blocks
-from ._merge import merge_on_flows
-from ._peaks import components_from_parents, link_saturated_peaks, rank_by_density
+from ._knn_dask import blocked_knn, gather_rows, unit_blocks
+from ._merge import merge_on_flows, pair_flows
+from ._ndde import _duplicate_links, _sort_by_similarity
+from ._peaks import (
+    components_from_parents,
+    link_saturated_peaks,
+    links_below_tau,
+    rank_by_density,
+)
 from ._progress import log
 from ._transition import row_softmax
 from .similarity import CalibratedCosineSimilarity
@@ -109,19 +114,19 @@ def _excluded(indices, cosines, offset, with_duplicates):
     return out
 
 
-def _pair_counts(indices, cosines, offset):
-    """(pairs that are not a sample with itself, pairs that are neither
-    that nor near duplicates)."""
-    is_self = _excluded(indices, cosines, offset, False)
-    both = _excluded(indices, cosines, offset, True)
-    return int((~is_self).sum()), int((~both).sum())
-
-
-def _value_range(indices, cosines, offset, with_duplicates):
-    values = _included(cosines, _excluded(indices, cosines, offset, with_duplicates))
-    if values.size == 0:
-        return np.inf, -np.inf, 0
-    return float(values.min()), float(values.max()), values.size
+def _value_ranges(indices, cosines, offset):
+    """``(count, min, max)`` of the cosines the calibration keeps, without
+    and with the near duplicates left out."""
+    out = []
+    for with_duplicates in (False, True):
+        values = _included(
+            cosines, _excluded(indices, cosines, offset, with_duplicates)
+        )
+        if values.size == 0:
+            out.append((0, np.inf, -np.inf))
+        else:
+            out.append((values.size, float(values.min()), float(values.max())))
+    return out
 
 
 def _histogram(indices, cosines, offset, with_duplicates, lo, hi):
@@ -133,10 +138,7 @@ def _transitions(indices, cosines, similarity, params, n):
     """Pair similarities, rows by decreasing similarity, the density and
     distance transition rows, and this block's share of the density."""
     s = np.clip(similarity.calibrate(cosines), 0.0, 1.0).astype(np.float32)
-    order = np.argsort(-s, axis=1, kind="stable")
-    indices = np.take_along_axis(indices, order, 1)
-    s = np.take_along_axis(s, order, 1)
-    cosines = np.take_along_axis(cosines, order, 1)
+    indices, s, cosines = _sort_by_similarity(indices, s, cosines)
     top = params["top"]
     p = row_softmax(s[:, :top], params["density_sigma"])
     q = row_softmax(s, params["distance_sigma"])
@@ -200,11 +202,7 @@ def _block_parents(indices, distances, rank, tau, offset):
     order = np.argsort(ids, kind="stable")
     local = order[np.searchsorted(ids[order], indices)]
     column = nearest_denser(rank[ids], local, distances)
-    parents = np.full(indices.shape[0], -1, dtype=np.intp)
-    rows = np.flatnonzero(column >= 0)
-    near = distances[rows, column[rows]] < tau
-    parents[rows[near]] = indices[rows[near], column[rows[near]]]
-    return parents
+    return links_below_tau(column, indices, distances, tau)
 
 
 def _saturated_peaks(indices, s, parents, offset, threshold):
@@ -214,30 +212,15 @@ def _saturated_peaks(indices, s, parents, offset, threshold):
     return rows[(parents < 0) & saturated]
 
 
-def _take(array, offset, ids):
-    """Rows ``ids`` (global, all in this block) of a block's array."""
-    return array[ids - offset]
-
-
 def _block_flows(indices, p, offset, labels, n_clusters):
+    """The cluster flows of a block's density transitions."""
     top = p.shape[1]
     rows = offset + np.repeat(np.arange(indices.shape[0]), top)
-    F = sp.csr_matrix(
-        (
-            p.ravel().astype(np.float64),
-            (labels[rows], labels[indices[:, :top].ravel()]),
-        ),
-        shape=(n_clusters, n_clusters),
-    )
-    F.sum_duplicates()
-    return F
+    return pair_flows(rows, indices[:, :top].ravel(), p.ravel(), labels, n_clusters)
 
 
 def _duplicates(indices, cosines, offset):
-    rows = offset + np.arange(indices.shape[0])
-    near = (cosines >= 1.0 - DUPLICATE_GAP) & (indices != rows[:, None])
-    r, c = np.nonzero(near)
-    return rows[r], indices[r, c]
+    return _duplicate_links(indices, cosines, offset + np.arange(indices.shape[0]))
 
 
 # ---------------------------------------------------------- the driver
@@ -257,19 +240,12 @@ class _Blocks:
     def owner_ranges(self):
         return zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist())
 
-    def split(self, ids):
-        """``ids`` (sorted) split by owning block."""
-        cuts = np.searchsorted(ids, self.offsets[1:-1])
-        return np.split(ids, cuts)
-
-
-def _gather_rows(blocks, arrays, ids):
-    """Rows ``ids`` (sorted, global) of a blocked array, on the client."""
-    parts = []
-    for b, part in enumerate(blocks.split(ids)):
-        if part.size:
-            parts.append(_delayed(_take)(arrays[b], int(blocks.offsets[b]), part))
-    return np.concatenate(_compute(*parts)) if parts else None
+    def gather(self, arrays, ids):
+        """Rows ``ids`` (sorted, global) of a blocked array (a list of its
+        blocks' delayed arrays, or a dask array), on the client."""
+        if hasattr(arrays, "to_delayed"):
+            arrays = arrays.to_delayed().ravel().tolist()
+        return gather_rows(arrays, self.offsets, ids)
 
 
 def fit_dask(estimator, X, k):
@@ -300,21 +276,20 @@ def fit_dask(estimator, X, k):
 
     # 2. The calibration, from the cosine histogram summed over the blocks.
     _stage("calibration")
-    counts = _compute(
-        *[_delayed(_pair_counts)(i, c, o) for i, c, o in zip(indices, cosines, offsets)]
-    )
-    if sum(c[0] for c in counts) == 0:
-        raise ValueError("The kNN graph holds no pair of distinct samples.")
-    with_duplicates = sum(c[1] for c in counts) > 0
     ranges = _compute(
         *[
-            _delayed(_value_range)(i, c, o, with_duplicates)
+            _delayed(_value_ranges)(i, c, o)
             for i, c, o in zip(indices, cosines, offsets)
         ]
     )
-    lo = min(r[0] for r in ranges)
-    hi = max(r[1] for r in ranges)
-    n_values = sum(r[2] for r in ranges)
+    if sum(r[0][0] for r in ranges) == 0:
+        raise ValueError("The kNN graph holds no pair of distinct samples.")
+    # Near duplicates are left out unless nothing else is left.
+    with_duplicates = sum(r[1][0] for r in ranges) > 0
+    ranges = [r[int(with_duplicates)] for r in ranges]
+    n_values = sum(r[0] for r in ranges)
+    lo = min(r[1] for r in ranges)
+    hi = max(r[2] for r in ranges)
     histograms = _compute(
         *[
             _delayed(_histogram)(i, c, o, with_duplicates, lo, hi)
@@ -465,9 +440,9 @@ def _link_saturated(blocks, units, indices, s, cosines, parents, rank, sim, offs
     peaks = np.concatenate(peak_parts)
     if peaks.size == 0:
         return parents
-    peak_rows = _gather_rows(blocks, indices, peaks)
+    peak_rows = blocks.gather(indices, peaks)
     first = np.unique(peak_rows)
-    first_rows = _gather_rows(blocks, indices, first)
+    first_rows = blocks.gather(indices, first)
     universe = np.unique(np.concatenate([peaks, first, first_rows.ravel()]))
     m, k = universe.size, peak_rows.shape[1]
     local = np.searchsorted
@@ -476,9 +451,9 @@ def _link_saturated(blocks, units, indices, s, cosines, parents, rank, sim, offs
     idx[local(universe, first)] = local(universe, first_rows)
     idx[local(universe, peaks)] = local(universe, peak_rows)
     sims = np.zeros((m, k), dtype=np.float32)
-    sims[local(universe, peaks)] = _gather_rows(blocks, s, peaks)
+    sims[local(universe, peaks)] = blocks.gather(s, peaks)
     cos = np.full((m, k), -1.0, dtype=np.float32)
-    cos[local(universe, peaks)] = _gather_rows(blocks, cosines, peaks)
+    cos[local(universe, peaks)] = blocks.gather(cosines, peaks)
     local_parents = np.zeros(m, dtype=np.intp)
     local_parents[:] = -1
     # Only the peaks may link; every other row is a root that is not
@@ -488,7 +463,7 @@ def _link_saturated(blocks, units, indices, s, cosines, parents, rank, sim, offs
         rank[universe].astype(np.float64),
         idx,
         sims,
-        _gather_rows(blocks, units, universe),
+        blocks.gather(units, universe),
         sim,
         cosines=cos,
     )
@@ -506,11 +481,10 @@ def predict_dask(estimator, Xq, query_zero, tie_tolerance):
     from ._knn_dask import _exact_chain
 
     fit_X = estimator._fit_X
-    sizes = np.asarray(fit_X.chunks[0])
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    blocks = _Blocks(fit_X.chunks[0])
     units = fit_X.to_delayed().ravel().tolist()
     k = estimator.neighbors_.shape[1]
-    (best,) = _compute(_exact_chain(Xq, units, offsets, k, 1))
+    (best,) = _compute(_exact_chain(Xq, units, blocks.offsets, k, 1))
     found, cosines = best
     order = np.lexsort((found, -cosines), axis=-1)
     indices = np.take_along_axis(found, order, 1)
@@ -518,47 +492,26 @@ def predict_dask(estimator, Xq, query_zero, tie_tolerance):
     duplicate = (cosines[:, 0] >= 1.0 - DUPLICATE_GAP) & ~query_zero
     copy_of = indices[:, 0]
     s = np.clip(estimator.similarity_.calibrate(cosines), 0.0, 1.0).astype(np.float32)
-    order = np.argsort(-s, axis=1, kind="stable")
-    indices = np.take_along_axis(indices, order, 1)
-    s = np.take_along_axis(s, order, 1)
+    indices, s = _sort_by_similarity(indices, s)
     # The training rows the queries list, with their own transition rows.
     ids = np.unique(indices)
-    blocks = _Blocks(sizes)
-    neighbors = estimator.neighbors_.to_delayed().ravel().tolist()
-    pair_s = estimator.pair_similarities_.to_delayed().ravel().tolist()
-    partner_cols = _gather_rows(blocks, neighbors, ids)
-    partner_q = row_softmax(_gather_rows(blocks, pair_s, ids), estimator.distance_sigma)
-    rows = row_softmax(s, estimator.distance_sigma)
-    m = indices.shape[0]
-    n = blocks.n
-    index_dtype = np.int64 if n >= 2**31 - 1 else np.int32
-    dist = bhattacharyya_pairs(
-        np.arange(0, m * k + 1, k, dtype=np.int64),
-        indices.astype(index_dtype).ravel(),
-        np.sqrt(rows).ravel(),
-        np.searchsorted(ids, indices).astype(index_dtype),
-        np.arange(m, dtype=np.int64),
-        1,
-        np.arange(0, ids.size * k + 1, k, dtype=np.int64),
-        partner_cols.astype(index_dtype).ravel(),
-        np.sqrt(partner_q).ravel(),
-        n,
-        np.empty((m, k), dtype=np.float32),
+    partners = (
+        ids,
+        blocks.gather(estimator.neighbors_, ids),
+        row_softmax(
+            blocks.gather(estimator.pair_similarities_, ids),
+            estimator.distance_sigma,
+        ),
     )
+    rows = row_softmax(s, estimator.distance_sigma)
+    dist = _block_tpdi(indices, rows, blocks.n, partners)
     nearest = dist.min(axis=1)
     column = np.argmax(dist <= nearest[:, None] + tie_tolerance, axis=1)
-    chosen = indices[np.arange(m), column]
+    chosen = indices[np.arange(indices.shape[0]), column]
     wanted = np.unique(np.concatenate([chosen, copy_of[duplicate]]))
-    label_of = dict(
-        zip(
-            wanted.tolist(),
-            _gather_rows(
-                blocks, estimator.labels_.to_delayed().ravel().tolist(), wanted
-            ).tolist(),
-        )
-    )
-    labels = np.array([label_of[i] for i in chosen.tolist()], dtype=np.intp)
+    wanted_labels = blocks.gather(estimator.labels_, wanted)
+    labels = wanted_labels[np.searchsorted(wanted, chosen)].astype(np.intp)
     labels = np.where(nearest < estimator.tau, labels, -1)
-    labels[duplicate] = [label_of[i] for i in copy_of[duplicate].tolist()]
+    labels[duplicate] = wanted_labels[np.searchsorted(wanted, copy_of[duplicate])]
     labels[query_zero] = -1
     return labels

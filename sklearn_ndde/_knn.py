@@ -508,9 +508,10 @@ def knn_graph(
     ----------
     X : array-like of shape (n_samples, n_features)
         Embeddings. Rows need not be normalised; a zero row is an error. A
-        row-chunked ``dask.array`` is searched on the current Dask client
-        (exact search only, block against block with the same engine;
-        ``pip install "sklearn-ndde[dask]"``): the results are dask arrays
+        row-chunked ``dask.array`` is searched on the current Dask client,
+        block against block with the same engines (``"exact"``, or
+        ``"ivf"`` above 30,000 samples with ``"auto"``; ``pip install
+        "sklearn-ndde[dask]"``): the results are dask arrays
         with ``X``'s row chunks, computed when asked for, and errors in the
         data are raised then.
     n_neighbors : int

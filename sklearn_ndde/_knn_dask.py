@@ -220,13 +220,18 @@ def blocked_knn(units, offsets, n_neighbors, method, recall, seed, n_jobs):
     return parts, reached
 
 
-def _gather(units, offsets, ids):
-    """Rows ``ids`` (sorted, global) of the blocks, on the client."""
+def _take(array, local):
+    return array[local]
+
+
+def gather_rows(blocks, offsets, ids):
+    """Rows ``ids`` (sorted, global) of a row-blocked array, given as its
+    blocks' delayed arrays and ``offsets``, on the client."""
     import dask
 
     cuts = np.searchsorted(ids, offsets[1:-1])
     parts = [
-        dask.delayed(lambda Y, local: Y[local])(units[b], part - offsets[b])
+        dask.delayed(_take)(blocks[b], part - offsets[b])
         for b, part in enumerate(np.split(ids, cuts))
         if part.size
     ]
@@ -246,7 +251,8 @@ def _ivf_plan(units, offsets, n_neighbors, recall, seed, n_jobs):
     nlist = _ivf_lists(n)
     train = np.sort(rng.choice(n, size=min(n, _TRAIN_PER_LIST * nlist), replace=False))
     sample = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
-    X_train, X_sample = _gather(units, offsets, train), _gather(units, offsets, sample)
+    X_train = gather_rows(units, offsets, train)
+    X_sample = gather_rows(units, offsets, sample)
     d = X_train.shape[1]
     index, ivf = _ivf_index(faiss, d, nlist, seed)
     with _faiss_threads(faiss, None):

@@ -14,8 +14,14 @@ from ._validation import check_parents, check_transition
 def _cluster_flows(P, labels, n_clusters):
     """``F[a, b]``: the mass that the members of ``a`` send to those of ``b``."""
     P = P.tocoo()
+    return pair_flows(P.row, P.col, P.data, labels, n_clusters)
+
+
+def pair_flows(rows, cols, mass, labels, n_clusters):
+    """The cluster flows of the transitions ``rows -> cols`` of ``mass``
+    (float64 sums, exact for float32 masses; the Dask path adds blocks)."""
     F = sp.csr_matrix(
-        (P.data.astype(np.float64), (labels[P.row], labels[P.col])),
+        (np.asarray(mass, dtype=np.float64), (labels[rows], labels[cols])),
         shape=(n_clusters, n_clusters),
     )
     F.sum_duplicates()

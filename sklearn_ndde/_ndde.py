@@ -104,17 +104,19 @@ _FITTED_ATTRIBUTES = (
 )
 
 
-def _duplicate_links(indices, cosines):
+def _duplicate_links(indices, cosines, rows=None):
     """Links ``(a, b)`` between near-duplicates, to put them in one cluster.
 
     Pairs of the kNN graph at cosine 1 within float rounding
     (``DUPLICATE_GAP``), such as one photo encoded twice, are linked; exact
-    copies never get here (``fit`` clusters one of each).
+    copies never get here (``fit`` clusters one of each). ``rows`` are the
+    sample ids of the rows (default ``0 .. n - 1``; a Dask block's own).
     """
+    rows = np.arange(indices.shape[0]) if rows is None else rows
     near = cosines >= 1.0 - DUPLICATE_GAP
-    near &= indices != np.arange(indices.shape[0])[:, None]
-    rows, cols = np.nonzero(near)
-    return rows, indices[rows, cols]
+    near &= indices != rows[:, None]
+    r, c = np.nonzero(near)
+    return rows[r], indices[r, c]
 
 
 def _sort_by_similarity(indices, similarities, *aligned):
@@ -384,6 +386,20 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             setattr(self, name, value)
         return self
 
+    def _clipped_k(self, n, stacklevel):
+        """``k`` as a Python integer (numpy ones overflow in products), at
+        most ``n``, with a warning when clipped (``stacklevel`` counted from
+        the caller of this method)."""
+        k = int(self.k)
+        if k > n:
+            warnings.warn(
+                f"k={k} is larger than the number of samples ({n}); using k={n}.",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
+            k = n
+        return k
+
     def _predict_dask(self, X):
         """``predict`` after a fit on a dask array (queries in memory)."""
         from ._dask_fit import predict_dask
@@ -427,15 +443,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         n = int(X.shape[0])
         if n < 2:
             raise ValueError(f"X has {n} sample(s); clustering needs at least 2.")
-        k = int(self.k)
-        if k > n:
-            warnings.warn(
-                f"k={k} is larger than the number of samples ({n}); using k={n}.",
-                UserWarning,
-                stacklevel=3,
-            )
-            k = n
-        fitted = fit_dask(self, X, k)
+        fitted = fit_dask(self, X, self._clipped_k(n, stacklevel=4))
         fitted["n_features_in_"] = int(X.shape[1])
         return fitted
 
@@ -484,15 +492,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         """The stages on validated ``X`` (``Xn``: its unit rows, or None)."""
         precomputed = self.metric == "precomputed"
         n = X.shape[0]
-        # Python integers from here on: numpy ones overflow in products.
-        k = int(self.k)
-        if k > n:
-            warnings.warn(
-                f"k={k} is larger than the number of samples ({n}); using k={n}.",
-                UserWarning,
-                stacklevel=4,
-            )
-            k = n
+        k = self._clipped_k(n, stacklevel=5)
         method = self.knn_method
         if method == "auto" and not precomputed:
             method, _ = _search_method(n, method, self.device)

@@ -119,11 +119,18 @@ def density_peaks(density, indices, distances, *, tau):
     if not np.all(np.isfinite(density)):
         raise ValueError("density contains NaN or infinity.")
     column = nearest_denser(density_rank(density, indices), indices, distances)
+    parents = links_below_tau(column, indices, distances, tau)
+    return components_from_parents(parents), parents
+
+
+def links_below_tau(column, indices, distances, tau):
+    """Each row's link to ``indices[row, column[row]]`` when its distance is
+    below ``tau``, else -1 (also -1 where ``column`` is -1)."""
+    parents = np.full(indices.shape[0], -1, dtype=np.intp)
     rows = np.flatnonzero(column >= 0)
-    parents = np.full(n, -1, dtype=np.intp)
     near = distances[rows, column[rows]] < tau
     parents[rows[near]] = indices[rows[near], column[rows[near]]]
-    return components_from_parents(parents), parents
+    return parents
 
 
 @validate_params(
