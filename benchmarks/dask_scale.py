@@ -5,8 +5,8 @@ chunks of ``--chunk`` rows): ``fit`` in a fresh single process (time, peak
 memory, BCubed F), then ``fit`` on the dask array on a
 ``distributed.LocalCluster`` of ``--workers`` worker processes of one
 thread each with ``--memory-limit`` per worker: the time of each stage,
-the bytes the workers sent each other during it, the peak resident memory
-of each worker, BCubed F and the adjusted Rand index against the
+the bytes the workers sent each other during it and each worker's peak
+resident memory during it, BCubed F and the adjusted Rand index against the
 single-process labels. ``--json`` writes the rows.
 
     python benchmarks/dask_scale.py [--n 584013 1740301] [--chunk 100000]
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from dask_knn import _peak_gb, _sent
+from dask_knn import _sent
 
 
 def _data(n):
@@ -55,6 +55,15 @@ def single(n, out):
     )
 
 
+def _stage_peak_gb():
+    """A worker's peak resident memory since the last call (then reset)."""
+    from speed_after_knn import peak_rss_gb, reset_peak
+
+    peak = peak_rss_gb()
+    reset_peak()
+    return peak
+
+
 def distributed_fit(n, args, reference):
     import dask.array as da
     from distributed import Client, LocalCluster
@@ -76,7 +85,10 @@ def distributed_fit(n, args, reference):
         del X
 
         def hook(name):
-            stages.append((name, time.perf_counter(), sum(client.run(_sent).values())))
+            peaks = list(client.run(_stage_peak_gb).values())
+            stages.append(
+                (name, time.perf_counter(), sum(client.run(_sent).values()), peaks)
+            )
 
         _dask_fit._stage_hook = hook
         start = time.perf_counter()
@@ -84,12 +96,15 @@ def distributed_fit(n, args, reference):
         labels = est.labels_.compute()
         seconds = time.perf_counter() - start
         _dask_fit._stage_hook = None
-        peaks = list(client.run(_peak_gb).values())
+        # The whole run's peak per worker: the largest of its stage peaks
+        # (the first one covers loading the data).
+        peaks = np.max([stage[3] for stage in stages], axis=0).tolist()
     per_stage = [
         {
             "stage": a[0],
             "seconds": b[1] - a[1],
             "bytes_between_workers": b[2] - a[2],
+            "peak_gb_per_worker": b[3],
         }
         for a, b in zip(stages, stages[1:])
     ]
@@ -145,7 +160,8 @@ def main():
         for stage in dist["stages"]:
             print(
                 f"    {stage['stage']:22s} {stage['seconds']:7.1f} s "
-                f"{stage['bytes_between_workers'] / 1e6:9.1f} MB between workers"
+                f"{stage['bytes_between_workers'] / 1e6:9.1f} MB between workers, "
+                f"peak {max(stage['peak_gb_per_worker']):.2f} GB per worker"
             )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

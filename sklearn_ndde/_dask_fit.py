@@ -23,6 +23,7 @@ No stage holds an ``(n, k)`` array on one worker or on the client: a block
 holds its own rows, the rows of its neighbours and ``n``-long vectors.
 """
 
+import os
 import time
 
 import numpy as np
@@ -31,7 +32,7 @@ from sklearn.utils import check_random_state
 
 from ._kernels import bhattacharyya_pairs
 from ._knn import DUPLICATE_GAP
-from ._knn_dask import blocked_knn, gather_rows, unit_blocks
+from ._knn_dask import _unit, blocked_knn, checked_blocks, gather_rows
 from ._merge import merge_on_flows, pair_flows
 from ._ndde import _duplicate_links, _sort_by_similarity
 from ._peaks import (
@@ -60,6 +61,17 @@ def _compute(*objects):
     import dask
 
     return dask.compute(*objects)
+
+
+def _task_slots():
+    """Tasks the current client runs at once (its workers' threads), or
+    this machine's cores without a distributed client."""
+    try:
+        from distributed import default_client
+
+        return max(1, sum(default_client().nthreads().values()))
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
 
 
 def _persist(*objects):
@@ -253,7 +265,7 @@ def fit_dask(estimator, X, k):
     import dask.array as da
 
     _stage = _Stages(estimator.verbose)
-    units, block_offsets = unit_blocks(X)
+    rows, block_offsets = checked_blocks(X)
     blocks = _Blocks(np.diff(block_offsets))
     n = blocks.n
     offsets = [int(o) for o in blocks.offsets[:-1]]
@@ -262,7 +274,7 @@ def fit_dask(estimator, X, k):
     _stage("kNN graph")
     seed = check_random_state(estimator.random_state).randint(np.iinfo(np.int32).max)
     parts, recall = blocked_knn(
-        units,
+        rows,
         block_offsets,
         k,
         estimator.knn_method,
@@ -273,6 +285,7 @@ def fit_dask(estimator, X, k):
     graph = _persist(*parts)
     indices = [g[0] for g in graph]
     cosines = [g[1] for g in graph]
+    del parts
 
     # 2. The calibration, from the cosine histogram summed over the blocks.
     _stage("calibration")
@@ -334,20 +347,24 @@ def fit_dask(estimator, X, k):
         shares = pairs + shares[len(pairs) * 2 :]
     (density,) = _compute(shares[0])
 
-    # 4. TPDi: each block fetches its partners' transition rows once.
+    # 4. TPDi: each block fetches its partners' transition rows once. In
+    # waves of as many blocks as the cluster runs tasks at once: a block's
+    # fetched rows are as many as its distinct neighbours, so all blocks'
+    # at once could hold several times the graph.
     _stage("TPDi")
-    wanted = {}
-    for i in range(len(blocks)):
-        for j, (lo_j, hi_j) in enumerate(blocks.owner_ranges()):
-            wanted[i, j] = _delayed(_wanted)(indices[i], lo_j, hi_j)
     distances = []
-    for i in range(len(blocks)):
-        fetched = [
-            _delayed(_rows_of)(indices[j], q[j], offsets[j], wanted[i, j])
-            for j in range(len(blocks))
-        ]
-        distances.append(_delayed(_block_tpdi)(indices[i], q[i], n, *fetched))
-    distances = list(_persist(*distances))
+    wave = _task_slots()
+    for first in range(0, len(blocks), wave):
+        batch = []
+        for i in range(first, min(len(blocks), first + wave)):
+            fetched = [
+                _delayed(_rows_of)(
+                    indices[j], q[j], offsets[j], _delayed(_wanted)(indices[i], lo, hi)
+                )
+                for j, (lo, hi) in enumerate(blocks.owner_ranges())
+            ]
+            batch.append(_delayed(_block_tpdi)(indices[i], q[i], n, *fetched))
+        distances.extend(_persist(*batch))
     del q
 
     # 5. Density peaks: the rank on the client, the links per block.
@@ -367,7 +384,7 @@ def fit_dask(estimator, X, k):
     _stage("saturated peaks")
     if estimator.link_saturated:
         parents = _link_saturated(
-            blocks, units, indices, s, cosines, parents, rank, similarity, offsets
+            blocks, rows, indices, s, cosines, parents, rank, similarity, offsets
         )
 
     # 7. The flow merge on the summed cluster flows, then near duplicates.
@@ -418,16 +435,12 @@ def fit_dask(estimator, X, k):
         "parents_": da.from_array(parents, chunks=chunks),
         "n_clusters_": int(labels.max()) + 1,
         "knn_recall_": recall,
-        "_fit_X": da.concatenate(
-            [
-                da.from_delayed(u, (size, X.shape[1]), np.float32)
-                for u, size in zip(units, blocks.sizes)
-            ]
-        ),
+        # The user's rows (not unit rows: each task normalizes what it reads).
+        "_fit_X": X.rechunk({1: -1}),
     }
 
 
-def _link_saturated(blocks, units, indices, s, cosines, parents, rank, sim, offsets):
+def _link_saturated(blocks, rows, indices, s, cosines, parents, rank, sim, offsets):
     """:func:`link_saturated_peaks` on the saturated peaks and the rows they
     reach in two kNN steps, gathered to the client (a few per cent of the
     samples at most: the peaks are few)."""
@@ -463,7 +476,7 @@ def _link_saturated(blocks, units, indices, s, cosines, parents, rank, sim, offs
         rank[universe].astype(np.float64),
         idx,
         sims,
-        blocks.gather(units, universe),
+        _unit(blocks.gather(rows, universe)),
         sim,
         cosines=cos,
     )
@@ -484,7 +497,7 @@ def predict_dask(estimator, Xq, query_zero, tie_tolerance):
     blocks = _Blocks(fit_X.chunks[0])
     units = fit_X.to_delayed().ravel().tolist()
     k = estimator.neighbors_.shape[1]
-    (best,) = _compute(_exact_chain(Xq, units, blocks.offsets, k, 1))
+    (best,) = _compute(_exact_chain(Xq, units, blocks.offsets, k, 1, raw_query=False))
     found, cosines = best
     order = np.lexsort((found, -cosines), axis=-1)
     indices = np.take_along_axis(found, order, 1)

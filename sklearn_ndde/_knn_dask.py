@@ -1,11 +1,21 @@
-"""The exact kNN graph of a row-chunked dask array, on the current client.
+"""The kNN graph of a row-chunked dask array, on the current client.
 
-Each row block is searched against every block with the single-machine
-engine (faiss's BLAS path, numpy without it), one block after the other,
-keeping only the best ``k`` candidates per row between steps; different
-blocks run in parallel on the workers. A task holds one query block, one
-data block and ``(rows, 2 k)`` candidates, never an ``(n, k)`` array; each
-block travels once to each worker that searches against it.
+Exact: each row block is searched against every block with the
+single-machine engine (faiss's BLAS path, numpy without it), one block
+after the other, keeping only the best ``k`` candidates per row between
+steps; different blocks run in parallel on the workers. A task holds one
+query block, one data block and ``(rows, 2 k)`` candidates, never an
+``(n, k)`` array; each block travels once to each worker that searches it.
+
+IVF: the single-machine index (cells, PQ fast-scan codes) trained on a
+sample on the client; every row assigned to its cell on its own worker;
+the cells cut into as many groups as blocks, each group's rows moved once
+into one index (so its inverted lists are whole, as on one machine, rather
+than split ``b`` ways into lists too short for the fast scan); each query
+block assigned to its ``nprobe`` cells once, then searched group after
+group, each group scanning only the probed cells it owns and re-ranking
+its best candidates with the exact cosine. Every task normalizes the rows
+it reads: the workers hold the user's rows and no normalized copy.
 """
 
 import numpy as np
@@ -14,7 +24,6 @@ from ._knn import (
     _TRAIN_PER_LIST,
     EXACT_MAX_SAMPLES,
     RECALL_SAMPLE,
-    REFINE_FACTOR,
     _faiss,
     _faiss_threads,
     _ivf_index,
@@ -25,32 +34,46 @@ from ._knn import (
     _sort_rows,
 )
 
+# The IVF search on blocks (measured at 584,013 faces: NOTES.md, tenth
+# session). A query's neighbours crowd into the groups of its nearest cells,
+# so each group re-ranks GROUP_CANDIDATES k candidates per query (half the
+# single-machine REFINE_FACTOR k; fewer lost recall); hence few groups: at
+# least MIN_GROUPS (when there are as many blocks), one per GROUP_ROWS rows.
+GROUP_CANDIDATES = 4
+MIN_GROUPS = 4
+GROUP_ROWS = 1_000_000
+# Query rows per search task (their nprobe cells are found in the task).
+QUERY_ROWS = 8192
+
 
 def is_dask_array(X):
     """Whether ``X`` is a dask array, without importing dask."""
     return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "chunks")
 
 
-def _unit_block(block, offset):
-    """Unit rows of one block; NaN, infinity or a zero row raise a
-    ValueError naming the row's global index."""
+def _unit(block):
+    """Unit rows of one block of ``X`` (the blocks hold the user's rows;
+    every task normalizes the blocks it reads, so the workers never keep a
+    second, normalized copy of the data)."""
+    return _normalize_rows(block, allow_zero=True)
+
+
+def _check_block(block, offset):
+    """Raise a ValueError naming the global row of the first NaN, infinity
+    or zero row of one block."""
     block = np.asarray(block)
-    if block.dtype not in (np.float32, np.float64):
-        block = block.astype(np.float64)
     bad = ~np.isfinite(block).all(axis=1)
     if bad.any():
         raise ValueError(
             f"X contains NaN or infinity (first at row {offset + np.argmax(bad)})."
         )
-    unit = _normalize_rows(block, allow_zero=True)
-    zero = ~unit.any(axis=1)
+    zero = ~block.any(axis=1)
     if zero.any():
         raise ValueError(
             f"X has {int(zero.sum())} zero vector(s) in rows {offset} to "
             f"{offset + block.shape[0] - 1} (first at row {offset + np.argmax(zero)}); "
             "the cosine metric is undefined for them."
         )
-    return unit
 
 
 def _top(ids, sims, k):
@@ -61,9 +84,12 @@ def _top(ids, sims, k):
     return np.take_along_axis(ids, part, 1), np.take_along_axis(sims, part, 1)
 
 
-def _search_block(Q, Y, offset, n_neighbors, best, n_jobs):
+def _search_block(Q, Y, offset, n_neighbors, best, n_jobs, raw_query=True):
     """Merge the nearest rows of data block ``Y`` (ids from ``offset``)
-    into ``best``, the candidates of query block ``Q`` so far."""
+    into ``best``, the candidates of query block ``Q`` so far (``Q`` unit
+    rows already when not ``raw_query``)."""
+    Q = _unit(Q) if raw_query else Q
+    Y = _unit(Y)
     k = min(n_neighbors, Y.shape[0])
     faiss = _faiss()
     if faiss is not None:
@@ -83,6 +109,7 @@ def _search_block(Q, Y, offset, n_neighbors, best, n_jobs):
 def _finish_block(Q, offset, best):
     """Sorted rows of a query block, the sample itself in each (as the
     single-machine search makes them)."""
+    Q = _unit(Q)
     indices, sims = best
     if (indices < 0).any():
         raise RuntimeError(
@@ -99,40 +126,71 @@ def _finish_block(Q, offset, best):
     return indices.astype(np.int32), sims.astype(np.float32)
 
 
-def _fill_index(blob, Y, offset, n_jobs):
-    """The trained empty IVF index ``blob`` holding the rows of one block."""
+def _cells_of(blob, Y, n_jobs):
+    """The IVF cell of each row of one block."""
     faiss = _faiss()
     index = faiss.deserialize_index(blob)
     with _faiss_threads(faiss, n_jobs):
-        index.add_with_ids(Y, offset + np.arange(Y.shape[0], dtype=np.int64))
-    return index
+        _, cells = index.quantizer.search(_unit(Y), 1)
+    return cells[:, 0].astype(np.int32)
 
 
-def _assign(blob, Q, nprobe, n_jobs):
-    """The ``nprobe`` cells of each query row (searched once per block)."""
+def _group_bounds(counts, n_groups):
+    """Cut the cells ``0 .. nlist - 1`` into at most ``n_groups`` ranges
+    holding about as many rows each (``counts``: rows per cell)."""
+    total = np.cumsum(counts)
+    cuts = np.searchsorted(total, total[-1] * np.arange(1, n_groups) / n_groups) + 1
+    return np.unique(np.concatenate([[0], cuts, [counts.size]]))
+
+
+def _split_block(Y, cells, offset, bounds):
+    """The unit rows of one block and their global ids, by cell group."""
+    Y = _unit(Y)
+    group = np.searchsorted(bounds, cells, side="right") - 1
+    order = np.argsort(group, kind="stable")
+    cuts = np.searchsorted(group[order], np.arange(1, bounds.size - 1))
+    return [(Y[part], offset + part) for part in np.split(order, cuts)]
+
+
+def _fill_group(blob, lo, hi, n_jobs, *parts):
+    """One cell group: the trained index holding the rows of the cells
+    ``lo .. hi - 1`` (local ids), those rows for the exact re-rank, and
+    their global ids."""
     faiss = _faiss()
+    rows = np.concatenate([part[0] for part in parts])
+    ids = np.concatenate([part[1] for part in parts]).astype(np.int64)
     index = faiss.deserialize_index(blob)
     with _faiss_threads(faiss, n_jobs):
-        cells, ids = index.quantizer.search(Q, nprobe)
-    return ids, cells
+        index.add_with_ids(rows, np.arange(ids.size, dtype=np.int64))
+    flat = faiss.IndexFlatIP(rows.shape[1])
+    flat.add(rows)
+    return index, flat, ids, lo, hi
 
 
-def _ivf_search_block(
-    Q, assigned, index, Y, offset, n_neighbors, n_candidates, best, n_jobs
-):
-    """Merge the best rows of data block ``Y`` into ``best``: its IVF index
-    proposes ``n_candidates`` per query in the preassigned cells, which are
-    re-ranked with the exact cosine (the block's rows are here)."""
+def _group_search(Q, group, nprobe, n_neighbors, n_candidates, best, n_jobs, raw_query):
+    """Merge the best rows of one cell group into ``best``: the query rows'
+    ``nprobe`` nearest cells are found (the group's quantizer holds every
+    cell), those the group owns scanned (whole lists: every row of a cell
+    is in one group), and ``n_candidates`` per row re-ranked with the exact
+    cosine. The cells are found again in every group's task rather than
+    sent along: ``rows x nprobe`` ids are larger than the rows themselves
+    at large ``nprobe``."""
+    Q = _unit(Q) if raw_query else Q
     faiss = _faiss()
-    ids, cells = assigned
-    index.nprobe = ids.shape[1]
+    index, flat, ids, lo, hi = group
+    if ids.size == 0:
+        empty = np.empty((Q.shape[0], 0))
+        return best or (empty.astype(np.int64), empty.astype(np.float32))
+    index.nprobe = nprobe
+    n_candidates = max(1, min(n_candidates, ids.size))
     with _faiss_threads(faiss, n_jobs):
-        _, found = index.search_preassigned(Q, n_candidates, ids, cells)
-    valid = found >= 0
-    local = np.ascontiguousarray(np.where(valid, found - offset, 0), dtype=np.int64)
-    sims = np.empty(found.shape, dtype=np.float32)
-    flat = faiss.IndexFlatIP(Y.shape[1])
-    flat.add(Y)
+        coarse, probes = index.quantizer.search(Q, nprobe)
+        probes[(probes < lo) | (probes >= hi)] = -1
+        _, local = index.search_preassigned(Q, n_candidates, probes, coarse)
+    del coarse, probes
+    valid = local >= 0
+    local = np.ascontiguousarray(np.where(valid, local, 0), dtype=np.int64)
+    sims = np.empty(local.shape, dtype=np.float32)
     with _faiss_threads(faiss, n_jobs):
         flat.compute_distance_subset(
             Q.shape[0],
@@ -142,56 +200,62 @@ def _ivf_search_block(
             faiss.swig_ptr(local),
         )
     sims[~valid] = -np.inf
-    found = found.astype(np.int64)
+    found = np.where(valid, ids[local], -1)
     if best is not None:
         found = np.concatenate([best[0], found], axis=1)
         sims = np.concatenate([best[1], sims], axis=1)
     return _top(found, sims, n_neighbors)
 
 
-def _exact_chain(Q, units, offsets, n_neighbors, n_jobs, first=None):
+def _exact_chain(Q, blocks, offsets, n_neighbors, n_jobs, first=None, raw_query=True):
     """Delayed best candidates of query block ``Q`` against every block."""
     import dask
 
     search = dask.delayed(_search_block, nout=2)
-    order = list(range(len(units)))
+    order = list(range(len(blocks)))
     if first is not None:
         # The query's own block first: its rows hold the sample itself.
         order = [first] + [j for j in order if j != first]
     best = None
     for j in order:
-        best = search(Q, units[j], int(offsets[j]), n_neighbors, best, n_jobs)
-    return best
-
-
-def _ivf_chain(Q, blob, indexes, units, offsets, n, n_neighbors, nprobe, n_jobs):
-    import dask
-
-    assigned = dask.delayed(_assign, nout=2)(blob, Q, nprobe, n_jobs)
-    search = dask.delayed(_ivf_search_block, nout=2)
-    best = None
-    for j, (index, Y) in enumerate(zip(indexes, units)):
-        size = int(offsets[j + 1] - offsets[j])
-        # Each block proposes its share of the single-machine re-rank, and a
-        # quarter more (the recall calibration widens nprobe if that is short).
-        share = -(-5 * REFINE_FACTOR * n_neighbors * size // (4 * n))
-        n_candidates = max(n_neighbors, share)
-        n_candidates = min(n_candidates, size)
         best = search(
-            Q,
-            assigned,
-            index,
-            Y,
-            int(offsets[j]),
-            n_neighbors,
-            n_candidates,
-            best,
-            n_jobs,
+            Q, blocks[j], int(offsets[j]), n_neighbors, best, n_jobs, raw_query
         )
     return best
 
 
-def blocked_knn(units, offsets, n_neighbors, method, recall, seed, n_jobs):
+def _slice(Q, start, stop):
+    return Q[start:stop]
+
+
+def _stack(*bests):
+    return tuple(np.concatenate(parts) for parts in zip(*bests))
+
+
+def _ivf_chain(Q, rows, groups, n_neighbors, nprobe, n_jobs, raw_query=True):
+    """Delayed best candidates of the ``rows`` rows of query block ``Q``:
+    pieces of ``QUERY_ROWS`` rows, each searched group after group."""
+    import dask
+
+    search = dask.delayed(_group_search, nout=2)
+    n_candidates = GROUP_CANDIDATES * n_neighbors
+    pieces = []
+    for start in range(0, rows, QUERY_ROWS):
+        piece = Q
+        if rows > QUERY_ROWS:
+            piece = dask.delayed(_slice)(Q, start, min(rows, start + QUERY_ROWS))
+        best = None
+        for group in groups:
+            best = search(
+                piece, group, nprobe, n_neighbors, n_candidates, best, n_jobs, raw_query
+            )
+        pieces.append(best)
+    if len(pieces) == 1:
+        return pieces[0]
+    return dask.delayed(_stack, nout=2)(*pieces)
+
+
+def blocked_knn(blocks, offsets, n_neighbors, method, recall, seed, n_jobs):
     """Delayed ``(indices, similarities)`` of each row block, and the recall
     (exact search: 1.0; IVF: calibrated on ``RECALL_SAMPLE`` rows)."""
     import dask
@@ -204,18 +268,17 @@ def blocked_knn(units, offsets, n_neighbors, method, recall, seed, n_jobs):
         raise ImportError("method='ivf' needs faiss: pip install faiss-cpu.")
     reached = 1.0
     if method == "ivf":
-        plan = _ivf_plan(units, offsets, n_neighbors, recall, seed, n_jobs)
+        plan = _ivf_plan(blocks, offsets, n_neighbors, recall, seed, n_jobs)
     else:
         plan = None
     parts = []
-    for i, Q in enumerate(units):
+    for i, Q in enumerate(blocks):
         if plan is None:
-            best = _exact_chain(Q, units, offsets, n_neighbors, n_jobs, first=i)
+            best = _exact_chain(Q, blocks, offsets, n_neighbors, n_jobs, first=i)
         else:
-            blob, indexes, nprobe, reached = plan
-            best = _ivf_chain(
-                Q, blob, indexes, units, offsets, n, n_neighbors, nprobe, n_jobs
-            )
+            groups, nprobe, reached = plan
+            rows = int(offsets[i + 1] - offsets[i])
+            best = _ivf_chain(Q, rows, groups, n_neighbors, nprobe, n_jobs)
         parts.append(finish(Q, int(offsets[i]), best))
     return parts, reached
 
@@ -238,10 +301,10 @@ def gather_rows(blocks, offsets, ids):
     return np.concatenate(dask.compute(*parts))
 
 
-def _ivf_plan(units, offsets, n_neighbors, recall, seed, n_jobs):
+def _ivf_plan(blocks, offsets, n_neighbors, recall, seed, n_jobs):
     """Train the IVF index on a sample, fill one per block, and widen
     ``nprobe`` until ``recall`` holds on ``RECALL_SAMPLE`` rows; returns
-    ``(blob, indexes, nprobe, recall_reached)``, or None when more than a
+    ``(groups, nprobe, recall_reached)``, or None when more than a
     quarter of the cells would be needed (the exact search is cheaper)."""
     import dask
 
@@ -251,8 +314,8 @@ def _ivf_plan(units, offsets, n_neighbors, recall, seed, n_jobs):
     nlist = _ivf_lists(n)
     train = np.sort(rng.choice(n, size=min(n, _TRAIN_PER_LIST * nlist), replace=False))
     sample = np.sort(rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False))
-    X_train = gather_rows(units, offsets, train)
-    X_sample = gather_rows(units, offsets, sample)
+    X_train = _unit(gather_rows(blocks, offsets, train))
+    X_sample = _unit(gather_rows(blocks, offsets, sample))
     d = X_train.shape[1]
     index, ivf = _ivf_index(faiss, d, nlist, seed)
     with _faiss_threads(faiss, None):
@@ -260,29 +323,67 @@ def _ivf_plan(units, offsets, n_neighbors, recall, seed, n_jobs):
     del X_train
     blob = faiss.serialize_index(ivf)
     del index, ivf
-    indexes = dask.persist(
-        *[
-            dask.delayed(_fill_index)(blob, Y, int(offsets[j]), n_jobs)
-            for j, Y in enumerate(units)
-        ]
-    )
-    exact = dask.compute(_exact_chain(X_sample, units, offsets, n_neighbors, n_jobs))[0]
+    groups = _cell_groups(blob, blocks, offsets, nlist, n_jobs)
+    exact = dask.compute(
+        _exact_chain(X_sample, blocks, offsets, n_neighbors, n_jobs, raw_query=False)
+    )[0]
     exact_sims = -np.sort(-exact[1], axis=1)
     for nprobe in _nprobe_steps(nlist):
         found = dask.compute(
             _ivf_chain(
-                X_sample, blob, indexes, units, offsets, n, n_neighbors, nprobe, n_jobs
+                X_sample,
+                X_sample.shape[0],
+                groups,
+                n_neighbors,
+                nprobe,
+                n_jobs,
+                raw_query=False,
             )
         )[0]
         reached = _recall_at_k(exact_sims, found[1])
         if reached >= recall:
-            return blob, indexes, nprobe, reached
+            return groups, nprobe, reached
     return None
 
 
-def unit_blocks(X):
-    """Persisted unit rows of each row block of the dask array ``X``, and
-    the blocks' offsets (``n + 1`` of them)."""
+def _cell_groups(blob, blocks, offsets, nlist, n_jobs):
+    """Persisted cell groups: each row assigned to its cell on its block's
+    worker, the cells cut into ranges of about equal rows (see MIN_GROUPS
+    and GROUP_ROWS), and each range's rows, from every block, put in one
+    index, so that its inverted lists are as whole as on one machine."""
+    import dask
+
+    cells = dask.persist(*[dask.delayed(_cells_of)(blob, Y, n_jobs) for Y in blocks])
+    counts = dask.compute(
+        *[dask.delayed(np.bincount)(c, minlength=nlist) for c in cells]
+    )
+    n = int(offsets[-1])
+    n_groups = max(min(len(blocks), MIN_GROUPS), -(-n // GROUP_ROWS))
+    bounds = _group_bounds(np.sum(counts, axis=0), n_groups)
+    n_groups = bounds.size - 1
+    split = dask.delayed(_split_block, nout=n_groups)
+    parts = [
+        split(Y, c, int(offset), bounds)
+        for Y, c, offset in zip(blocks, cells, offsets[:-1])
+    ]
+    return dask.persist(
+        *[
+            dask.delayed(_fill_group)(
+                blob,
+                int(bounds[g]),
+                int(bounds[g + 1]),
+                n_jobs,
+                *[part[g] for part in parts],
+            )
+            for g in range(n_groups)
+        ]
+    )
+
+
+def checked_blocks(X):
+    """The row blocks of the dask array ``X`` (all columns in each), as
+    delayed arrays, and their offsets (``n + 1`` of them), after checking
+    every block for NaN, infinity and zero rows on the workers."""
     import dask
 
     if X.ndim != 2:
@@ -293,11 +394,14 @@ def unit_blocks(X):
         )
     X = X.rechunk({1: -1})
     offsets = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
-    units = [
-        dask.delayed(_unit_block)(block, int(offset))
-        for block, offset in zip(X.to_delayed().ravel(), offsets[:-1])
-    ]
-    return list(dask.persist(*units)), offsets
+    blocks = X.to_delayed().ravel().tolist()
+    dask.compute(
+        *[
+            dask.delayed(_check_block)(block, int(offset))
+            for block, offset in zip(blocks, offsets[:-1])
+        ]
+    )
+    return blocks, offsets
 
 
 def dask_knn_graph(X, n_neighbors, method="auto", recall=0.95, seed=0, n_jobs=None):
@@ -308,7 +412,7 @@ def dask_knn_graph(X, n_neighbors, method="auto", recall=0.95, seed=0, n_jobs=No
     """
     import dask.array as da
 
-    units, offsets = unit_blocks(X)
+    blocks, offsets = checked_blocks(X)
     n = int(offsets[-1])
     if n_neighbors > n:
         raise ValueError(
@@ -316,7 +420,7 @@ def dask_knn_graph(X, n_neighbors, method="auto", recall=0.95, seed=0, n_jobs=No
         )
     threads = 1 if n_jobs is None else n_jobs
     parts, reached = blocked_knn(
-        units, offsets, n_neighbors, method, recall, seed, threads
+        blocks, offsets, n_neighbors, method, recall, seed, threads
     )
     sizes = np.diff(offsets)
     indices = [

@@ -67,9 +67,9 @@ def test_bad_dask_input_names_the_row(client, faces):
     X, _ = faces
     bad = X.copy()
     bad[1234] = 0.0
-    indices, _ = knn_graph(da.from_array(bad, chunks=(500, 64)), 5)
+    # Checked on the workers before any search starts.
     with pytest.raises(ValueError, match="first at row 1234"):
-        indices.compute()
+        knn_graph(da.from_array(bad, chunks=(500, 64)), 5)
     bad[1234] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity .first at row 1234"):
         knn_graph(da.from_array(bad, chunks=(500, 64)), 5)[0].compute()
@@ -211,3 +211,34 @@ def test_predict_after_a_dask_fit_matches_numpy(client, faces):
     new = new.astype(np.float32)
     np.testing.assert_array_equal(est.predict(new), ref.predict(new))
     assert (est.predict(new) >= 0).mean() > 0.5
+
+
+def test_cell_groups_hold_every_row_once():
+    """The IVF search's cell groups: whole cells, every row in exactly one
+    group, and a group without rows adds no candidate."""
+    from sklearn_ndde._knn_dask import _group_bounds, _group_search, _split_block
+
+    rng = np.random.default_rng(0)
+    counts = np.array([5, 0, 3, 7, 0, 0, 2, 0, 0])
+    for n_groups in (1, 2, 3, 5, 20):
+        bounds = _group_bounds(counts, n_groups)
+        assert bounds[0] == 0 and bounds[-1] == counts.size
+        assert np.all(np.diff(bounds) > 0) and bounds.size - 1 <= n_groups
+    bounds = _group_bounds(counts, 3)
+    cells = np.repeat(np.arange(counts.size), counts)
+    order = rng.permutation(cells.size)
+    Y = rng.standard_normal((cells.size, 4))
+    parts = _split_block(Y[order], cells[order], 100, bounds)
+    assert len(parts) == bounds.size - 1
+    ids = np.concatenate([part[1] for part in parts])
+    np.testing.assert_array_equal(np.sort(ids), 100 + np.arange(cells.size))
+    for g, (rows, part_ids) in enumerate(parts):
+        assert rows.shape == (part_ids.size, 4)
+        owned = cells[order][part_ids - 100]
+        assert np.all((owned >= bounds[g]) & (owned < bounds[g + 1]))
+    Q = rng.standard_normal((3, 4)).astype(np.float32)
+    best = (np.zeros((3, 2), dtype=np.int64), np.ones((3, 2), dtype=np.float32))
+    empty = (None, None, np.empty(0, dtype=np.int64), 0, 1)
+    assert _group_search(Q, empty, 4, 2, 8, best, 1, False) is best
+    found, sims = _group_search(Q, empty, 4, 2, 8, None, 1, False)
+    assert found.shape == sims.shape == (3, 0)
