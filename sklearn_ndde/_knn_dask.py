@@ -157,13 +157,16 @@ def _fill_group(blob, lo, hi, n_jobs, *parts):
     ``lo .. hi - 1`` (local ids), those rows for the exact re-rank, and
     their global ids."""
     faiss = _faiss()
-    rows = np.concatenate([part[0] for part in parts])
-    ids = np.concatenate([part[1] for part in parts]).astype(np.int64)
     index = faiss.deserialize_index(blob)
-    with _faiss_threads(faiss, n_jobs):
-        index.add_with_ids(rows, np.arange(ids.size, dtype=np.int64))
-    flat = faiss.IndexFlatIP(rows.shape[1])
-    flat.add(rows)
+    flat = faiss.IndexFlatIP(index.d)
+    ids = np.concatenate([part[1] for part in parts]).astype(np.int64)
+    start = 0
+    # Part by part: the group's rows are copied once, into ``flat``.
+    for rows, _ in parts:
+        with _faiss_threads(faiss, n_jobs):
+            index.add_with_ids(rows, np.arange(start, start + len(rows)))
+        flat.add(rows)
+        start += len(rows)
     return index, flat, ids, lo, hi
 
 
