@@ -89,6 +89,13 @@ def distributed_fit(n, args, reference):
             stages.append(
                 (name, time.perf_counter(), sum(client.run(_sent).values()), peaks)
             )
+            if len(stages) > 1:  # as it goes, in case a run does not end
+                print(
+                    f"  {stages[-2][0]}: {stages[-1][1] - stages[-2][1]:.1f} s, peak "
+                    f"per worker {max(peaks):.2f} GB",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
         _dask_fit._stage_hook = hook
         start = time.perf_counter()
@@ -113,7 +120,9 @@ def distributed_fit(n, args, reference):
         "peak_gb_per_worker": peaks,
         "knn_recall": est.knn_recall_,
         "bcubed_f": bcubed_fscore(y, labels),
-        "ari_to_single": adjusted_rand_score(reference, labels),
+        "ari_to_single": (
+            None if reference is None else adjusted_rand_score(reference, labels)
+        ),
         "stages": per_stage,
     }
 
@@ -125,6 +134,7 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default="4GiB")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--skip-single", action="store_true", help="the Dask run alone")
     parser.add_argument("--single", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -133,29 +143,41 @@ def main():
         return
     rows = []
     for n in args.n:
-        labels_file = Path(f"/tmp/dask_scale_{n}.npy")
-        proc = subprocess.run(
-            [sys.executable, __file__, "--single", str(n), "--out", str(labels_file)],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode:
-            raise RuntimeError(proc.stderr[-2000:])
-        one = json.loads(proc.stdout.strip().splitlines()[-1])
-        dist = distributed_fit(n, args, np.load(labels_file))
+        one = reference = None
+        if not args.skip_single:
+            labels_file = Path(f"/tmp/dask_scale_{n}.npy")
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--single",
+                    str(n),
+                    "--out",
+                    str(labels_file),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode:
+                raise RuntimeError(proc.stderr[-2000:])
+            one = json.loads(proc.stdout.strip().splitlines()[-1])
+            reference = np.load(labels_file)
+        dist = distributed_fit(n, args, reference)
         rows.append({"n": n, "single": one, "dask": dist})
         print(f"n = {n:,} x 256, row chunks of {args.chunk:,}")
-        print(
-            f"  one process (2 threads): {one['seconds']:.1f} s, peak "
-            f"{one['peak_gb']:.2f} GB, recall {one['knn_recall']:.3f}, "
-            f"BCubed F {one['bcubed_f']:.4f}"
-        )
+        if one is not None:
+            print(
+                f"  one process (2 threads): {one['seconds']:.1f} s, peak "
+                f"{one['peak_gb']:.2f} GB, recall {one['knn_recall']:.3f}, "
+                f"BCubed F {one['bcubed_f']:.4f}"
+            )
+        ari = dist["ari_to_single"]
         print(
             f"  Dask, {args.workers} workers x 1 thread, {args.memory_limit} each: "
             f"{dist['seconds']:.1f} s, peak per worker "
             f"{max(dist['peak_gb_per_worker']):.2f} GB, recall "
-            f"{dist['knn_recall']:.3f}, BCubed F {dist['bcubed_f']:.4f}, ARI to one "
-            f"process {dist['ari_to_single']:.4f}"
+            f"{dist['knn_recall']:.3f}, BCubed F {dist['bcubed_f']:.4f}"
+            + ("" if ari is None else f", ARI to one process {ari:.4f}")
         )
         for stage in dist["stages"]:
             print(

@@ -23,7 +23,6 @@ No stage holds an ``(n, k)`` array on one worker or on the client: a block
 holds its own rows, the rows of its neighbours and ``n``-long vectors.
 """
 
-import os
 import time
 
 import numpy as np
@@ -32,7 +31,14 @@ from sklearn.utils import check_random_state
 
 from ._kernels import bhattacharyya_pairs
 from ._knn import DUPLICATE_GAP
-from ._knn_dask import _unit, blocked_knn, checked_blocks, gather_rows
+from ._knn_dask import (
+    _persist,
+    _task_slots,
+    _unit,
+    blocked_knn,
+    checked_blocks,
+    gather_rows,
+)
 from ._merge import merge_on_flows, pair_flows
 from ._ndde import _duplicate_links, _sort_by_similarity
 from ._peaks import (
@@ -61,35 +67,6 @@ def _compute(*objects):
     import dask
 
     return dask.compute(*objects)
-
-
-def _task_slots():
-    """Tasks the current client runs at once (its workers' threads), or
-    this machine's cores without a distributed client."""
-    try:
-        from distributed import default_client
-
-        return max(1, sum(default_client().nthreads().values()))
-    except (ImportError, ValueError):
-        return os.cpu_count() or 1
-
-
-def _persist(*objects):
-    """Persist, and wait until done on a distributed client (so that each
-    stage ends before the next starts, and can be timed)."""
-    import dask
-
-    objects = dask.persist(*objects)
-    try:
-        from distributed import default_client, futures_of, wait
-    except ImportError:
-        return objects
-    try:
-        default_client()
-    except ValueError:  # no distributed client: the local scheduler computed
-        return objects
-    wait(futures_of(list(objects)))
-    return objects
 
 
 #: Called with the name of each stage as it starts (benchmarks/dask_scale.py).

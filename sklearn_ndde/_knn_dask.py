@@ -18,6 +18,8 @@ its best candidates with the exact cosine. Every task normalizes the rows
 it reads: the workers hold the user's rows and no normalized copy.
 """
 
+import os
+
 import numpy as np
 
 from ._knn import (
@@ -44,6 +46,35 @@ MIN_GROUPS = 4
 GROUP_ROWS = 1_000_000
 # Query rows per search task (their nprobe cells are found in the task).
 QUERY_ROWS = 8192
+
+
+def _task_slots():
+    """Tasks the current client runs at once (its workers' threads), or
+    this machine's cores without a distributed client."""
+    try:
+        from distributed import default_client
+
+        return max(1, sum(default_client().nthreads().values()))
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
+
+
+def _persist(*objects):
+    """Persist, and wait until done on a distributed client (so that each
+    stage ends before the next starts, and can be timed)."""
+    import dask
+
+    objects = dask.persist(*objects)
+    try:
+        from distributed import default_client, futures_of, wait
+    except ImportError:
+        return objects
+    try:
+        default_client()
+    except ValueError:  # no distributed client: the local scheduler computed
+        return objects
+    wait(futures_of(list(objects)))
+    return objects
 
 
 def is_dask_array(X):
@@ -143,13 +174,27 @@ def _group_bounds(counts, n_groups):
     return np.unique(np.concatenate([[0], cuts, [counts.size]]))
 
 
-def _split_block(Y, cells, offset, bounds):
-    """The unit rows of one block and their global ids, by cell group."""
-    Y = _unit(Y)
-    group = np.searchsorted(bounds, cells, side="right") - 1
-    order = np.argsort(group, kind="stable")
-    cuts = np.searchsorted(group[order], np.arange(1, bounds.size - 1))
-    return [(Y[part], offset + part) for part in np.split(order, cuts)]
+def _block_part(Y, cells, offset, lo, hi):
+    """The unit rows of one block in the cells ``lo .. hi - 1``, and their
+    global ids (one task per block and group, made when the group is)."""
+    part = np.flatnonzero((cells >= lo) & (cells < hi))
+    return _unit(np.asarray(Y)[part]), offset + part
+
+
+def _index_bytes(index):
+    """Bytes a faiss index holds, for Dask's memory accounting."""
+    size = getattr(index, "code_size", 4 * index.d)
+    return int(index.ntotal * (size + 8))
+
+
+def _count_faiss_memory():
+    """Let Dask's memory manager count faiss indexes at their size (it sees
+    them as a few bytes otherwise, and cannot spill in time)."""
+    from dask.sizeof import sizeof
+
+    faiss = _faiss()
+    if faiss.Index not in sizeof._lookup:
+        sizeof.register(faiss.Index)(_index_bytes)
 
 
 def _fill_group(blob, lo, hi, n_jobs, *parts):
@@ -157,6 +202,7 @@ def _fill_group(blob, lo, hi, n_jobs, *parts):
     ``lo .. hi - 1`` (local ids), those rows for the exact re-rank, and
     their global ids."""
     faiss = _faiss()
+    _count_faiss_memory()
     index = faiss.deserialize_index(blob)
     flat = faiss.IndexFlatIP(index.d)
     ids = np.concatenate([part[1] for part in parts]).astype(np.int64)
@@ -363,24 +409,32 @@ def _cell_groups(blob, blocks, offsets, nlist, n_jobs):
     n = int(offsets[-1])
     n_groups = max(min(len(blocks), MIN_GROUPS), -(-n // GROUP_ROWS))
     bounds = _group_bounds(np.sum(counts, axis=0), n_groups)
-    n_groups = bounds.size - 1
-    split = dask.delayed(_split_block, nout=n_groups)
-    parts = [
-        split(Y, c, int(offset), bounds)
-        for Y, c, offset in zip(blocks, cells, offsets[:-1])
-    ]
-    return dask.persist(
-        *[
-            dask.delayed(_fill_group)(
-                blob,
-                int(bounds[g]),
-                int(bounds[g + 1]),
-                n_jobs,
-                *[part[g] for part in parts],
+    # The groups in waves of as many as the cluster runs at once, each
+    # group's parts made with it: only the rows of groups being filled are
+    # ever held twice.
+    part = dask.delayed(_block_part)
+    groups = []
+    wave = _task_slots()
+    ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+    for first in range(0, len(ranges), wave):
+        groups.extend(
+            _persist(
+                *[
+                    dask.delayed(_fill_group)(
+                        blob,
+                        int(lo),
+                        int(hi),
+                        n_jobs,
+                        *[
+                            part(Y, c, int(offset), int(lo), int(hi))
+                            for Y, c, offset in zip(blocks, cells, offsets[:-1])
+                        ],
+                    )
+                    for lo, hi in ranges[first : first + wave]
+                ]
             )
-            for g in range(n_groups)
-        ]
-    )
+        )
+    return groups
 
 
 def checked_blocks(X):

@@ -216,7 +216,7 @@ def test_predict_after_a_dask_fit_matches_numpy(client, faces):
 def test_cell_groups_hold_every_row_once():
     """The IVF search's cell groups: whole cells, every row in exactly one
     group, and a group without rows adds no candidate."""
-    from sklearn_ndde._knn_dask import _group_bounds, _group_search, _split_block
+    from sklearn_ndde._knn_dask import _block_part, _group_bounds, _group_search
 
     rng = np.random.default_rng(0)
     counts = np.array([5, 0, 3, 7, 0, 0, 2, 0, 0])
@@ -228,8 +228,10 @@ def test_cell_groups_hold_every_row_once():
     cells = np.repeat(np.arange(counts.size), counts)
     order = rng.permutation(cells.size)
     Y = rng.standard_normal((cells.size, 4))
-    parts = _split_block(Y[order], cells[order], 100, bounds)
-    assert len(parts) == bounds.size - 1
+    parts = [
+        _block_part(Y[order], cells[order], 100, lo, hi)
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
     ids = np.concatenate([part[1] for part in parts])
     np.testing.assert_array_equal(np.sort(ids), 100 + np.arange(cells.size))
     for g, (rows, part_ids) in enumerate(parts):
