@@ -598,6 +598,9 @@ def test_ctrl_c_inside_tpdi_is_a_prompt_keyboard_interrupt():
     # numba reported it as "SystemError: CPUDispatcher(...) returned a result
     # with an exception set", 4-6 s late.
     code = (
+        # A shell that starts the tests in the background ignores SIGINT in
+        # its children; Python then installs no KeyboardInterrupt handler.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import numpy as np, sys\n"
         "from sklearn_ndde import transition_matrix, tpdi\n"
         "def graph(n, k=80):\n"
