@@ -512,8 +512,8 @@ def knn_graph(
         block against block with the same engines (``"exact"``, or
         ``"ivf"`` above 30,000 samples with ``"auto"``; ``pip install
         "sklearn-ndde[dask]"``): the results are dask arrays
-        with ``X``'s row chunks, computed when asked for, and errors in the
-        data are raised then.
+        with ``X``'s row chunks, computed when asked for; NaN, infinity or
+        zero rows are found on the workers and raised at the call.
     n_neighbors : int
         Number of neighbours per sample, the sample itself included, so at
         most ``n_samples``.

@@ -9,13 +9,14 @@ query block, one data block and ``(rows, 2 k)`` candidates, never an
 
 IVF: the single-machine index (cells, PQ fast-scan codes) trained on a
 sample on the client; every row assigned to its cell on its own worker;
-the cells cut into as many groups as blocks, each group's rows moved once
-into one index (so its inverted lists are whole, as on one machine, rather
-than split ``b`` ways into lists too short for the fast scan); each query
-block assigned to its ``nprobe`` cells once, then searched group after
-group, each group scanning only the probed cells it owns and re-ranking
-its best candidates with the exact cosine. Every task normalizes the rows
-it reads: the workers hold the user's rows and no normalized copy.
+the cells cut into a few groups (``MIN_GROUPS``, one per ``GROUP_ROWS``
+rows), each group's rows moved once into one index, so its inverted lists
+are whole, as on one machine, rather than split into lists too short for
+the fast scan; the queries, in pieces of ``QUERY_ROWS`` rows, searched
+group after group, each group's task finding the piece's ``nprobe`` cells,
+scanning those it owns and re-ranking its best candidates with the exact
+cosine. Every task normalizes the rows it reads: the workers hold the
+user's rows and no normalized copy.
 """
 
 import os
@@ -192,9 +193,7 @@ def _count_faiss_memory():
     them as a few bytes otherwise, and cannot spill in time)."""
     from dask.sizeof import sizeof
 
-    faiss = _faiss()
-    if faiss.Index not in sizeof._lookup:
-        sizeof.register(faiss.Index)(_index_bytes)
+    sizeof.register(_faiss().Index, _index_bytes)
 
 
 def _fill_group(blob, lo, hi, n_jobs, *parts):
@@ -208,11 +207,11 @@ def _fill_group(blob, lo, hi, n_jobs, *parts):
     ids = np.concatenate([part[1] for part in parts]).astype(np.int64)
     start = 0
     # Part by part: the group's rows are copied once, into ``flat``.
-    for rows, _ in parts:
-        with _faiss_threads(faiss, n_jobs):
+    with _faiss_threads(faiss, n_jobs):
+        for rows, _ in parts:
             index.add_with_ids(rows, np.arange(start, start + len(rows)))
-        flat.add(rows)
-        start += len(rows)
+            flat.add(rows)
+            start += len(rows)
     return index, flat, ids, lo, hi
 
 
@@ -351,7 +350,7 @@ def gather_rows(blocks, offsets, ids):
 
 
 def _ivf_plan(blocks, offsets, n_neighbors, recall, seed, n_jobs):
-    """Train the IVF index on a sample, fill one per block, and widen
+    """Train the IVF index on a sample, fill the cell groups, and widen
     ``nprobe`` until ``recall`` holds on ``RECALL_SAMPLE`` rows; returns
     ``(groups, nprobe, recall_reached)``, or None when more than a
     quarter of the cells would be needed (the exact search is cheaper)."""
@@ -422,11 +421,11 @@ def _cell_groups(blob, blocks, offsets, nlist, n_jobs):
                 *[
                     dask.delayed(_fill_group)(
                         blob,
-                        int(lo),
-                        int(hi),
+                        lo,
+                        hi,
                         n_jobs,
                         *[
-                            part(Y, c, int(offset), int(lo), int(hi))
+                            part(Y, c, int(offset), lo, hi)
                             for Y, c, offset in zip(blocks, cells, offsets[:-1])
                         ],
                     )
