@@ -137,25 +137,27 @@ def _transitions(indices, cosines, similarity, params, n):
     return indices, s, cosines, p, q, share
 
 
-def _wanted(indices, lo, hi):
-    """The ids in ``[lo, hi)`` that a block lists."""
-    ids = np.unique(indices)
-    return ids[(ids >= lo) & (ids < hi)]
+def _wanted(listed, lo, hi):
+    """The ids in ``[lo, hi)`` of ``listed`` (the sorted ids a block lists)."""
+    return listed[np.searchsorted(listed, lo) : np.searchsorted(listed, hi)]
 
 
 def _rows_of(indices, q, offset, wanted):
-    """The transition rows of ``wanted`` (ids of this block)."""
+    """The transition rows of ``wanted`` (ids of this block), as square
+    roots (what the TPDi kernel reads)."""
     local = wanted - offset
-    return wanted, indices[local], q[local]
+    return wanted, indices[local], np.sqrt(q[local], dtype=np.float32)
 
 
 def _block_tpdi(indices, q, n, *fetched):
-    """TPDi of a block's pairs from its own rows and its partners' rows."""
+    """TPDi of a block's pairs from its own rows and its partners' rows
+    (``fetched``: from :func:`_rows_of`, in the order of their ids)."""
     ids = np.concatenate([f[0] for f in fetched])
+    if np.any(ids[1:] < ids[:-1]):
+        raise ValueError("The fetched transition rows are not in order of id.")
     partner_cols = np.concatenate([f[1] for f in fetched])
-    partner_q = np.concatenate([f[2] for f in fetched])
-    order = np.argsort(ids, kind="stable")
-    ids, partner_cols, partner_q = ids[order], partner_cols[order], partner_q[order]
+    partner_roots = np.concatenate([f[2] for f in fetched])
+    del fetched
     rows, k = indices.shape
     index_dtype = np.int64 if n >= 2**31 - 1 else np.int32
     pairs = np.searchsorted(ids, indices).astype(index_dtype)
@@ -163,13 +165,13 @@ def _block_tpdi(indices, q, n, *fetched):
     return bhattacharyya_pairs(
         np.arange(0, rows * k + 1, k, dtype=np.int64),
         indices.astype(index_dtype).ravel(),
-        np.sqrt(q.astype(np.float32)).ravel(),
+        np.sqrt(q, dtype=np.float32).ravel(),
         pairs,
         np.arange(rows, dtype=np.int64),
         1,
         np.arange(0, ids.size * k + 1, k, dtype=np.int64),
-        partner_cols.astype(index_dtype).ravel(),
-        np.sqrt(partner_q.astype(np.float32)).ravel(),
+        partner_cols.astype(index_dtype, copy=False).ravel(),
+        partner_roots.ravel(),
         n,
         out,
     )
@@ -213,6 +215,15 @@ def _duplicates(indices, cosines, offset):
 
 
 # ---------------------------------------------------------- the driver
+
+
+def _persist_each(tuples, count):
+    """``count`` lists: the items of persisted delayed tuples, each item
+    persisted under a key of its own (no copy), so that each can be freed
+    on the workers once it is no longer used, rather than with the last of
+    its tuple."""
+    items = _persist(*[t[i] for t in tuples for i in range(count)])
+    return [list(items[i::count]) for i in range(count)]
 
 
 class _Blocks:
@@ -259,9 +270,7 @@ def fit_dask(estimator, X, k):
         seed,
         1 if estimator.n_jobs is None else estimator.n_jobs,
     )
-    graph = _persist(*parts)
-    indices = [g[0] for g in graph]
-    cosines = [g[1] for g in graph]
+    indices, cosines = _persist_each(_persist(*parts), 2)
     del parts
 
     # 2. The calibration, from the cosine histogram summed over the blocks.
@@ -304,25 +313,24 @@ def fit_dask(estimator, X, k):
         "density_sigma": estimator.density_sigma,
         "distance_sigma": estimator.distance_sigma,
     }
-    staged = _persist(
-        *[
-            _delayed(_transitions, nout=6)(i, c, similarity, params, n)
-            for i, c in zip(indices, cosines)
-        ]
+    indices, s, cosines, p, q, shares = _persist_each(
+        _persist(
+            *[
+                _delayed(_transitions, nout=6)(i, c, similarity, params, n)
+                for i, c in zip(indices, cosines)
+            ]
+        ),
+        6,
     )
-    indices = [t[0] for t in staged]
-    s = [t[1] for t in staged]
-    cosines = [t[2] for t in staged]
-    p = [t[3] for t in staged]
-    q = [t[4] for t in staged]
     # The blocks' shares summed pairwise on the workers, one vector to the
     # client (exact in any order: see the module docstring).
-    shares = [t[5] for t in staged]
     add = _delayed(np.add)
     while len(shares) > 1:
-        pairs = [add(a, b) for a, b in zip(shares[::2], shares[1::2])]
-        shares = pairs + shares[len(pairs) * 2 :]
+        shares = [add(a, b) for a, b in zip(shares[::2], shares[1::2])] + (
+            shares[-1:] if len(shares) % 2 else []
+        )
     (density,) = _compute(shares[0])
+    del shares  # the blocks' n-long shares, freed on the workers
 
     # 4. TPDi: each block fetches its partners' transition rows once. In
     # waves of as many blocks as the cluster runs tasks at once: a block's
@@ -334,9 +342,10 @@ def fit_dask(estimator, X, k):
     for first in range(0, len(blocks), wave):
         batch = []
         for i in range(first, min(len(blocks), first + wave)):
+            listed = _delayed(np.unique)(indices[i])
             fetched = [
                 _delayed(_rows_of)(
-                    indices[j], q[j], offsets[j], _delayed(_wanted)(indices[i], lo, hi)
+                    indices[j], q[j], offsets[j], _delayed(_wanted)(listed, lo, hi)
                 )
                 for j, (lo, hi) in enumerate(blocks.owner_ranges())
             ]
@@ -488,9 +497,12 @@ def predict_dask(estimator, Xq, query_zero, tie_tolerance):
     partners = (
         ids,
         blocks.gather(estimator.neighbors_, ids),
-        row_softmax(
-            blocks.gather(estimator.pair_similarities_, ids),
-            estimator.distance_sigma,
+        np.sqrt(
+            row_softmax(
+                blocks.gather(estimator.pair_similarities_, ids),
+                estimator.distance_sigma,
+            ),
+            dtype=np.float32,
         ),
     )
     rows = row_softmax(s, estimator.distance_sigma)
