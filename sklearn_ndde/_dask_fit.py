@@ -149,19 +149,18 @@ def _rows_of(indices, q, offset, wanted):
     return wanted, indices[local], np.sqrt(q[local], dtype=np.float32)
 
 
-def _block_tpdi(indices, q, n, *fetched):
-    """TPDi of a block's pairs from its own rows and its partners' rows
-    (``fetched``: from :func:`_rows_of`, in the order of their ids)."""
-    ids = np.concatenate([f[0] for f in fetched])
-    if np.any(ids[1:] < ids[:-1]):
-        raise ValueError("The fetched transition rows are not in order of id.")
-    partner_cols = np.concatenate([f[1] for f in fetched])
-    partner_roots = np.concatenate([f[2] for f in fetched])
-    del fetched
+def _tpdi_step(indices, q, n, out, fetched):
+    """TPDi of the pairs of a block whose partner is among the rows
+    ``fetched`` (from :func:`_rows_of`: one owner block's rows, in order of
+    id), written into a copy of ``out`` (a new array of ones when None)."""
+    ids, partner_cols, partner_roots = fetched
     rows, k = indices.shape
+    out = np.ones((rows, k), dtype=np.float32) if out is None else out.copy()
+    if ids.size == 0:
+        return out
     index_dtype = np.int64 if n >= 2**31 - 1 else np.int32
-    pairs = np.searchsorted(ids, indices).astype(index_dtype)
-    out = np.empty((rows, k), dtype=np.float32)
+    at = np.minimum(np.searchsorted(ids, indices), ids.size - 1)
+    pairs = np.where(ids[at] == indices, at, -1).astype(index_dtype)
     return bhattacharyya_pairs(
         np.arange(0, rows * k + 1, k, dtype=np.int64),
         indices.astype(index_dtype).ravel(),
@@ -175,6 +174,15 @@ def _block_tpdi(indices, q, n, *fetched):
         n,
         out,
     )
+
+
+def _block_tpdi(indices, q, n, *fetched):
+    """TPDi of a block's pairs from its own rows and its partners' rows
+    (``fetched``: from :func:`_rows_of`, each owner's rows once)."""
+    out = None
+    for piece in fetched:
+        out = _tpdi_step(indices, q, n, out, piece)
+    return out
 
 
 def _around(indices, density):
@@ -236,9 +244,6 @@ class _Blocks:
 
     def __len__(self):
         return len(self.sizes)
-
-    def owner_ranges(self):
-        return zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist())
 
     def gather(self, arrays, ids):
         """Rows ``ids`` (sorted, global) of a blocked array (a list of its
@@ -332,24 +337,28 @@ def fit_dask(estimator, X, k):
     (density,) = _compute(shares[0])
     del shares  # the blocks' n-long shares, freed on the workers
 
-    # 4. TPDi: each block fetches its partners' transition rows once. In
-    # waves of as many blocks as the cluster runs tasks at once: a block's
-    # fetched rows are as many as its distinct neighbours, so all blocks'
-    # at once could hold several times the graph.
+    # 4. TPDi: each block fetches its partners' transition rows once, one
+    # owner block after the other (a chain of tasks, so that a block never
+    # holds more than one owner's rows: when the rows are in no particular
+    # order, a block lists nearly every row of the data). In waves of as
+    # many blocks as the cluster runs tasks at once.
     _stage("TPDi")
     distances = []
+    step = _delayed(_tpdi_step)
     wave = _task_slots()
     for first in range(0, len(blocks), wave):
         batch = []
         for i in range(first, min(len(blocks), first + wave)):
             listed = _delayed(np.unique)(indices[i])
-            fetched = [
-                _delayed(_rows_of)(
+            out = None
+            # The block's own rows first (no transfer), then the others.
+            for j in [i] + [j for j in range(len(blocks)) if j != i]:
+                lo, hi = blocks.offsets[j], blocks.offsets[j + 1]
+                piece = _delayed(_rows_of)(
                     indices[j], q[j], offsets[j], _delayed(_wanted)(listed, lo, hi)
                 )
-                for j, (lo, hi) in enumerate(blocks.owner_ranges())
-            ]
-            batch.append(_delayed(_block_tpdi)(indices[i], q[i], n, *fetched))
+                out = step(indices[i], q[i], n, out, piece)
+            batch.append(out)
         distances.extend(_persist(*batch))
     del q
 

@@ -62,7 +62,8 @@ def bhattacharyya_pairs(
     visited in the sequence ``order`` (a permutation of its rows), split
     into ``n_chunks`` contiguous runs: when consecutive rows share partners,
     the partner rows of ``b`` are still in cache. Only the rows in ``order``
-    are computed, into the same rows of ``out``, which is returned.
+    are computed, into the same rows of ``out``, which is returned; a
+    partner ``-1`` is skipped (its entry of ``out`` is left as it is).
     """
     k = pairs.shape[1]
     n = order.size
@@ -75,6 +76,8 @@ def bhattacharyya_pairs(
                 scratch[a_cols[p]] = a_roots[p]
             for c in range(k):
                 j = pairs[i, c]
+                if j < 0:  # a partner not in ``b`` (the Dask path's pieces)
+                    continue
                 acc = 0.0
                 for p in range(b_indptr[j], b_indptr[j + 1]):
                     acc += scratch[b_cols[p]] * b_roots[p]

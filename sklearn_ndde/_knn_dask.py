@@ -61,6 +61,31 @@ def _task_slots():
         return os.cpu_count() or 1
 
 
+def _worker_slots():
+    """The address of the current client's workers, each once per thread
+    (sorted), or None without a distributed client."""
+    try:
+        from distributed import default_client
+
+        threads = default_client().nthreads()
+    except (ImportError, ValueError):
+        return None
+    return [address for address in sorted(threads) for _ in range(threads[address])]
+
+
+def _placed(slots, number):
+    """An annotation that runs the tasks made inside it on the worker of
+    slot ``number`` (round robin), when it is free; nothing without
+    ``slots``."""
+    import contextlib
+
+    import dask
+
+    if not slots:
+        return contextlib.nullcontext()
+    return dask.annotate(workers=[slots[number % len(slots)]], allow_other_workers=True)
+
+
 def _persist(*objects):
     """Persist, and wait until done on a distributed client (so that each
     stage ends before the next starts, and can be timed)."""
@@ -207,20 +232,16 @@ def _count_faiss_memory():
 
 def _fill_group(blob, lo, hi, n_jobs, *parts):
     """One cell group: the trained index holding the rows of the cells
-    ``lo .. hi - 1`` (local ids), those rows for the exact re-rank, and
-    their global ids."""
+    ``lo .. hi - 1`` (local ids), those unit rows for the exact re-rank,
+    and their global ids. The rows are copied once, into one array."""
     faiss = _faiss()
     _count_faiss_memory()
     index = faiss.deserialize_index(blob)
-    flat = faiss.IndexFlatIP(index.d)
     ids = np.concatenate([part[1] for part in parts]).astype(np.int64)
-    # One add of the whole group: ``flat`` is sized once (adding part by
-    # part grows it by reallocation, up to twice the rows at a time).
     rows = np.concatenate([part[0] for part in parts])
     with _faiss_threads(faiss, n_jobs):
         index.add_with_ids(rows, np.arange(rows.shape[0], dtype=np.int64))
-        flat.add(rows)
-    return index, flat, ids, lo, hi
+    return index, rows, ids, lo, hi
 
 
 def _group_search(Q, group, nprobe, n_neighbors, n_candidates, best, n_jobs, raw_query):
@@ -233,30 +254,31 @@ def _group_search(Q, group, nprobe, n_neighbors, n_candidates, best, n_jobs, raw
     at large ``nprobe``."""
     Q = _unit(Q) if raw_query else Q
     faiss = _faiss()
-    index, flat, ids, lo, hi = group
+    index, rows, ids, lo, hi = group
     if ids.size == 0:
         empty = np.empty((Q.shape[0], 0))
         return best or (empty.astype(np.int64), empty.astype(np.float32))
     index.nprobe = nprobe
     n_candidates = max(1, min(n_candidates, ids.size))
+    Q = np.ascontiguousarray(Q, dtype=np.float32)
     with _faiss_threads(faiss, n_jobs):
         coarse, probes = index.quantizer.search(Q, nprobe)
         probes[(probes < lo) | (probes >= hi)] = -1
         _, local = index.search_preassigned(Q, n_candidates, probes, coarse)
-    del coarse, probes
-    valid = local >= 0
-    local = np.ascontiguousarray(np.where(valid, local, 0), dtype=np.int64)
-    sims = np.empty(local.shape, dtype=np.float32)
-    with _faiss_threads(faiss, n_jobs):
-        flat.compute_distance_subset(
-            Q.shape[0],
-            faiss.swig_ptr(np.ascontiguousarray(Q)),
-            local.shape[1],
+        del coarse, probes
+        # The exact cosines of the candidates (-inf where none was found).
+        local = np.ascontiguousarray(local, dtype=np.int64)
+        sims = np.empty(local.shape, dtype=np.float32)
+        faiss.fvec_inner_products_by_idx(
             faiss.swig_ptr(sims),
+            faiss.swig_ptr(Q),
+            faiss.swig_ptr(rows),
             faiss.swig_ptr(local),
+            Q.shape[1],
+            Q.shape[0],
+            local.shape[1],
         )
-    sims[~valid] = -np.inf
-    found = np.where(valid, ids[local], -1)
+    found = np.where(local >= 0, ids[np.maximum(local, 0)], -1)
     if best is not None:
         found = np.concatenate([best[0], found], axis=1)
         sims = np.concatenate([best[1], sims], axis=1)
@@ -423,27 +445,24 @@ def _cell_groups(blob, blocks, offsets, nlist, n_jobs):
     # group's parts made with it: only the rows of groups being filled are
     # ever held twice.
     part = dask.delayed(_block_part)
+    fill = dask.delayed(_fill_group)
     groups = []
+    slots = _worker_slots()
     wave = _task_slots()
     ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
     for first in range(0, len(ranges), wave):
-        groups.extend(
-            _persist(
-                *[
-                    dask.delayed(_fill_group)(
-                        blob,
-                        lo,
-                        hi,
-                        n_jobs,
-                        *[
-                            part(Y, c, int(offset), lo, hi)
-                            for Y, c, offset in zip(blocks, cells, offsets[:-1])
-                        ],
-                    )
-                    for lo, hi in ranges[first : first + wave]
-                ]
-            )
-        )
+        batch = []
+        for number in range(first, min(len(ranges), first + wave)):
+            lo, hi = ranges[number]
+            parts = [
+                part(Y, c, int(offset), lo, hi)
+                for Y, c, offset in zip(blocks, cells, offsets[:-1])
+            ]
+            # Groups round robin over the workers' threads: left to the
+            # scheduler, two groups were placed on one worker.
+            with _placed(slots, number):
+                batch.append(fill(blob, lo, hi, n_jobs, *parts))
+        groups.extend(_persist(*batch))
     return groups
 
 
