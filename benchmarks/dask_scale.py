@@ -7,9 +7,10 @@ thread each with ``--memory-limit`` per worker, the array read from an
 ``.npy`` stack on disk (``da.from_npy_stack``, as data on shared storage
 is read: the workers hold no copy of it between tasks): the time of each
 stage, the bytes the workers sent each other during it and each worker's
-peak resident memory during it; then ``fit`` in a fresh single process
-(time, peak memory, BCubed F) on the same rows; BCubed F of both and the
-adjusted Rand index between them. ``--json`` writes the rows.
+peak resident memory during it, and the client's peak over the fit; then
+``fit`` in a fresh single process (time, peak memory, BCubed F) on the same
+rows; BCubed F of both and the adjusted Rand index between them.
+``--json`` writes the rows.
 
     python benchmarks/dask_scale.py [--n 584013 1740301] [--chunk 100000]
         [--workers 2] [--memory-limit 4GiB] [--json PATH]
@@ -71,6 +72,7 @@ def _stage_peak_gb():
 def distributed_fit(n, args):
     import dask.array as da
     from distributed import Client, LocalCluster
+    from speed_after_knn import peak_rss_gb, reset_peak
 
     from sklearn_ndde import NDDeTPDiClustering, _dask_fit
     from sklearn_ndde.metrics import bcubed_fscore
@@ -103,10 +105,12 @@ def distributed_fit(n, args):
                 )
 
         _dask_fit._stage_hook = hook
+        reset_peak()
         start = time.perf_counter()
         est = NDDeTPDiClustering(random_state=0).fit(dX)
         labels = est.labels_.compute()
         seconds = time.perf_counter() - start
+        client_peak = peak_rss_gb()
         _dask_fit._stage_hook = None
         # The whole run's peak per worker: the largest of its stage peaks
         # (the first one covers loading the data).
@@ -123,6 +127,7 @@ def distributed_fit(n, args):
     return labels, {
         "seconds": seconds,
         "peak_gb_per_worker": peaks,
+        "client_peak_gb": client_peak,
         "knn_recall": est.knn_recall_,
         "bcubed_f": bcubed_fscore(y, labels),
         "stages": per_stage,
@@ -178,7 +183,8 @@ def main():
         print(
             f"  Dask, {args.workers} workers x 1 thread, {args.memory_limit} each: "
             f"{dist['seconds']:.1f} s, peak per worker "
-            f"{max(dist['peak_gb_per_worker']):.2f} GB, recall "
+            f"{max(dist['peak_gb_per_worker']):.2f} GB (the client "
+            f"{dist['client_peak_gb']:.2f} GB), recall "
             f"{dist['knn_recall']:.3f}, BCubed F {dist['bcubed_f']:.4f}"
             + ("" if ari is None else f", ARI to one process {ari:.4f}")
         )

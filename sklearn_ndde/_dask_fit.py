@@ -204,11 +204,23 @@ def _block_parents(indices, distances, rank, tau, offset):
     return links_below_tau(column, indices, distances, tau)
 
 
-def _saturated_peaks(indices, s, parents, offset, threshold):
+def _saturated_in_list(indices, s, cosines, parents, rank, offset, threshold):
+    """The saturated peaks of a block (see :func:`link_saturated_peaks`),
+    each with the sample of highest cosine ranked above it in its own list
+    (ties to the smaller id; -1 when none) and that cosine: what the
+    single-machine kernel finds before it looks two steps away."""
     rows = offset + np.arange(indices.shape[0])
     own = indices == rows[:, None]
     saturated = ((s >= threshold) | own).all(axis=1) & ~own.all(axis=1)
-    return rows[(parents < 0) & saturated]
+    at = np.flatnonzero((parents < 0) & saturated)
+    indices, cosines = indices[at], cosines[at]
+    denser = rank[indices] > rank[rows[at]][:, None]
+    masked = np.where(denser, cosines, -np.inf)
+    best = masked.max(axis=1, initial=-np.inf)
+    tied = denser & (masked == best[:, None])
+    candidate = np.where(tied, indices, np.iinfo(indices.dtype).max).min(axis=1)
+    candidate = np.where(denser.any(axis=1), candidate, -1)
+    return rows[at], candidate.astype(np.int64), best.astype(np.float32)
 
 
 def _block_flows(indices, p, offset, labels, n_clusters):
@@ -436,16 +448,29 @@ def fit_dask(estimator, X, k):
 
 
 def _link_saturated(blocks, rows, indices, s, cosines, parents, rank, sim, offsets):
-    """:func:`link_saturated_peaks` on the saturated peaks and the rows they
-    reach in two kNN steps, gathered to the client (a few per cent of the
-    samples at most: the peaks are few)."""
-    peak_parts = _compute(
+    """:func:`link_saturated_peaks` on Dask. Each block finds its saturated
+    peaks and the best denser sample in their own lists (most peaks have
+    one); the client links those the calibration judges the same identity,
+    and solves the rest, with the rows they reach in two kNN steps,
+    gathered (a few per cent of the peaks: never an ``(n, k)`` array)."""
+    threshold = 0.5
+    found = _compute(
         *[
-            _delayed(_saturated_peaks)(i, sb, parents[o : o + len_], o, 0.5)
-            for i, sb, o, len_ in zip(indices, s, offsets, blocks.sizes)
+            _delayed(_saturated_in_list)(
+                i, sb, c, parents[o : o + size], rank, o, threshold
+            )
+            for i, sb, c, o, size in zip(indices, s, cosines, offsets, blocks.sizes)
         ]
     )
-    peaks = np.concatenate(peak_parts)
+    peaks = np.concatenate([f[0] for f in found])
+    candidate = np.concatenate([f[1] for f in found])
+    cosine = np.concatenate([f[2] for f in found])
+    parents = parents.copy()
+    listed = candidate >= 0
+    same = listed.copy()
+    same[listed] = np.asarray(sim.calibrate(cosine[listed])) >= threshold
+    parents[peaks[same]] = candidate[same]
+    peaks = peaks[~listed]
     if peaks.size == 0:
         return parents
     peak_rows = blocks.gather(indices, peaks)
@@ -464,7 +489,8 @@ def _link_saturated(blocks, rows, indices, s, cosines, parents, rank, sim, offse
     cos[local(universe, peaks)] = blocks.gather(cosines, peaks)
     local_parents = np.zeros(m, dtype=np.intp)
     local_parents[:] = -1
-    # Only the peaks may link; every other row is a root that is not
+    # Only these peaks may link (none has a denser sample in its own list,
+    # so each looks two steps away); every other row is a root that is not
     # saturated (its only neighbour is itself).
     _, linked = link_saturated_peaks(
         local_parents,
@@ -473,9 +499,9 @@ def _link_saturated(blocks, rows, indices, s, cosines, parents, rank, sim, offse
         sims,
         _unit(blocks.gather(rows, universe)),
         sim,
+        threshold=threshold,
         cosines=cos,
     )
-    parents = parents.copy()
     at = local(universe, peaks)
     found = linked[at] >= 0
     parents[peaks[found]] = universe[linked[at][found]]

@@ -279,8 +279,13 @@ def link_saturated_peaks(
     found = candidates >= 0
     peaks, candidates = peaks[found], candidates[found]
     if peaks.size and hasattr(similarity, "calibrate"):
-        # A map of the cosine alone needs no context.
+        # A map of the cosine alone needs no context. A candidate from the
+        # peak's own list is judged on the list's cosine (the Dask path has
+        # no other), one from two steps away on the rows' cosine.
         cosine = np.einsum("id,id->i", Xn[peaks], Xn[candidates])
+        if given.size:
+            listed = indices[peaks] == candidates[:, None]
+            cosine[listed.any(axis=1)] = given[peaks][listed]
         same = np.asarray(similarity.calibrate(cosine)) >= threshold
         parents[peaks[same]] = candidates[same]
     elif peaks.size:

@@ -244,3 +244,74 @@ def test_cell_groups_hold_every_row_once():
     assert _group_search(Q, empty, 4, 2, 8, best, 1, False) is best
     found, sims = _group_search(Q, empty, 4, 2, 8, None, 1, False)
     assert found.shape == sims.shape == (3, 0)
+
+
+def test_tpdi_from_owner_pieces_is_the_bhattacharyya_distance():
+    """TPDi of a block from its partners' rows fetched owner by owner (the
+    chain of tasks) equals ``1 - sum_m sqrt(q_im q_jm)`` computed densely."""
+    from sklearn_ndde._dask_fit import _block_tpdi, _rows_of, _wanted
+
+    rng = np.random.default_rng(0)
+    n, k = 60, 6
+    indices = np.stack(
+        [
+            np.concatenate([[i], rng.choice(np.delete(np.arange(n), i), k - 1, False)])
+            for i in range(n)
+        ]
+    ).astype(np.int32)
+    q = rng.random((n, k)).astype(np.float32)
+    q /= q.sum(axis=1, keepdims=True)
+    dense = np.zeros((n, n))
+    np.put_along_axis(dense, indices, q, axis=1)
+    expected = 1 - np.sqrt(dense) @ np.sqrt(dense).T
+    offsets = [0, 25, 40, 60]
+    block = slice(25, 40)
+    listed = np.unique(indices[block])
+    pieces = [
+        _rows_of(indices[lo:hi], q[lo:hi], lo, _wanted(listed, lo, hi))
+        for lo, hi in zip(offsets[:-1], offsets[1:])
+    ]
+    assert sum(p[0].size for p in pieces) == listed.size
+    got = _block_tpdi(indices[block], q[block], n, *pieces)
+    want = np.take_along_axis(expected[block], indices[block].astype(np.intp), 1)
+    np.testing.assert_allclose(got, np.clip(want, 0, 1), atol=1e-5)
+    # An owner that holds none of the block's partners adds nothing.
+    none = (np.empty(0, np.int64), np.empty((0, k), np.int32), np.empty((0, k)))
+    np.testing.assert_array_equal(
+        _block_tpdi(indices[block], q[block], n, none, *pieces), got
+    )
+
+
+def test_saturated_peaks_in_their_own_lists_match_the_kernel():
+    """Each block's saturated peaks take, as the single-machine kernel's
+    first step, the listed sample ranked above them of highest cosine, ties
+    to the smaller id; -1 when none is ranked above."""
+    from sklearn_ndde._dask_fit import _saturated_in_list
+    from sklearn_ndde._kernels import nearest_denser_two_hops
+
+    rng = np.random.default_rng(1)
+    n, k = 200, 8
+    X = rng.standard_normal((n, 16)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    indices, cosines = knn_graph(X, k, method="exact")
+    cosines = np.round(cosines, 1)  # ties on purpose
+    s = np.ones((n, k), dtype=np.float32)
+    parents = np.full(n, -1)
+    rank = rng.permutation(n).astype(np.int64)
+    offset = 50
+    rows = slice(offset, 150)
+    peaks, candidate, cosine = _saturated_in_list(
+        indices[rows], s[rows], cosines[rows], parents[rows], rank, offset, 0.5
+    )
+    np.testing.assert_array_equal(peaks, np.arange(offset, 150))
+    kernel = nearest_denser_two_hops(
+        peaks, indices.astype(np.int64), rank, X, cosines.astype(np.float32), 1
+    )
+    listed = candidate >= 0
+    assert 0 < listed.sum() < peaks.size
+    np.testing.assert_array_equal(candidate[listed], kernel[listed])
+    at = (indices[peaks] == candidate[:, None]) & listed[:, None]
+    np.testing.assert_array_equal(cosine[listed], cosines[peaks][at])
+    # Without a denser sample in its list, a peak is left to the two-step
+    # search.
+    assert all((rank[indices[p]] <= rank[p]).all() for p in peaks[~listed])
