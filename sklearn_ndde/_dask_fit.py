@@ -43,6 +43,7 @@ from ._merge import merge_on_flows, pair_flows
 from ._ndde import _duplicate_links, _sort_by_similarity
 from ._peaks import (
     components_from_parents,
+    denser_in_list,
     link_saturated_peaks,
     links_below_tau,
     rank_by_density,
@@ -206,21 +207,13 @@ def _block_parents(indices, distances, rank, tau, offset):
 
 def _saturated_in_list(indices, s, cosines, parents, rank, offset, threshold):
     """The saturated peaks of a block (see :func:`link_saturated_peaks`),
-    each with the sample of highest cosine ranked above it in its own list
-    (ties to the smaller id; -1 when none) and that cosine: what the
-    single-machine kernel finds before it looks two steps away."""
+    with :func:`denser_in_list`'s candidate and its cosine for each."""
     rows = offset + np.arange(indices.shape[0])
     own = indices == rows[:, None]
     saturated = ((s >= threshold) | own).all(axis=1) & ~own.all(axis=1)
     at = np.flatnonzero((parents < 0) & saturated)
-    indices, cosines = indices[at], cosines[at]
-    denser = rank[indices] > rank[rows[at]][:, None]
-    masked = np.where(denser, cosines, -np.inf)
-    best = masked.max(axis=1, initial=-np.inf)
-    tied = denser & (masked == best[:, None])
-    candidate = np.where(tied, indices, np.iinfo(indices.dtype).max).min(axis=1)
-    candidate = np.where(denser.any(axis=1), candidate, -1)
-    return rows[at], candidate.astype(np.int64), best.astype(np.float32)
+    candidate, cosine = denser_in_list(rows[at], indices[at], cosines[at], rank)
+    return rows[at], candidate, cosine
 
 
 def _block_flows(indices, p, offset, labels, n_clusters):

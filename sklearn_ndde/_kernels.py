@@ -278,15 +278,13 @@ def nearest_denser(rank, indices, distances):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def nearest_denser_two_hops(peaks, indices, rank, Xn, cosines, n_chunks):
+def nearest_denser_two_hops(peaks, indices, rank, Xn, n_chunks):
     """For each peak, the sample of highest cosine among those ranked above it
     (``density_rank``) two kNN steps away (neighbours of neighbours), or -1;
-    equal cosines go to the smaller id. ``Xn`` holds unit rows; ``cosines``
-    the kNN pairs' cosines aligned with ``indices``, or an empty array to
-    compute them. Each of the ``n_chunks`` parallel chunks marks the samples
-    it has seen, so that each cosine is computed once per peak.
+    equal cosines go to the smaller id. ``Xn`` holds unit rows. Each of the
+    ``n_chunks`` parallel chunks marks the samples it has seen, so that each
+    cosine is computed once per peak.
     """
-    given = cosines.shape[0] == indices.shape[0]
     n, k = indices.shape
     d = Xn.shape[1]
     out = np.full(peaks.size, -1, dtype=np.int64)
@@ -297,22 +295,6 @@ def nearest_denser_two_hops(peaks, indices, rank, Xn, cosines, n_chunks):
             i = peaks[p]
             best = -1
             best_cos = -np.inf
-            # Given the cosines of a cosine kNN graph, one step first: the
-            # list holds the samples of highest cosine, so when a neighbour
-            # ranks above the peak, the best of them is the best two steps
-            # away too (exactly so for an exact graph), and the k * k second
-            # step is skipped.
-            if given:
-                for a in range(k):
-                    j = indices[i, a]
-                    if rank[j] > rank[i]:
-                        c = cosines[i, a]
-                        if c > best_cos or (c == best_cos and j < best):
-                            best_cos = c
-                            best = j
-                if best >= 0:
-                    out[p] = best
-                    continue
             for a in range(k):
                 m = indices[i, a]
                 for b in range(k):

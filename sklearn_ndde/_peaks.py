@@ -12,6 +12,23 @@ from ._validation import N_JOBS_CONSTRAINT, check_neighbors, check_parents
 from .similarity._base import _unit_rows, pair_cosines
 
 
+def denser_in_list(rows, indices, cosines, rank):
+    """For each of ``rows`` (sample ids), the sample of highest cosine among
+    those of its list (``indices``, ``cosines``: the rows' lists) that rank
+    above it (:func:`density_rank`), ties to the smaller id; -1 where none
+    does. Returns the candidates (int64) and their cosines (``-inf`` where
+    none). For a cosine kNN graph this is also the best denser sample two
+    steps away, since the list holds the highest cosines."""
+    indices = np.asarray(indices, dtype=np.int64)
+    denser = rank[indices] > rank[rows][:, None]
+    masked = np.where(denser, cosines, -np.inf)
+    best = masked.max(axis=1, initial=-np.inf)
+    tied = denser & (masked == best[:, None])
+    candidate = np.where(tied, indices, np.iinfo(np.int64).max).min(axis=1)
+    candidate = np.where(denser.any(axis=1), candidate, -1)
+    return candidate, best.astype(np.float32)
+
+
 def density_rank(density, indices):
     """Strict order of the samples by density: ``rank[j] > rank[i]`` means
     ``j`` is denser than ``i``.
@@ -267,25 +284,33 @@ def link_saturated_peaks(
                 f"cosines must have the shape of indices {indices.shape}, got "
                 f"{given.shape}."
             )
-    with numba_threads(n_jobs) as threads:
-        candidates = nearest_denser_two_hops(
-            peaks,
-            indices,
-            density_rank(density, indices),
-            Xn,
-            given,
-            max(1, min(peaks.size, threads)),
+    rank = density_rank(density, indices)
+    candidates = np.full(peaks.size, -1, dtype=np.int64)
+    listed_cosine = np.empty(peaks.size, dtype=np.float32)
+    if given.size:
+        candidates, listed_cosine = denser_in_list(
+            peaks, indices[peaks], given[peaks], rank
         )
+    far = np.flatnonzero(candidates < 0)
+    if far.size:
+        with numba_threads(n_jobs) as threads:
+            candidates[far] = nearest_denser_two_hops(
+                peaks[far], indices, rank, Xn, max(1, min(far.size, threads))
+            )
+    listed = candidates >= 0
+    listed[far] = False
     found = candidates >= 0
     peaks, candidates = peaks[found], candidates[found]
+    listed, listed_cosine = listed[found], listed_cosine[found]
     if peaks.size and hasattr(similarity, "calibrate"):
         # A map of the cosine alone needs no context. A candidate from the
         # peak's own list is judged on the list's cosine (the Dask path has
         # no other), one from two steps away on the rows' cosine.
-        cosine = np.einsum("id,id->i", Xn[peaks], Xn[candidates])
-        if given.size:
-            listed = indices[peaks] == candidates[:, None]
-            cosine[listed.any(axis=1)] = given[peaks][listed]
+        cosine = np.where(
+            listed,
+            listed_cosine,
+            np.einsum("id,id->i", Xn[peaks], Xn[candidates]),
+        )
         same = np.asarray(similarity.calibrate(cosine)) >= threshold
         parents[peaks[same]] = candidates[same]
     elif peaks.size:

@@ -282,10 +282,10 @@ def test_tpdi_from_owner_pieces_is_the_bhattacharyya_distance():
     )
 
 
-def test_saturated_peaks_in_their_own_lists_match_the_kernel():
-    """Each block's saturated peaks take, as the single-machine kernel's
-    first step, the listed sample ranked above them of highest cosine, ties
-    to the smaller id; -1 when none is ranked above."""
+def test_saturated_peaks_in_their_own_lists():
+    """Each block's saturated peaks take the listed sample ranked above them
+    of highest cosine, ties to the smaller id, -1 when none is ranked above;
+    on an exact graph that is the best denser sample two steps away."""
     from sklearn_ndde._dask_fit import _saturated_in_list
     from sklearn_ndde._kernels import nearest_denser_two_hops
 
@@ -294,24 +294,40 @@ def test_saturated_peaks_in_their_own_lists_match_the_kernel():
     X = rng.standard_normal((n, 16)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     indices, cosines = knn_graph(X, k, method="exact")
-    cosines = np.round(cosines, 1)  # ties on purpose
     s = np.ones((n, k), dtype=np.float32)
     parents = np.full(n, -1)
     rank = rng.permutation(n).astype(np.int64)
-    offset = 50
-    rows = slice(offset, 150)
+    offset, stop = 50, 150
+    rounded = np.round(cosines, 1)  # ties on purpose
     peaks, candidate, cosine = _saturated_in_list(
-        indices[rows], s[rows], cosines[rows], parents[rows], rank, offset, 0.5
+        indices[offset:stop],
+        s[offset:stop],
+        rounded[offset:stop],
+        parents[offset:stop],
+        rank,
+        offset,
+        0.5,
     )
-    np.testing.assert_array_equal(peaks, np.arange(offset, 150))
-    kernel = nearest_denser_two_hops(
-        peaks, indices.astype(np.int64), rank, X, cosines.astype(np.float32), 1
+    np.testing.assert_array_equal(peaks, np.arange(offset, stop))
+    for p, c, value in zip(peaks, candidate, cosine):
+        above = [
+            (-rounded[p, a], j) for a, j in enumerate(indices[p]) if rank[j] > rank[p]
+        ]
+        if above:
+            assert (c, value) == (min(above)[1], -min(above)[0])
+        else:
+            assert c == -1
+    assert 0 < (candidate >= 0).sum() < peaks.size
+    # With the graph's own cosines: the two-step search's answer.
+    peaks, candidate, _ = _saturated_in_list(
+        indices[offset:stop],
+        s[offset:stop],
+        cosines[offset:stop],
+        parents[offset:stop],
+        rank,
+        offset,
+        0.5,
     )
     listed = candidate >= 0
-    assert 0 < listed.sum() < peaks.size
-    np.testing.assert_array_equal(candidate[listed], kernel[listed])
-    at = (indices[peaks] == candidate[:, None]) & listed[:, None]
-    np.testing.assert_array_equal(cosine[listed], cosines[peaks][at])
-    # Without a denser sample in its list, a peak is left to the two-step
-    # search.
-    assert all((rank[indices[p]] <= rank[p]).all() for p in peaks[~listed])
+    far = nearest_denser_two_hops(peaks, indices.astype(np.int64), rank, X, 1)
+    np.testing.assert_array_equal(candidate[listed], far[listed])
