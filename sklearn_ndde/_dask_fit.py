@@ -16,8 +16,8 @@ with the functions of the single-machine path applied to one block:
   client, the nearest denser neighbour per block;
 - saturated peaks: the few saturated peaks, with the rows they reach in
   two steps, solved on the client by the same function;
-- flow merge: the cluster flows summed over the blocks, the rounds on the
-  client; components with ``scipy.sparse.csgraph`` on ``n`` integers.
+- flow merge: the cluster flows summed pairwise on the workers, the
+  rounds on the client; components with ``scipy.sparse.csgraph`` on ``n`` integers.
 
 No stage holds an ``(n, k)`` array on one worker or on the client: a block
 holds its own rows, the rows of its neighbours and ``n``-long vectors.
@@ -223,6 +223,21 @@ def _block_flows(indices, p, offset, labels, n_clusters):
     return pair_flows(rows, indices[:, :top].ravel(), p.ravel(), labels, n_clusters)
 
 
+def _add(a, b):
+    return a + b
+
+
+def _pairwise_sum(parts):
+    """The delayed sum of ``parts`` (arrays or sparse matrices), added in
+    pairs on the workers (a tree of depth log2 of their number)."""
+    add = _delayed(_add)
+    while len(parts) > 1:
+        parts = [add(a, b) for a, b in zip(parts[::2], parts[1::2])] + (
+            parts[-1:] if len(parts) % 2 else []
+        )
+    return parts[0]
+
+
 def _duplicates(indices, cosines, offset):
     return _duplicate_links(indices, cosines, offset + np.arange(indices.shape[0]))
 
@@ -334,12 +349,7 @@ def fit_dask(estimator, X, k):
     )
     # The blocks' shares summed pairwise on the workers, one vector to the
     # client (exact in any order: see the module docstring).
-    add = _delayed(np.add)
-    while len(shares) > 1:
-        shares = [add(a, b) for a, b in zip(shares[::2], shares[1::2])] + (
-            shares[-1:] if len(shares) % 2 else []
-        )
-    (density,) = _compute(shares[0])
+    (density,) = _compute(_pairwise_sum(shares))
     del shares  # the blocks' n-long shares, freed on the workers
 
     # 4. TPDi: each block fetches its partners' transition rows once, one
@@ -392,15 +402,16 @@ def fit_dask(estimator, X, k):
     labels = components_from_parents(parents)
     if estimator.merge_threshold is not None:
         n_clusters = int(labels.max()) + 1
-        flows = _compute(
-            *[
-                _delayed(_block_flows)(i, pb, o, labels, n_clusters)
-                for i, pb, o in zip(indices, p, offsets)
-            ]
+        # The blocks' flows summed pairwise on the workers (exact in any
+        # order, as the density): one matrix comes to the client.
+        (F,) = _compute(
+            _pairwise_sum(
+                [
+                    _delayed(_block_flows)(i, pb, o, labels, n_clusters)
+                    for i, pb, o in zip(indices, p, offsets)
+                ]
+            )
         )
-        F = flows[0]
-        for f in flows[1:]:
-            F = F + f
         labels, parents = merge_on_flows(
             parents, labels, F.tocsr(), estimator.merge_threshold, 10
         )
