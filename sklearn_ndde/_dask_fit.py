@@ -14,10 +14,13 @@ with the functions of the single-machine path applied to one block:
   edge) and runs the general TPDi kernel on its own rows;
 - density peaks: the density rank from ``n`` floats gathered to the
   client, the nearest denser neighbour per block;
-- saturated peaks: the few saturated peaks, with the rows they reach in
-  two steps, solved on the client by the same function;
+- saturated peaks: each block links its saturated peaks to the best
+  denser sample in their own lists (:func:`denser_in_list`); the few with
+  none, with the rows they reach in two steps, are solved on the client by
+  :func:`link_saturated_peaks` itself;
 - flow merge: the cluster flows summed pairwise on the workers, the
-  rounds on the client; components with ``scipy.sparse.csgraph`` on ``n`` integers.
+  rounds on the client; components with ``scipy.sparse.csgraph`` on ``n``
+  integers.
 
 No stage holds an ``(n, k)`` array on one worker or on the client: a block
 holds its own rows, the rows of its neighbours and ``n``-long vectors.

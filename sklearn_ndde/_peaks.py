@@ -291,26 +291,22 @@ def link_saturated_peaks(
         candidates, listed_cosine = denser_in_list(
             peaks, indices[peaks], given[peaks], rank
         )
-    far = np.flatnonzero(candidates < 0)
+    listed = candidates >= 0
+    far = np.flatnonzero(~listed)
     if far.size:
         with numba_threads(n_jobs) as threads:
             candidates[far] = nearest_denser_two_hops(
                 peaks[far], indices, rank, Xn, max(1, min(far.size, threads))
             )
-    listed = candidates >= 0
-    listed[far] = False
     found = candidates >= 0
     peaks, candidates = peaks[found], candidates[found]
-    listed, listed_cosine = listed[found], listed_cosine[found]
+    listed, cosine = listed[found], listed_cosine[found]
     if peaks.size and hasattr(similarity, "calibrate"):
         # A map of the cosine alone needs no context. A candidate from the
         # peak's own list is judged on the list's cosine (the Dask path has
         # no other), one from two steps away on the rows' cosine.
-        cosine = np.where(
-            listed,
-            listed_cosine,
-            np.einsum("id,id->i", Xn[peaks], Xn[candidates]),
-        )
+        two = ~listed
+        cosine[two] = np.einsum("id,id->i", Xn[peaks[two]], Xn[candidates[two]])
         same = np.asarray(similarity.calibrate(cosine)) >= threshold
         parents[peaks[same]] = candidates[same]
     elif peaks.size:
