@@ -49,7 +49,10 @@ _, parents = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.2)
 _, parents = link_saturated_peaks(
     parents, est.density_, est.neighbors_, est.pair_similarities_, X, est.similarity_
 )
-P = transition_matrix(est.neighbors_, est.pair_similarities_, sigma=0.5, top=20)
+# The merge weighs the flows with the calibration refitted to the first
+# clustering (recalibrate=True, the default).
+s = est.merge_calibration_.pair_similarity(X, est.neighbors_)
+P = transition_matrix(est.neighbors_, s, sigma=0.5, top=20)
 labels, parents = merge_by_flow(parents, P)
 print(f"tau=0.2: {labels.max() + 1} clusters, {np.sum(parents == -1)} roots")
 print(f"defaults: {est.n_clusters_} clusters, {np.sum(est.parents_ == -1)} roots")

@@ -58,6 +58,7 @@ from .similarity._calibrated import (
     _cosine_histogram,
     _histogram_quantiles,
     _included,
+    _pair_histograms,
 )
 
 
@@ -125,6 +126,15 @@ def _value_ranges(indices, cosines, offset):
 def _histogram(indices, cosines, offset, with_duplicates, lo, hi):
     values = _included(cosines, _excluded(indices, cosines, offset, with_duplicates))
     return _cosine_histogram(values, lo, hi)
+
+
+def _shared_histograms(indices, cosines, offset, with_duplicates, labels, lo, hi):
+    """The block's :func:`_pair_histograms`: its pairs' cosines, all and
+    those in one cluster of ``labels``."""
+    exclude = _excluded(indices, cosines, offset, with_duplicates)
+    rows = offset + np.arange(indices.shape[0])
+    same = (labels[indices] == labels[rows][:, None])[~exclude]
+    return _pair_histograms(_included(cosines, exclude), same, lo, hi)
 
 
 def _transitions(indices, cosines, similarity, params, n):
@@ -224,6 +234,30 @@ def _block_flows(indices, p, offset, labels, n_clusters):
     top = p.shape[1]
     rows = offset + np.repeat(np.arange(indices.shape[0]), top)
     return pair_flows(rows, indices[:, :top].ravel(), p.ravel(), labels, n_clusters)
+
+
+def _recalibrated_flows(
+    indices, cosines, similarity, params, offset, labels, n_clusters
+):
+    """:func:`_block_flows` of the density transitions of ``similarity``."""
+    s = np.clip(similarity.calibrate(cosines), 0.0, 1.0).astype(np.float32)
+    indices, s = _sort_by_similarity(indices, s)
+    p = row_softmax(s[:, : params["top"]], params["density_sigma"])
+    return _block_flows(indices, p, offset, labels, n_clusters)
+
+
+def _merged(estimator, linked, flows):
+    """:func:`merge_on_flows` from the links ``linked`` (not modified) and
+    the blocks' delayed cluster ``flows``, summed pairwise on the workers
+    (exact in any order, as the density): one matrix comes to the client."""
+    (F,) = _compute(_pairwise_sum(flows))
+    return merge_on_flows(
+        linked.copy(),
+        components_from_parents(linked),
+        F.tocsr(),
+        estimator.merge_threshold,
+        10,
+    )
 
 
 def _add(a, b):
@@ -371,9 +405,9 @@ def fit_dask(estimator, X, k):
             out = None
             # The block's own rows first (no transfer), then the others.
             for j in [i] + [j for j in range(len(blocks)) if j != i]:
-                lo, hi = blocks.offsets[j], blocks.offsets[j + 1]
+                start, stop = blocks.offsets[j], blocks.offsets[j + 1]
                 piece = _delayed(_rows_of)(
-                    indices[j], q[j], offsets[j], _delayed(_wanted)(listed, lo, hi)
+                    indices[j], q[j], offsets[j], _delayed(_wanted)(listed, start, stop)
                 )
                 out = step(indices[i], q[i], n, out, piece)
             batch.append(out)
@@ -400,24 +434,52 @@ def fit_dask(estimator, X, k):
             blocks, rows, indices, s, cosines, parents, rank, similarity, offsets
         )
 
-    # 7. The flow merge on the summed cluster flows, then near duplicates.
+    # 7. The flow merge on the summed cluster flows.
     _stage("flow merge")
-    labels = components_from_parents(parents)
+    linked = parents
+    labels = components_from_parents(linked)
     if estimator.merge_threshold is not None:
-        n_clusters = int(labels.max()) + 1
-        # The blocks' flows summed pairwise on the workers (exact in any
-        # order, as the density): one matrix comes to the client.
-        (F,) = _compute(
-            _pairwise_sum(
+        labels, parents = _merged(
+            estimator,
+            linked,
+            [
+                _delayed(_block_flows)(i, pb, o, labels, int(labels.max()) + 1)
+                for i, pb, o in zip(indices, p, offsets)
+            ],
+        )
+
+    # 8. The merge again, with the calibration refitted to the first
+    # clustering (the fine histogram of the pairs, split by it); then near
+    # duplicates.
+    _stage("recalibration")
+    merge_calibration = None
+    if estimator._recalibrates(similarity):
+        counts = _compute(
+            *[
+                _delayed(_shared_histograms)(i, c, o, with_duplicates, labels, lo, hi)
+                for i, c, o in zip(indices, cosines, offsets)
+            ]
+        )
+        merge_calibration = clone(similarity)._fit_shares(
+            np.sum([c[0] for c in counts], axis=0),
+            np.sum([c[1] for c in counts], axis=0),
+            lo,
+            hi,
+        )
+        if merge_calibration.curve_.any():
+            first = components_from_parents(linked)
+            labels, parents = _merged(
+                estimator,
+                linked,
                 [
-                    _delayed(_block_flows)(i, pb, o, labels, n_clusters)
-                    for i, pb, o in zip(indices, p, offsets)
-                ]
+                    _delayed(_recalibrated_flows)(
+                        i, c, merge_calibration, params, o, first, int(first.max()) + 1
+                    )
+                    for i, c, o in zip(indices, cosines, offsets)
+                ],
             )
-        )
-        labels, parents = merge_on_flows(
-            parents, labels, F.tocsr(), estimator.merge_threshold, 10
-        )
+        else:
+            merge_calibration = None
     duplicates = _compute(
         *[_delayed(_duplicates)(i, c, o) for i, c, o in zip(indices, cosines, offsets)]
     )
@@ -441,6 +503,7 @@ def fit_dask(estimator, X, k):
 
     return {
         "similarity_": similarity,
+        "merge_calibration_": merge_calibration,
         "neighbors_": stacked(indices, np.int32),
         "pair_similarities_": stacked(s, np.float32),
         "density_": da.from_array(density, chunks=chunks),

@@ -86,11 +86,13 @@ _STAGES = (
     "TPDi distance",
     "density peaks",
     "flow merge",
+    "recalibration",
 )
 _FITTED_ATTRIBUTES = (
     "_fit_X",
     "_fit_distinct",
     "similarity_",
+    "merge_calibration_",
     "neighbors_",
     "pair_similarities_",
     "density_",
@@ -148,7 +150,12 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
     7. with ``link_saturated``, peaks inside identities larger than ``k``
        linked on to a denser sample (:func:`link_saturated_peaks`);
     8. with ``merge_threshold``, clusters that exchange much of the density
-       flow both ways merged (:func:`merge_by_flow`).
+       flow both ways merged (:func:`merge_by_flow`);
+    9. with ``recalibrate``, the training-free calibration refitted to how
+       often the graph's pairs share a cluster after step 8
+       (:meth:`~sklearn_ndde.similarity.CalibratedCosineSimilarity.fit_labels`),
+       and the merge of step 8 made again, from the links of step 7, with
+       the flows of the refitted similarities.
 
     Every intermediate result is kept as a fitted attribute, so a user can
     re-run the last steps with another ``tau``::
@@ -157,8 +164,11 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         labels, parents = link_saturated_peaks(
             parents, est.density_, est.neighbors_, est.pair_similarities_, X,
             est.similarity_)
-        P = transition_matrix(est.neighbors_, est.pair_similarities_,
-                              sigma=est.density_sigma, top=est.density_k)
+        # The merge weighs the flows with the calibration refitted to the
+        # first clustering (recalibrate), est.pair_similarities_ without.
+        s = est.merge_calibration_.pair_similarity(X, est.neighbors_)
+        P = transition_matrix(est.neighbors_, s, sigma=est.density_sigma,
+                              top=est.density_k)
         labels, parents = merge_by_flow(parents, P)
 
     Parameters
@@ -204,6 +214,18 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         vary a lot, TPDi leaves fragments that the flow joins back. Lower
         merges more; None gives the links alone (the paper's rule with
         ``link_saturated=False`` and ``tau=0.7``).
+    recalibrate : bool, default=True
+        Make the flow merge a second time, with the calibration refitted to
+        the first clustering: the share of the graph's pairs that it puts
+        in one cluster, as a non-decreasing function of the cosine
+        (``merge_calibration_``). The mixture of the first calibration must
+        guess the shape of the same-identity cosines, and misses the lower
+        half of a weak embedding model's (an ArcFace MobileFaceNet's run
+        from 0.3 to 0.9); a pure first clustering sees them. The merge then
+        starts again from the links of ``tau`` (the density, TPDi and links
+        keep the first calibration). Applies with the flow merge and a
+        training-free similarity that has ``fit_labels`` (the default one),
+        and when some pair of the first clustering shares a cluster.
     knn_method : {"auto", "exact", "ivf", "pynndescent"}, default="auto"
         Neighbour search, see :func:`knn_graph`: exact up to 30,000
         samples, faiss's IVF search calibrated to ``knn_recall`` up to
@@ -261,6 +283,10 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
     similarity_ : object
         The pair similarity that was used (the fitted clone for a
         training-free one).
+    merge_calibration_ : CalibratedCosineSimilarity or None
+        The calibration refitted to the first clustering, whose
+        similarities weighted the second flow merge (``recalibrate``);
+        None when there was none.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -307,6 +333,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         "density_iter": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "link_saturated": ["boolean"],
         "merge_threshold": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "recalibrate": ["boolean"],
         "knn_method": [StrOptions({"auto", "exact", "ivf", "pynndescent"})],
         "knn_recall": [Interval(numbers.Real, 0, 1, closed="right")],
         "metric": [StrOptions({"cosine", "precomputed"})],
@@ -328,6 +355,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         density_iter=1,
         link_saturated=True,
         merge_threshold=0.18,
+        recalibrate=True,
         knn_method="auto",
         knn_recall=0.95,
         metric="cosine",
@@ -345,6 +373,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         self.density_iter = density_iter
         self.link_saturated = link_saturated
         self.merge_threshold = merge_threshold
+        self.recalibrate = recalibrate
         self.knn_method = knn_method
         self.knn_recall = knn_recall
         self.metric = metric
@@ -560,17 +589,39 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 )
 
         with stage("flow merge"):
+            linked = parents
             if self.merge_threshold is not None:
                 labels, parents = merge_by_flow(
-                    parents, P, threshold=self.merge_threshold
+                    linked, P, threshold=self.merge_threshold
                 )
             del P
+
+        with stage("recalibration"):
+            merge_calibration = None
+            if self._recalibrates(similarity):
+                merge_calibration = clone(similarity).fit_labels(
+                    indices, cosines, labels
+                )
+            if merge_calibration is not None and not merge_calibration.curve_.any():
+                merge_calibration = None  # no pair of the graph shares a cluster
+            if merge_calibration is not None:
+                P = transition_matrix(
+                    indices,
+                    merge_calibration.calibrate(cosines),
+                    sigma=self.density_sigma,
+                    top=min(int(self.density_k), k),
+                )
+                labels, parents = merge_by_flow(
+                    linked, P, threshold=self.merge_threshold
+                )
+                del P
             duplicates = _duplicate_links(indices, cosines)
             if duplicates[0].size:
                 labels = components_from_parents(parents, duplicates)
 
         out.update(
             similarity_=similarity,
+            merge_calibration_=merge_calibration,
             neighbors_=indices,
             pair_similarities_=s,
             density_=density,
@@ -583,6 +634,20 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         if hasattr(self, "feature_names_in_"):
             out["feature_names_in_"] = self.feature_names_in_
         return out
+
+    def _recalibrates(self, similarity):
+        """Whether the fit merges again with a calibration refitted to its
+        first clustering (``recalibrate``): with the flow merge and a
+        training-free similarity that has ``fit_labels``."""
+        training_free = self.similarity is None or hasattr(
+            self.similarity, "fit_neighbors"
+        )
+        return (
+            self.recalibrate
+            and self.merge_threshold is not None
+            and training_free
+            and hasattr(similarity, "fit_labels")
+        )
 
     def predict(self, X):
         """Assign new samples to the fitted clusters.

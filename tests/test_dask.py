@@ -122,6 +122,13 @@ def _assert_same_clustering(ref, est):
     np.testing.assert_allclose(
         est.similarity_.curve_, ref.similarity_.curve_, atol=1e-5
     )
+    # And the calibration of the second merge, refitted to the first
+    # clustering, sees the same pairs split the same way.
+    assert (est.merge_calibration_ is None) == (ref.merge_calibration_ is None)
+    if ref.merge_calibration_ is not None:
+        np.testing.assert_allclose(
+            est.merge_calibration_.curve_, ref.merge_calibration_.curve_, atol=1e-3
+        )
 
 
 def test_fit_gives_the_numpy_partition_on_20000_faces(client):
@@ -146,6 +153,7 @@ def test_fit_gives_the_numpy_partition_on_lfw(client):
     X = np.load(path)["features"].astype(np.float32)
     ref, est = _fit_both(X, 3000)
     _assert_same_clustering(ref, est)
+    assert ref.merge_calibration_ is not None
 
 
 def test_fit_refuses_what_does_not_run_on_dask_yet(client, faces):
@@ -195,6 +203,7 @@ def test_verbose_fit_writes_the_stage_lines(client, faces, capsys):
         "density peaks",
         "saturated peaks",
         "flow merge",
+        "recalibration",
     ]
 
 

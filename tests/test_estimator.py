@@ -64,9 +64,10 @@ def rerun_links(est, X, tau):
     labels, parents = link_saturated_peaks(
         paper, est.density_, est.neighbors_, est.pair_similarities_, X, est.similarity_
     )
-    P = transition_matrix(
-        est.neighbors_, est.pair_similarities_, sigma=est.density_sigma, top=20
-    )
+    # The merge weighs the flows with the calibration refitted to the first
+    # clustering (recalibrate=True).
+    s = est.merge_calibration_.pair_similarity(X, est.neighbors_)
+    P = transition_matrix(est.neighbors_, s, sigma=est.density_sigma, top=20)
     return paper, parents, merge_by_flow(parents, P, threshold=est.merge_threshold)
 
 
@@ -142,7 +143,14 @@ def test_grid_search_over_tau_and_k(faces):
         scoring=bcubed_scorer,
         cv=[(everything, everything)],
     ).fit(X, y)
-    assert search.best_params_["tau"] == 0.7
+    scores = {
+        (tau, k): bcubed_fscore(y, NDDeTPDiClustering(tau=tau, k=k).fit_predict(X))
+        for tau in [0.1, 0.7]
+        for k in [10, 30]
+    }
+    assert scores[search.best_params_["tau"], search.best_params_["k"]] == max(
+        scores.values()
+    )
     refit = NDDeTPDiClustering(**search.best_params_).fit_predict(X)
     assert search.best_score_ == pytest.approx(bcubed_fscore(y, refit))
     assert search.best_score_ > 0.95
@@ -175,6 +183,92 @@ def test_training_free_similarity_is_cloned_and_fitted(faces):
     est = NDDeTPDiClustering(k=20, similarity=sim).fit(X)
     assert est.similarity_ is not sim and est.similarity_.n_components == 2
     assert not hasattr(sim, "curve_")
+
+
+def _toy_graph(n=400, seed=0):
+    """Clusters of 4: each row lists its 3 mates at cosines U(0.5, 0.9) and
+    6 others at U(0.1, 0.6): the share of pairs in one cluster is 0 below
+    0.5, 1 above 0.6 and 7.5 / (7.5 + 12) in between."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) // 4
+    mates = np.array(
+        [[j for j in range(4 * (i // 4), 4 * (i // 4) + 4) if j != i] for i in range(n)]
+    )
+    others = (np.arange(n)[:, None] + 4 * rng.integers(1, n // 4, (n, 6))) % n
+    indices = np.hstack([np.arange(n)[:, None], mates, others])
+    cosines = np.hstack(
+        [np.ones((n, 1)), rng.uniform(0.5, 0.9, (n, 3)), rng.uniform(0.1, 0.6, (n, 6))]
+    ).astype(np.float32)
+    return indices, cosines, labels
+
+
+def test_fit_labels_follows_the_share_of_pairs_in_one_cluster():
+    indices, cosines, labels = _toy_graph()
+    sim = CalibratedCosineSimilarity().fit_labels(indices, cosines, labels)
+    p = sim.calibrate(np.array([0.2, 0.45, 0.55, 0.65, 0.8, 0.99]))
+    assert p[0] == p[1] == 0.0 and p[3] == p[4] == p[5] == 1.0
+    assert p[2] == pytest.approx(7.5 / 19.5, abs=0.1)
+    assert np.all(np.diff(sim.curve_) >= 0) and sim.mixture_ is None
+    # No pair in one cluster: no evidence of identity anywhere.
+    alone = CalibratedCosineSimilarity().fit_labels(
+        indices, cosines, np.arange(len(labels))
+    )
+    assert not alone.curve_.any()
+    with pytest.raises(ValueError, match=r"labels must have shape \(400,\)"):
+        CalibratedCosineSimilarity().fit_labels(indices, cosines, labels[:-1])
+
+
+def test_recalibrate_merges_again_with_the_refitted_calibration(faces):
+    X, _ = faces
+    est = NDDeTPDiClustering(k=30).fit(X)
+    assert isinstance(est.merge_calibration_, CalibratedCosineSimilarity)
+    assert est.merge_calibration_ is not est.similarity_
+    once = NDDeTPDiClustering(k=30, recalibrate=False).fit(X)
+    assert once.merge_calibration_ is None
+    # Only the merge changes: the links of tau and what they rest on do not.
+    np.testing.assert_array_equal(once.density_, est.density_)
+    np.testing.assert_array_equal(once.tpdi_, est.tpdi_)
+    no_merge = NDDeTPDiClustering(k=30, merge_threshold=None).fit(X)
+    assert no_merge.merge_calibration_ is None
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is absent")
+def test_recalibration_finds_the_low_same_identity_cosines():
+    """MobileFaceNet, LFW train identities with at least 10 faces (30 at
+    most): same-identity cosines spread from 0.3 to 0.9 and the mixture gives
+    their lower half to the background; the refitted calibration follows
+    the true share of same-identity pairs closely, and the merge with it
+    is better."""
+    from sklearn.isotonic import IsotonicRegression
+
+    data = np.load(DATA / "lfw_mobileface256.npz")
+    train = data["split"] == "train"
+    X, y = data["features"][train], data["labels"][train]
+    rng = np.random.default_rng(0)
+    rows = []
+    for identity in np.unique(y):
+        members = np.flatnonzero(y == identity)
+        if members.size >= 10:
+            rows.append(members[rng.permutation(members.size)][:30])
+    rows = np.sort(np.concatenate(rows))
+    X, y = X[rows], y[rows]
+    est = NDDeTPDiClustering().fit(X)
+    once = NDDeTPDiClustering(recalibrate=False).fit(X)
+    cosines = np.einsum(
+        "id,ikd->ik",
+        X / np.linalg.norm(X, axis=1, keepdims=True),
+        (X / np.linalg.norm(X, axis=1, keepdims=True))[est.neighbors_],
+    )
+    pairs = est.neighbors_ != np.arange(len(y))[:, None]
+    same = (y[est.neighbors_] == y[:, None])[pairs]
+    truth = IsotonicRegression(out_of_bounds="clip").fit(cosines[pairs], same)
+    true_share = truth.predict(cosines[pairs])
+
+    def error(calibration):
+        return np.abs(calibration.calibrate(cosines[pairs]) - true_share).mean()
+
+    assert error(est.merge_calibration_) < 0.5 * error(est.similarity_)
+    assert bcubed_fscore(y, est.labels_) > bcubed_fscore(y, once.labels_) + 0.002
 
 
 def test_fit_is_deterministic_and_scale_invariant(faces):

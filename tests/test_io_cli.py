@@ -216,6 +216,7 @@ def test_verbose_off_a_terminal_writes_plain_lines(benchmark_files, tmp_path):
         "TPDi distance",
         "density peaks",
         "flow merge",
+        "recalibration",
     ]
 
 

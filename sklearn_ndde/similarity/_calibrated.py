@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.isotonic import IsotonicRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
@@ -58,6 +59,44 @@ def _histogram_quantiles(counts, lo, hi, n_values, n_quantiles):
     return np.interp(q, cdf, edges)
 
 
+def _pair_histograms(values, same, lo, hi):
+    """Counts of the pairs' cosines ``values`` in the fine bins over
+    ``[lo, hi]``, of all of them and of those whose two samples share a
+    cluster (``same``): sums over any split of the pairs, as
+    :func:`_cosine_histogram`."""
+    hi = max(hi, lo + 1e-6)
+    total = np.histogram(values, bins=_HISTOGRAM_BINS, range=(lo, hi))[0]
+    shared = np.histogram(values[same], bins=_HISTOGRAM_BINS, range=(lo, hi))[0]
+    return total, shared
+
+
+def _share_curve(total, shared, lo, hi, grid):
+    """The share of pairs in one cluster as a non-decreasing function of the
+    cosine: the isotonic regression of the bins' shares, weighted by their
+    counts, at ``grid`` (the end values beyond the cosines seen)."""
+    hi = max(hi, lo + 1e-6)
+    centres = lo + (np.arange(total.size) + 0.5) * (hi - lo) / total.size
+    seen = total > 0
+    isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    isotonic.fit(centres[seen], shared[seen] / total[seen], sample_weight=total[seen])
+    return isotonic.predict(grid)
+
+
+def _pairs_left_out(indices, similarities):
+    """The pairs a calibration ignores: each sample with itself, and exact
+    duplicates unless nothing else is left."""
+    is_self = indices == np.arange(indices.shape[0])[:, None]
+    if is_self.all():
+        raise ValueError("The kNN graph holds no pair of distinct samples.")
+    # Exact duplicates (the same photo twice) say nothing about how an
+    # identity varies; a pile of them would take a mixture component of
+    # its own at cosine 1 and push every real pair below it.
+    duplicate = similarities >= 1.0 - DUPLICATE_GAP
+    if not (is_self | duplicate).all():
+        is_self = is_self | duplicate
+    return is_self
+
+
 class CalibratedCosineSimilarity(BaseEstimator):
     """Cosine similarity mapped to a same-identity probability, without labels.
 
@@ -92,12 +131,12 @@ class CalibratedCosineSimilarity(BaseEstimator):
     curve_ : ndarray of shape (4097,)
         Same-identity probability at ``grid_``, non-decreasing, linearly
         interpolated in between.
-    mixture_ : GaussianMixture
-        The fitted mixture.
+    mixture_ : GaussianMixture or None
+        The fitted mixture; None after :meth:`fit_labels`.
     same_components_ : ndarray
         Components taken as "same identity": those above the widest gap
         between consecutive component means, in standard deviations of the
-        lower component.
+        lower component; empty after :meth:`fit_labels`.
 
     Examples
     --------
@@ -167,18 +206,65 @@ class CalibratedCosineSimilarity(BaseEstimator):
         """
         self._validate_params()
         indices, similarities = check_neighbors(indices, similarities)
-        is_self = indices == np.arange(indices.shape[0])[:, None]
-        if is_self.all():
-            raise ValueError("The kNN graph holds no pair of distinct samples.")
-        # Exact duplicates (the same photo twice) say nothing about how an
-        # identity varies; a pile of them would take a mixture component of
-        # its own at cosine 1 and push every real pair below it.
-        duplicate = similarities >= 1.0 - DUPLICATE_GAP
-        if not (is_self | duplicate).all():
-            is_self = is_self | duplicate
         return self._fit_sample(
-            cosine_quantiles(similarities, self.n_quantiles, exclude=is_self)
+            cosine_quantiles(
+                similarities,
+                self.n_quantiles,
+                exclude=_pairs_left_out(indices, similarities),
+            )
         )
+
+    def fit_labels(self, indices, similarities, labels):
+        """Fit the calibration to how often a kNN graph's pairs share a cluster.
+
+        The mixture of :meth:`fit_neighbors` must guess the shape of the
+        same-identity cosines; with a weak embedding model they spread wide
+        (an ArcFace MobileFaceNet's run from 0.3 to 0.9) and the mixture
+        gives their lower half to the background. A first clustering sees
+        them: the share of the graph's pairs whose two samples it puts in
+        one cluster, as a non-decreasing function of the cosine (an
+        isotonic regression), follows the share of same-identity pairs
+        closely when the clustering is pure.
+        :class:`~sklearn_ndde.NDDeTPDiClustering` does this with its own
+        first clustering (``recalibrate=True``).
+
+        Parameters
+        ----------
+        indices : array-like of shape (n_samples, n_neighbors)
+            Neighbour ids; pairs of a sample with itself, and exact
+            duplicates, are left out as in :meth:`fit_neighbors`.
+        similarities : array-like of shape (n_samples, n_neighbors)
+            Cosine similarities aligned with ``indices``.
+        labels : array-like of shape (n_samples,)
+            A clustering of the samples, such as ``labels_``.
+
+        Returns
+        -------
+        self : object
+            The fitted calibration.
+        """
+        self._validate_params()
+        indices, similarities = check_neighbors(indices, similarities)
+        labels = np.asarray(labels)
+        if labels.shape != (indices.shape[0],):
+            raise ValueError(
+                f"labels must have shape ({indices.shape[0]},), one per row of "
+                f"indices; got {labels.shape}."
+            )
+        exclude = _pairs_left_out(indices, similarities)
+        values = _included(similarities, exclude)
+        same = (labels[indices] == labels[:, None])[~exclude]
+        lo, hi = float(values.min()), float(values.max())
+        total, shared = _pair_histograms(values, same, lo, hi)
+        return self._fit_shares(total, shared, lo, hi)
+
+    def _fit_shares(self, total, shared, lo, hi):
+        """Fit the curve to the summed :func:`_pair_histograms`."""
+        self.grid_ = np.linspace(min(-1.0, lo), 1.0, _GRID_SIZE)
+        self.curve_ = _share_curve(total, shared, lo, hi, self.grid_)
+        self.mixture_ = None
+        self.same_components_ = np.array([], dtype=int)
+        return self
 
     def _fit_sample(self, sample):
         """Fit the mixture and the curve to the quantiles ``sample``."""
