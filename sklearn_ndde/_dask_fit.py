@@ -59,6 +59,7 @@ from .similarity._calibrated import (
     _histogram_quantiles,
     _included,
     _pair_histograms,
+    _same_cluster,
 )
 
 
@@ -131,10 +132,9 @@ def _histogram(indices, cosines, offset, with_duplicates, lo, hi):
 def _shared_histograms(indices, cosines, offset, with_duplicates, labels, lo, hi):
     """The block's :func:`_pair_histograms`: its pairs' cosines, all and
     those in one cluster of ``labels``."""
-    exclude = _excluded(indices, cosines, offset, with_duplicates)
-    rows = offset + np.arange(indices.shape[0])
-    same = (labels[indices] == labels[rows][:, None])[~exclude]
-    return _pair_histograms(_included(cosines, exclude), same, lo, hi)
+    keep = ~_excluded(indices, cosines, offset, with_duplicates)
+    same = _same_cluster(indices, labels, offset + np.arange(indices.shape[0]))
+    return _pair_histograms(cosines[keep], same[keep], lo, hi)
 
 
 def _transitions(indices, cosines, similarity, params, n):
@@ -239,10 +239,11 @@ def _block_flows(indices, p, offset, labels, n_clusters):
 def _recalibrated_flows(
     indices, cosines, similarity, params, offset, labels, n_clusters
 ):
-    """:func:`_block_flows` of the density transitions of ``similarity``."""
-    s = np.clip(similarity.calibrate(cosines), 0.0, 1.0).astype(np.float32)
-    indices, s = _sort_by_similarity(indices, s)
-    p = row_softmax(s[:, : params["top"]], params["density_sigma"])
+    """:func:`_block_flows` of the density transitions of ``similarity``
+    over the same neighbours as the first (the ``top`` first columns)."""
+    top = params["top"]
+    s = np.clip(similarity.calibrate(cosines[:, :top]), 0.0, 1.0)
+    p = row_softmax(s.astype(np.float32), params["density_sigma"])
     return _block_flows(indices, p, offset, labels, n_clusters)
 
 

@@ -605,11 +605,14 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             if merge_calibration is not None and not merge_calibration.curve_.any():
                 merge_calibration = None  # no pair of the graph shares a cluster
             if merge_calibration is not None:
+                # The density neighbours of the first merge (the first
+                # columns: rows are sorted by the first similarity), with
+                # the refitted similarities.
+                top = min(int(self.density_k), k)
                 P = transition_matrix(
-                    indices,
-                    merge_calibration.calibrate(cosines),
+                    indices[:, :top],
+                    merge_calibration.calibrate(cosines[:, :top]),
                     sigma=self.density_sigma,
-                    top=min(int(self.density_k), k),
                 )
                 labels, parents = merge_by_flow(
                     linked, P, threshold=self.merge_threshold

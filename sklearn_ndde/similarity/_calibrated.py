@@ -70,6 +70,16 @@ def _pair_histograms(values, same, lo, hi):
     return total, shared
 
 
+def _same_cluster(indices, labels, rows=None):
+    """Whether each pair of the graph has its two samples in one cluster
+    (``rows``: the sample ids of the rows, default ``0 .. n - 1``)."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "iu" and labels.size and labels.max() < 2**31:
+        labels = labels.astype(np.int32)  # a narrower gather
+    own = labels[:, None] if rows is None else labels[rows][:, None]
+    return labels[indices] == own
+
+
 def _share_curve(total, shared, lo, hi, grid):
     """The share of pairs in one cluster as a non-decreasing function of the
     cosine: the isotonic regression of the bins' shares, weighted by their
@@ -109,6 +119,10 @@ class CalibratedCosineSimilarity(BaseEstimator):
     their distribution; the posterior of the same-identity components, made
     non-decreasing in the cosine, is the similarity. Fitted on every data
     set's own graph, it adapts to the embedding model with no label.
+    :meth:`fit_labels` fits the curve to a clustering of the data instead
+    (the share of the graph's pairs it puts in one cluster), which
+    :class:`~sklearn_ndde.NDDeTPDiClustering` does with its own first
+    clustering before merging again (``recalibrate``).
 
     Parameters
     ----------
@@ -251,9 +265,9 @@ class CalibratedCosineSimilarity(BaseEstimator):
                 f"labels must have shape ({indices.shape[0]},), one per row of "
                 f"indices; got {labels.shape}."
             )
-        exclude = _pairs_left_out(indices, similarities)
-        values = _included(similarities, exclude)
-        same = (labels[indices] == labels[:, None])[~exclude]
+        keep = ~_pairs_left_out(indices, similarities)
+        values = similarities[keep]
+        same = _same_cluster(indices, labels)[keep]
         lo, hi = float(values.min()), float(values.max())
         total, shared = _pair_histograms(values, same, lo, hi)
         return self._fit_shares(total, shared, lo, hi)
