@@ -64,10 +64,17 @@ def _pair_histograms(values, same, lo, hi):
     ``[lo, hi]``, of all of them and of those whose two samples share a
     cluster (``same``): sums over any split of the pairs, as
     :func:`_cosine_histogram`."""
-    hi = max(hi, lo + 1e-6)
-    total = np.histogram(values, bins=_HISTOGRAM_BINS, range=(lo, hi))[0]
-    shared = np.histogram(values[same], bins=_HISTOGRAM_BINS, range=(lo, hi))[0]
-    return total, shared
+    # The bins computed here rather than by np.histogram, which refuses a
+    # range too narrow for float32 (constant data) and copies to float64.
+    scale = np.float32(_HISTOGRAM_BINS / max(hi - lo, 1e-6))
+    bins = np.subtract(values, np.float32(lo), dtype=np.float32)
+    bins *= scale
+    bins = bins.astype(np.int32)
+    np.clip(bins, 0, _HISTOGRAM_BINS - 1, out=bins)
+    bins[same] += _HISTOGRAM_BINS  # the shared pairs in a second run of bins
+    counts = np.bincount(bins, minlength=2 * _HISTOGRAM_BINS)
+    shared = counts[_HISTOGRAM_BINS:]
+    return counts[:_HISTOGRAM_BINS] + shared, shared
 
 
 def _same_cluster(indices, labels, rows=None):
