@@ -20,7 +20,10 @@ with the functions of the single-machine path applied to one block:
   :func:`link_saturated_peaks` itself;
 - flow merge: the cluster flows summed pairwise on the workers, the
   rounds on the client; components with ``scipy.sparse.csgraph`` on ``n``
-  integers.
+  integers;
+- recalibration: the fine cosine histogram of the pairs, split by the
+  first clustering, summed over the blocks; the refitted curve on the
+  client; the merge again on the blocks' flows of its similarities.
 
 No stage holds an ``(n, k)`` array on one worker or on the client: a block
 holds its own rows, the rows of its neighbours and ``n``-long vectors.
