@@ -81,8 +81,10 @@ def _same_cluster(indices, labels, rows=None):
     """Whether each pair of the graph has its two samples in one cluster
     (``rows``: the sample ids of the rows, default ``0 .. n - 1``)."""
     labels = np.asarray(labels)
-    if labels.dtype.kind in "iu" and labels.size and labels.max() < 2**31:
-        labels = labels.astype(np.int32)  # a narrower gather
+    narrow = np.iinfo(np.int32)
+    if labels.dtype.kind in "iu" and labels.size:
+        if narrow.min <= labels.min() and labels.max() <= narrow.max:
+            labels = labels.astype(np.int32)  # a narrower gather
     own = labels[:, None] if rows is None else labels[rows][:, None]
     return labels[indices] == own
 
@@ -257,7 +259,9 @@ class CalibratedCosineSimilarity(BaseEstimator):
         similarities : array-like of shape (n_samples, n_neighbors)
             Cosine similarities aligned with ``indices``.
         labels : array-like of shape (n_samples,)
-            A clustering of the samples, such as ``labels_``.
+            A clustering of the samples, such as ``labels_``: samples with
+            equal labels are in one cluster (``-1`` is a label like any
+            other).
 
         Returns
         -------
