@@ -250,17 +250,14 @@ def _recalibrated_flows(
     return _block_flows(indices, p, offset, labels, n_clusters)
 
 
-def _merged(estimator, linked, flows):
-    """:func:`merge_on_flows` from the links ``linked`` (not modified) and
-    the blocks' delayed cluster ``flows``, summed pairwise on the workers
-    (exact in any order, as the density): one matrix comes to the client."""
+def _merged(estimator, linked, labels, flows):
+    """:func:`merge_on_flows` from the links ``linked`` (not modified), their
+    clusters ``labels`` and the blocks' delayed cluster ``flows``, summed
+    pairwise on the workers (exact in any order, as the density): one
+    matrix comes to the client."""
     (F,) = _compute(_pairwise_sum(flows))
     return merge_on_flows(
-        linked.copy(),
-        components_from_parents(linked),
-        F.tocsr(),
-        estimator.merge_threshold,
-        10,
+        linked.copy(), labels, F.tocsr(), estimator.merge_threshold, 10
     )
 
 
@@ -441,13 +438,14 @@ def fit_dask(estimator, X, k):
     # 7. The flow merge on the summed cluster flows.
     _stage("flow merge")
     linked = parents
-    labels = components_from_parents(linked)
+    labels = first = components_from_parents(linked)
     if estimator.merge_threshold is not None:
         labels, parents = _merged(
             estimator,
             linked,
+            first,
             [
-                _delayed(_block_flows)(i, pb, o, labels, int(labels.max()) + 1)
+                _delayed(_block_flows)(i, pb, o, first, int(first.max()) + 1)
                 for i, pb, o in zip(indices, p, offsets)
             ],
         )
@@ -464,26 +462,26 @@ def fit_dask(estimator, X, k):
                 for i, c, o in zip(indices, cosines, offsets)
             ]
         )
-        merge_calibration = clone(similarity)._fit_shares(
+        refit = clone(similarity)._fit_shares(
             np.sum([c[0] for c in counts], axis=0),
             np.sum([c[1] for c in counts], axis=0),
             lo,
             hi,
         )
-        if merge_calibration.curve_.any():
-            first = components_from_parents(linked)
-            labels, parents = _merged(
-                estimator,
-                linked,
-                [
-                    _delayed(_recalibrated_flows)(
-                        i, c, merge_calibration, params, o, first, int(first.max()) + 1
-                    )
-                    for i, c, o in zip(indices, cosines, offsets)
-                ],
-            )
-        else:
-            merge_calibration = None
+        # A curve of zeros: no pair of the graph shares a cluster.
+        merge_calibration = refit if refit.curve_.any() else None
+    if merge_calibration is not None:
+        labels, parents = _merged(
+            estimator,
+            linked,
+            first,
+            [
+                _delayed(_recalibrated_flows)(
+                    i, c, merge_calibration, params, o, first, int(first.max()) + 1
+                )
+                for i, c, o in zip(indices, cosines, offsets)
+            ],
+        )
     duplicates = _compute(
         *[_delayed(_duplicates)(i, c, o) for i, c, o in zip(indices, cosines, offsets)]
     )

@@ -599,11 +599,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         with stage("recalibration"):
             merge_calibration = None
             if self._recalibrates(similarity):
-                merge_calibration = clone(similarity).fit_labels(
-                    indices, cosines, labels
-                )
-            if merge_calibration is not None and not merge_calibration.curve_.any():
-                merge_calibration = None  # no pair of the graph shares a cluster
+                refit = clone(similarity).fit_labels(indices, cosines, labels)
+                # A curve of zeros: no pair of the graph shares a cluster.
+                merge_calibration = refit if refit.curve_.any() else None
             if merge_calibration is not None:
                 # The density neighbours of the first merge (the first
                 # columns: rows are sorted by the first similarity), with
