@@ -186,6 +186,7 @@ def _cluster(args):
         tau=args.tau,
         similarity=similarity,
         merge_threshold=args.merge_threshold or None,
+        recalibrate=not args.no_recalibrate,
         n_jobs=args.n_jobs,
         verbose=args.verbose,
     )
@@ -454,6 +455,12 @@ def build_parser():
         default=0.18,
         help="smallest two-way flow score of a cluster merge; 0 turns the merge "
         "off (default %(default)s, the estimator's)",
+    )
+    cluster.add_argument(
+        "--no-recalibrate",
+        action="store_true",
+        help="merge once, with the first calibration: no second merge with the "
+        "calibration refitted to the first clustering",
     )
     cluster.add_argument(
         "--dim",

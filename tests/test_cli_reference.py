@@ -23,7 +23,7 @@ COMMANDS = [
     "--knn-method exact --knn-recall 0.9 --labels truth.npy --n-jobs 1 "
     "--device cpu --json -v",
     "cluster part1_test.bin --dim 32 --knn faiss_k_20.npz --k 20 "
-    "--output knn_labels.npy",
+    "--output knn_labels.npy --no-recalibrate",
     "evaluate labels.npy --labels truth.npy --features features.npy --bins 4 "
     "--figure report.png --name NDDe-TPDi --json",
     "evaluate part1_test.meta --labels part1_test.meta --features part1_test.bin "

@@ -101,6 +101,18 @@ def test_cli_cluster_writes_labels_and_prints_metrics(
     assert result["bcubed"]["f"] > 0.9
 
 
+@pytest.mark.parametrize("flags, recalibrate", [([], True), (["--no-recalibrate"], False)])
+def test_cli_recalibrate_switch_is_the_estimators(
+    benchmark_files, tmp_path, flags, recalibrate
+):
+    folder, X, _ = benchmark_files
+    out = tmp_path / "labels.npy"
+    argv = ["cluster", str(folder / "features.npy"), "--k", "20", "-o", str(out)]
+    assert main(argv + flags) == 0
+    expected = NDDeTPDiClustering(k=20, recalibrate=recalibrate).fit_predict(X)
+    np.testing.assert_array_equal(np.load(out), expected)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -147,6 +159,7 @@ def test_cli_defaults_are_the_estimators():
         argparse.ArgumentParser.parse_args = original
     assert seen["tau"] == est.tau and seen["k"] == est.k
     assert seen["merge_threshold"] == est.merge_threshold
+    assert (not seen["no_recalibrate"]) == est.recalibrate
 
 
 def test_version_and_a_note_when_labels_are_not_written(benchmark_files, capsys):
