@@ -101,7 +101,9 @@ def test_cli_cluster_writes_labels_and_prints_metrics(
     assert result["bcubed"]["f"] > 0.9
 
 
-@pytest.mark.parametrize("flags, recalibrate", [([], True), (["--no-recalibrate"], False)])
+@pytest.mark.parametrize(
+    "flags, recalibrate", [([], True), (["--no-recalibrate"], False)]
+)
 def test_cli_recalibrate_switch_is_the_estimators(
     benchmark_files, tmp_path, flags, recalibrate
 ):
