@@ -18,6 +18,7 @@ from sklearn_ndde import (
     transition_matrix,
 )
 from sklearn_ndde.datasets import make_face_embeddings
+from sklearn_ndde.io import knn_to_graph
 from sklearn_ndde.metrics import (
     bcubed_precision_recall_fscore,
     bin_range,
@@ -49,11 +50,13 @@ _, parents = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.2)
 _, parents = link_saturated_peaks(
     parents, est.density_, est.neighbors_, est.pair_similarities_, X, est.similarity_
 )
-# The merge weighs the flows with the calibration refitted to the first
-# clustering (recalibrate=True, the default).
-s = est.merge_calibration_.pair_similarity(X, est.neighbors_)
-P = transition_matrix(est.neighbors_, s, sigma=0.5, top=20)
-labels, parents = merge_by_flow(parents, P)
+# The merge weighs the flows of the 20 density neighbours with the
+# calibration refitted to the first clustering (recalibrate=True, the
+# default), and needs a pair more likely one identity than not.
+top = est.neighbors_[:, :20]
+s = est.merge_calibration_.pair_similarity(X, top)
+P = transition_matrix(top, s, sigma=0.5)
+labels, parents = merge_by_flow(parents, P, connectivity=knn_to_graph(top, s >= 0.5))
 print(f"tau=0.2: {labels.max() + 1} clusters, {np.sum(parents == -1)} roots")
 print(f"defaults: {est.n_clusters_} clusters, {np.sum(est.parents_ == -1)} roots")
 

@@ -23,7 +23,8 @@ with the functions of the single-machine path applied to one block:
   integers;
 - recalibration: the fine cosine histogram of the pairs, split by the
   first clustering, summed over the blocks; the refitted curve on the
-  client; the merge again on the blocks' flows of its similarities.
+  client; the merge again on the blocks' flows of its similarities and
+  their counts of likely pairs between clusters.
 
 No stage holds an ``(n, k)`` array on one worker or on the client: a block
 holds its own rows, the rows of its neighbours and ``n``-long vectors.
@@ -45,7 +46,7 @@ from ._knn_dask import (
     checked_blocks,
     gather_rows,
 )
-from ._merge import merge_on_flows, pair_flows
+from ._merge import likely_pairs, merge_on_flows, pair_flows
 from ._ndde import _duplicate_links, _sort_by_similarity
 from ._peaks import (
     components_from_parents,
@@ -243,21 +244,29 @@ def _recalibrated_flows(
     indices, cosines, similarity, params, offset, labels, n_clusters
 ):
     """:func:`_block_flows` of the density transitions of ``similarity``
-    over the same neighbours as the first (the ``top`` first columns)."""
+    over the same neighbours as the first (the ``top`` first columns), and
+    the counts of their :func:`likely_pairs` between clusters."""
     top = params["top"]
     s = np.clip(similarity.calibrate(cosines[:, :top]), 0.0, 1.0)
+    rows, cols = likely_pairs(indices[:, :top], s, offset)
+    connected = pair_flows(rows, cols, np.ones(rows.size), labels, n_clusters)
     p = row_softmax(s.astype(np.float32), params["density_sigma"])
-    return _block_flows(indices, p, offset, labels, n_clusters)
+    return _block_flows(indices, p, offset, labels, n_clusters), connected
 
 
-def _merged(estimator, linked, labels, flows):
+def _merged(estimator, linked, labels, flows, connected=None):
     """:func:`merge_on_flows` from the links ``linked`` (not modified), their
-    clusters ``labels`` and the blocks' delayed cluster ``flows``, summed
-    pairwise on the workers (exact in any order, as the density): one
-    matrix comes to the client."""
-    (F,) = _compute(_pairwise_sum(flows))
+    clusters ``labels``, the blocks' delayed cluster ``flows`` and counts of
+    ``connected`` pairs (None: no constraint), each summed pairwise on the
+    workers (exact in any order, as the density): one matrix each comes to
+    the client."""
+    if connected is None:
+        (F,) = _compute(_pairwise_sum(flows))
+    else:
+        F, connected = _compute(_pairwise_sum(flows), _pairwise_sum(connected))
+        connected = connected.tocsr()
     return merge_on_flows(
-        linked.copy(), labels, F.tocsr(), estimator.merge_threshold, 10
+        linked.copy(), labels, F.tocsr(), estimator.merge_threshold, 10, connected
     )
 
 
@@ -471,16 +480,18 @@ def fit_dask(estimator, X, k):
         # A curve of zeros: no pair of the graph shares a cluster.
         merge_calibration = refit if refit.curve_.any() else None
     if merge_calibration is not None:
+        flows = [
+            _delayed(_recalibrated_flows, nout=2)(
+                i, c, merge_calibration, params, o, first, int(first.max()) + 1
+            )
+            for i, c, o in zip(indices, cosines, offsets)
+        ]
         labels, parents = _merged(
             estimator,
             linked,
             first,
-            [
-                _delayed(_recalibrated_flows)(
-                    i, c, merge_calibration, params, o, first, int(first.max()) + 1
-                )
-                for i, c, o in zip(indices, cosines, offsets)
-            ],
+            [f for f, _ in flows],
+            [connected for _, connected in flows],
         )
     duplicates = _compute(
         *[_delayed(_duplicates)(i, c, o) for i, c, o in zip(indices, cosines, offsets)]

@@ -28,8 +28,30 @@ def pair_flows(rows, cols, mass, labels, n_clusters):
     return F
 
 
-def _best_targets(F, size, threshold):
-    """Each cluster's best larger partner, for the pairs scoring >= threshold.
+#: The refitted similarity from which a pair of samples may join their
+#: clusters in the second merge: more likely one identity than not.
+LIKELY_SAME = 0.5
+
+
+def likely_pairs(indices, similarities, offset=0):
+    """``(rows, cols)``: the pairs of the neighbour lists ``indices`` (of the
+    rows ``offset``, ``offset + 1``, ...) whose similarity is at least
+    :data:`LIKELY_SAME`."""
+    likely = similarities >= LIKELY_SAME
+    rows = offset + np.nonzero(likely)[0]
+    return rows, indices[likely]
+
+
+def _entries(M, rows, cols):
+    """``M[rows[i], cols[i]]`` for each ``i``, as a flat array (empty too)."""
+    if rows.size == 0:
+        return np.zeros(0, dtype=M.dtype)
+    return np.asarray(M[rows, cols]).ravel()
+
+
+def _best_targets(F, size, threshold, connected=None):
+    """Each cluster's best larger partner, for the pairs scoring >= threshold
+    (and, with ``connected``, holding a connected pair of samples).
 
     The score of ``a`` joining ``b`` is ``sqrt(F[a, b] * F[b, a]) / size[a]``:
     ``a`` must send much of its flow to ``b`` *and* receive flow back. A
@@ -50,9 +72,11 @@ def _best_targets(F, size, threshold):
         (size[b] == size[a]) & ((mass[b] > mass[a]) | ((mass[b] == mass[a]) & (b < a)))
     )
     a, b, out = a[larger], b[larger], out[larger]
-    back = np.asarray(F[b, a]).ravel()
-    score = np.sqrt(out * back) / size[a]
+    score = np.sqrt(out * _entries(F, b, a)) / size[a]
     keep = score >= threshold
+    if connected is not None:
+        a, b, score = a[keep], b[keep], score[keep]
+        keep = _entries(connected, a, b) + _entries(connected, b, a) > 0
     a, b, score = a[keep], b[keep], score[keep]
     # The best partner of each cluster: highest score, then smallest id.
     order = np.lexsort((b, -score, a))
@@ -68,10 +92,11 @@ def _best_targets(F, size, threshold):
         "P": ["sparse matrix"],
         "threshold": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "connectivity": ["sparse matrix", None],
     },
     prefer_skip_nested_validation=True,
 )
-def merge_by_flow(parents, P, *, threshold=0.18, max_iter=10):
+def merge_by_flow(parents, P, *, threshold=0.18, max_iter=10, connectivity=None):
     """Merge clusters that exchange much of the NDDe flow both ways.
 
     TPDi links two samples only when their transition rows overlap, so in
@@ -86,7 +111,9 @@ def merge_by_flow(parents, P, *, threshold=0.18, max_iter=10):
     directions keeps true singletons apart: all the neighbours of a lone
     face may belong to one large identity, but few of that identity's faces
     list it. The clusters merged are then merged again, up to ``max_iter``
-    rounds, until no pair qualifies.
+    rounds, until no pair qualifies. With ``connectivity``, two clusters
+    merge only when some sample of one is connected to some sample of the
+    other (as in :class:`~sklearn.cluster.AgglomerativeClustering`).
 
     Each merge links the root (peak) of ``a`` to the root of ``b``, so the
     links stay a forest with one root per cluster.
@@ -105,6 +132,12 @@ def merge_by_flow(parents, P, *, threshold=0.18, max_iter=10):
         at least 2, 5 and 10 faces); lower merges more.
     max_iter : int, default=10
         Rounds of merging at most.
+    connectivity : sparse matrix of shape (n_samples, n_samples), default=None
+        The pairs of samples that may join their clusters: a stored non-zero
+        entry ``(i, j)`` connects ``i`` and ``j`` (in either direction).
+        :class:`~sklearn_ndde.NDDeTPDiClustering` passes the pairs of its
+        second merge whose refitted similarity is at least 0.5 (more likely
+        one identity than not). None: no constraint.
 
     Returns
     -------
@@ -135,14 +168,33 @@ def merge_by_flow(parents, P, *, threshold=0.18, max_iter=10):
     n = P.shape[0]
     parents = check_parents(parents, n)
     labels = components_from_parents(parents)
-    flows = _cluster_flows(P, labels, labels.max() + 1 if n else 0)
-    return merge_on_flows(parents, labels, flows, threshold, max_iter)
+    n_clusters = labels.max() + 1 if n else 0
+    flows = _cluster_flows(P, labels, n_clusters)
+    connected = None
+    if connectivity is not None:
+        if connectivity.shape != (n, n):
+            raise ValueError(
+                f"connectivity must have shape ({n}, {n}) to match P, got "
+                f"{connectivity.shape}."
+            )
+        connectivity = sp.coo_matrix(connectivity)
+        stored = connectivity.data != 0
+        connected = pair_flows(
+            connectivity.row[stored],
+            connectivity.col[stored],
+            np.ones(int(stored.sum())),
+            labels,
+            n_clusters,
+        )
+    return merge_on_flows(parents, labels, flows, threshold, max_iter, connected)
 
 
-def merge_on_flows(parents, labels, F, threshold, max_iter):
+def merge_on_flows(parents, labels, F, threshold, max_iter, connected=None):
     """The rounds of :func:`merge_by_flow` from the cluster flows ``F`` of
-    the clusters ``labels`` (the Dask path sums ``F`` block by block); the
-    links ``parents`` are updated in place and returned with the labels."""
+    the clusters ``labels`` (the Dask path sums ``F`` block by block), and
+    the counts ``connected`` of connected sample pairs between clusters
+    (None: no constraint); the links ``parents`` are updated in place and
+    returned with the labels."""
     n = parents.shape[0]
     roots = np.flatnonzero(parents < 0)
     n_clusters = labels.max() + 1 if n else 0
@@ -152,7 +204,7 @@ def merge_on_flows(parents, labels, F, threshold, max_iter):
     root[labels[roots]] = roots
     size = np.bincount(labels, minlength=n_clusters).astype(np.float64)
     for _ in range(max_iter):
-        moving, target = _best_targets(F, size, threshold)
+        moving, target = _best_targets(F, size, threshold, connected)
         if moving.size == 0:
             break
         parents[root[moving]] = root[target]
@@ -172,6 +224,8 @@ def merge_on_flows(parents, labels, F, threshold, max_iter):
             shape=(n_clusters, n_merged),
         )
         F = (B.T @ F @ B).tocsr()
+        if connected is not None:
+            connected = (B.T @ connected @ B).tocsr()
         size = np.bincount(merged, weights=size, minlength=n_merged)
         root, n_clusters = new_root, n_merged
     return components_from_parents(parents), parents

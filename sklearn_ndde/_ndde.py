@@ -22,7 +22,7 @@ from ._knn import (
 )
 from ._knn_dask import is_dask_array
 from ._memory import check_memory, fit_bytes
-from ._merge import merge_by_flow
+from ._merge import likely_pairs, merge_by_flow
 from ._peaks import components_from_parents, density_peaks, link_saturated_peaks
 from ._progress import log, progress
 from ._tpdi import tpdi
@@ -155,7 +155,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
        often the graph's pairs share a cluster after step 8
        (:meth:`~sklearn_ndde.similarity.CalibratedCosineSimilarity.fit_labels`),
        and the merge of step 8 made again, from the links of step 7, with
-       the flows of the refitted similarities.
+       the flows of the refitted similarities; two clusters merge only when
+       some density pair between them is more likely one identity than not
+       (refitted similarity at least 0.5).
 
     Every intermediate result is kept as a fitted attribute, so a user can
     re-run the last steps with another ``tau``::
@@ -165,11 +167,13 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             parents, est.density_, est.neighbors_, est.pair_similarities_, X,
             est.similarity_)
         # The merge weighs the flows with the calibration refitted to the
-        # first clustering (recalibrate), est.pair_similarities_ without.
-        s = est.merge_calibration_.pair_similarity(X, est.neighbors_)
-        P = transition_matrix(est.neighbors_, s, sigma=est.density_sigma,
-                              top=est.density_k)
-        labels, parents = merge_by_flow(parents, P)
+        # first clustering (recalibrate), over the density neighbours, and
+        # needs a pair of the two clusters more likely one identity than not.
+        top = est.neighbors_[:, :est.density_k]
+        s = est.merge_calibration_.pair_similarity(X, top)
+        P = transition_matrix(top, s, sigma=est.density_sigma)
+        likely = knn_to_graph(top, s >= 0.5)  # from sklearn_ndde.io
+        labels, parents = merge_by_flow(parents, P, connectivity=likely)
 
     Parameters
     ----------
@@ -605,17 +609,24 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             if merge_calibration is not None:
                 # The density neighbours of the first merge (the first
                 # columns: rows are sorted by the first similarity), with
-                # the refitted similarities.
+                # the refitted similarities; a merge needs a pair of the two
+                # clusters that is more likely one identity than not.
                 top = min(int(self.density_k), k)
+                refitted = merge_calibration.calibrate(cosines[:, :top])
                 P = transition_matrix(
-                    indices[:, :top],
-                    merge_calibration.calibrate(cosines[:, :top]),
-                    sigma=self.density_sigma,
+                    indices[:, :top], refitted, sigma=self.density_sigma
+                )
+                rows, cols = likely_pairs(indices[:, :top], refitted)
+                connectivity = sp.csr_matrix(
+                    (np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=P.shape
                 )
                 labels, parents = merge_by_flow(
-                    linked, P, threshold=self.merge_threshold
+                    linked,
+                    P,
+                    threshold=self.merge_threshold,
+                    connectivity=connectivity,
                 )
-                del P
+                del P, refitted, connectivity
             duplicates = _duplicate_links(indices, cosines)
             if duplicates[0].size:
                 labels = components_from_parents(parents, duplicates)

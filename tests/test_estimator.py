@@ -22,6 +22,7 @@ from sklearn_ndde import (
     transition_matrix,
 )
 from sklearn_ndde.datasets import make_face_embeddings
+from sklearn_ndde.io import knn_to_graph
 from sklearn_ndde.metrics import (
     bcubed_fscore,
     bcubed_precision_recall_fscore,
@@ -65,10 +66,17 @@ def rerun_links(est, X, tau):
         paper, est.density_, est.neighbors_, est.pair_similarities_, X, est.similarity_
     )
     # The merge weighs the flows with the calibration refitted to the first
-    # clustering (recalibrate=True).
-    s = est.merge_calibration_.pair_similarity(X, est.neighbors_)
-    P = transition_matrix(est.neighbors_, s, sigma=est.density_sigma, top=20)
-    return paper, parents, merge_by_flow(parents, P, threshold=est.merge_threshold)
+    # clustering (recalibrate=True), over the density neighbours, and needs a
+    # pair more likely one identity than not.
+    top = est.neighbors_[:, : est.density_k]
+    s = est.merge_calibration_.pair_similarity(X, top)
+    P = transition_matrix(top, s, sigma=est.density_sigma)
+    likely = knn_to_graph(top, s >= 0.5)
+    return (
+        paper,
+        parents,
+        merge_by_flow(parents, P, threshold=est.merge_threshold, connectivity=likely),
+    )
 
 
 def test_rerun_last_step_from_fitted_attributes(faces):

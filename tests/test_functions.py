@@ -696,6 +696,50 @@ def test_merge_by_flow_joins_a_fragment_not_a_lone_face():
     np.testing.assert_array_equal(labels, [0, 0, 0, 1, 2])
 
 
+def test_merge_by_flow_merges_only_connected_clusters():
+    # {0, 1} and {2, 3} exchange flow both ways; sample 4 is a fragment of
+    # {2, 3}. Each merge needs a stored non-zero pair between the clusters.
+    P = sp.csr_matrix(
+        np.array(
+            [
+                [0.5, 0.3, 0.2, 0.0, 0.0],
+                [0.3, 0.5, 0.0, 0.2, 0.0],
+                [0.2, 0.0, 0.4, 0.2, 0.2],
+                [0.0, 0.2, 0.2, 0.4, 0.2],
+                [0.0, 0.0, 0.5, 0.5, 0.0],
+            ]
+        )
+    )
+    parents = np.array([-1, 0, -1, 2, -1])
+
+    def connect(pairs, values=None, n=5):
+        rows, cols = np.array(pairs).T
+        values = np.ones(len(pairs)) if values is None else np.array(values)
+        return sp.csr_matrix((values, (rows, cols)), shape=(n, n))
+
+    free, _ = merge_by_flow(parents, P, threshold=0.1)
+    np.testing.assert_array_equal(free, [0, 0, 0, 0, 0])
+    # 4 is connected to 3 (listed the other way round), 0 to nobody.
+    labels, merged = merge_by_flow(
+        parents, P, threshold=0.1, connectivity=connect([(3, 4)])
+    )
+    np.testing.assert_array_equal(labels, [0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(merged, [-1, 0, -1, 2, 2])
+    # A stored zero connects nothing; a pair across does, through merges.
+    explicit_zero = connect([(3, 4), (0, 2)], values=[1.0, 0.0])
+    assert explicit_zero.nnz == 2
+    labels, _ = merge_by_flow(parents, P, threshold=0.1, connectivity=explicit_zero)
+    np.testing.assert_array_equal(labels, [0, 0, 1, 1, 1])
+    labels, _ = merge_by_flow(
+        parents, P, threshold=0.1, connectivity=connect([(3, 4), (4, 1)])
+    )
+    np.testing.assert_array_equal(labels, free)
+    with pytest.raises(ValueError, match=r"connectivity must have shape \(5, 5\)"):
+        merge_by_flow(parents, P, connectivity=sp.identity(4, format="csr"))
+    with pytest.raises(ValueError, match="connectivity"):
+        merge_by_flow(parents, P, connectivity=np.ones((5, 5)))
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_merge_by_flow_keeps_a_forest_and_only_merges(seed):
     rng = np.random.default_rng(seed)
