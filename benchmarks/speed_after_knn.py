@@ -157,11 +157,17 @@ def run_once(folder):
         t = time.perf_counter()
         from sklearn.base import clone
 
+        from sklearn_ndde._merge import likely_connectivity
+
         refit = clone(sim).fit_labels(indices, cosines, labels)
-        P = transition_matrix(
-            indices[:, :20], refit.calibrate(cosines[:, :20]), sigma=0.5
+        refitted = refit.calibrate(cosines[:, :20])
+        P = transition_matrix(indices[:, :20], refitted, sigma=0.5)
+        labels, _ = merge_by_flow(
+            parents,
+            P,
+            threshold=defaults.merge_threshold,
+            connectivity=likely_connectivity(indices[:, :20], refitted),
         )
-        labels, _ = merge_by_flow(parents, P, threshold=defaults.merge_threshold)
         times["recalibration"] = time.perf_counter() - t
     times["total"] = sum(v for key, v in times.items() if "not in total" not in key)
     times["extra_memory_gb"] = peak_rss_gb() - rss0

@@ -42,6 +42,16 @@ def likely_pairs(indices, similarities, offset=0):
     return rows, indices[likely]
 
 
+def likely_connectivity(indices, similarities):
+    """The :func:`likely_pairs` of the neighbour lists of all ``n`` samples,
+    as the sparse ``(n, n)`` ``connectivity`` of :func:`merge_by_flow`."""
+    rows, cols = likely_pairs(indices, similarities)
+    n = indices.shape[0]
+    return sp.csr_matrix(
+        (np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n)
+    )
+
+
 def _entries(M, rows, cols):
     """``M[rows[i], cols[i]]`` for each ``i``, as a flat array (empty too)."""
     if rows.size == 0:

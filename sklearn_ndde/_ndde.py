@@ -22,7 +22,7 @@ from ._knn import (
 )
 from ._knn_dask import is_dask_array
 from ._memory import check_memory, fit_bytes
-from ._merge import likely_pairs, merge_by_flow
+from ._merge import likely_connectivity, merge_by_flow
 from ._peaks import components_from_parents, density_peaks, link_saturated_peaks
 from ._progress import log, progress
 from ._tpdi import tpdi
@@ -616,17 +616,13 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 P = transition_matrix(
                     indices[:, :top], refitted, sigma=self.density_sigma
                 )
-                rows, cols = likely_pairs(indices[:, :top], refitted)
-                connectivity = sp.csr_matrix(
-                    (np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=P.shape
-                )
                 labels, parents = merge_by_flow(
                     linked,
                     P,
                     threshold=self.merge_threshold,
-                    connectivity=connectivity,
+                    connectivity=likely_connectivity(indices[:, :top], refitted),
                 )
-                del P, refitted, connectivity
+                del P, refitted
             duplicates = _duplicate_links(indices, cosines)
             if duplicates[0].size:
                 labels = components_from_parents(parents, duplicates)
