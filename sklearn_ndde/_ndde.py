@@ -168,7 +168,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             est.similarity_)
         # The merge weighs the flows with the calibration refitted to the
         # first clustering (recalibrate), over the density neighbours, and
-        # needs a pair of the two clusters more likely one identity than not.
+        # needs a pair of the two clusters more likely one identity than not
+        # (without recalibrate: merge_by_flow(parents, P) with the P of
+        # est.pair_similarities_).
         top = est.neighbors_[:, :est.density_k]
         s = est.merge_calibration_.pair_similarity(X, top)
         P = transition_matrix(top, s, sigma=est.density_sigma)
@@ -227,7 +229,11 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         half of a weak embedding model's (an ArcFace MobileFaceNet's run
         from 0.3 to 0.9); a pure first clustering sees them. The merge then
         starts again from the links of ``tau`` (the density, TPDi and links
-        keep the first calibration). Applies with the flow merge and a
+        keep the first calibration), and two clusters merge only when some
+        density pair between them has a refitted similarity of at least
+        0.5: the flow of a lone face goes to its neighbours however unlike
+        them it is, the refitted probability says whether any is likely the
+        same person. Applies with the flow merge and a
         training-free similarity that has ``fit_labels`` (the default one),
         and when some pair of the first clustering shares a cluster.
     knn_method : {"auto", "exact", "ivf", "pynndescent"}, default="auto"
@@ -289,8 +295,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         training-free one).
     merge_calibration_ : CalibratedCosineSimilarity or None
         The calibration refitted to the first clustering, whose
-        similarities weighted the second flow merge (``recalibrate``);
-        None when there was none.
+        similarities weighted the second flow merge and chose the pairs
+        that may join two clusters (``recalibrate``); None when there was
+        none.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
