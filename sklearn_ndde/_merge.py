@@ -44,10 +44,11 @@ def likely_pairs(indices, similarities, offset=0):
 
 def likely_connectivity(indices, similarities):
     """The :func:`likely_pairs` of the neighbour lists of all ``n`` samples,
-    as the sparse ``(n, n)`` ``connectivity`` of :func:`merge_by_flow`."""
+    as the sparse ``(n, n)`` ``connectivity`` of :func:`merge_by_flow` (COO,
+    the format it reads: no sorting)."""
     rows, cols = likely_pairs(indices, similarities)
     n = indices.shape[0]
-    return sp.csr_matrix(
+    return sp.coo_matrix(
         (np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n)
     )
 
