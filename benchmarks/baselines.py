@@ -6,6 +6,7 @@ the best value, which is an upper bound on what a user would get without
 labels.
 """
 
+import numba
 import numpy as np
 from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering
 
@@ -47,23 +48,127 @@ def chinese_whispers(indices, similarities, threshold, n_iter=20, seed=0):
 
 def infomap(indices, similarities, threshold, seed=0):
     """Infomap (PyPI ``infomap``) on the kNN graph weighted by cosine."""
-    from infomap import Infomap
-
     n, k = indices.shape
-    im = Infomap(silent=True, two_level=True, seed=seed + 1, num_trials=1)
     keep = (similarities > threshold) & (indices != np.arange(n)[:, None])
     rows = np.repeat(np.arange(n), k)[keep.ravel()]
-    cols = indices.ravel()[keep.ravel()]
+    return _infomap_links(
+        n,
+        rows,
+        indices.ravel()[keep.ravel()],
+        similarities.ravel()[keep.ravel()],
+        seed=seed,
+    )
+
+
+def _infomap_links(n, rows, cols, weights, seed=0, directed=False):
+    """Infomap's two-level modules of the links ``rows -> cols``; every node
+    without a link is a cluster of its own."""
+    from infomap import Infomap
+
+    im = Infomap(
+        silent=True, two_level=True, directed=directed, seed=seed + 1, num_trials=1
+    )
     for node in range(n):
         im.add_node(node)
-    im.add_links(
-        zip(rows.tolist(), cols.tolist(), similarities.ravel()[keep.ravel()].tolist())
-    )
+    im.add_links(zip(rows.tolist(), cols.tolist(), np.asarray(weights).tolist()))
     im.run()
     labels = np.arange(n)
     for node, module in im.modules:
         labels[node] = module + n
     return labels
+
+
+@numba.njit(cache=True)
+def _nep_kernel(indices, P):
+    n, k = indices.shape
+    out = np.zeros((n, k))
+    position = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        for c in range(k):
+            position[indices[i, c]] = c
+        for x in range(k):
+            j = indices[i, x]
+            total = 0.0
+            for c in range(k):
+                m = position[indices[j, c]]
+                if m >= 0:
+                    total += P[i, m] + P[j, c]
+            out[i, x] = total / 2
+        for c in range(k):
+            position[indices[i, c]] = -1
+    return out
+
+
+def nep_similarity(indices, cosines, sigma=0.5):
+    """FC-ES's neighbour-based edge probability of every kNN pair (Liu 2024,
+    ``knn/nep_distance2.py`` of ``jumptoliujj/FC-ESER``): each row's softmax
+    of ``-|x_i - x_j|^2 / sigma`` over its list (self included), and for
+    the pair ``(i, j)`` half the summed transitions of ``i`` and of ``j``
+    to the neighbours they share."""
+    d2 = 2.0 - 2.0 * np.clip(np.asarray(cosines, dtype=np.float64), 0.0, 1.0)
+    P = np.exp(-d2 / sigma)
+    P /= P.sum(axis=1, keepdims=True)
+    return _nep_kernel(np.ascontiguousarray(indices, dtype=np.int64), P)
+
+
+def fc_es(indices, nep, theta, seed=0):
+    """FC-ES (Liu 2024, ``clustering/clusters.py``): each sample links to its
+    neighbours in cosine order while their NEP is at least ``theta`` and
+    stops at the first that is not (early stopping); directed Infomap on
+    the links weighted by NEP; a sample with no link of its own is a
+    cluster alone."""
+    n, k = indices.shape
+    ok = (nep >= theta) | (indices == np.arange(n)[:, None])
+    # Early stopping: only the unbroken run of qualifying neighbours from the
+    # head of the list.
+    run = np.cumprod(ok, axis=1).astype(bool)
+    keep = run & (indices != np.arange(n)[:, None])
+    rows = np.repeat(np.arange(n), k)[keep.ravel()]
+    labels = _infomap_links(
+        n,
+        rows,
+        indices.ravel()[keep.ravel()],
+        nep.ravel()[keep.ravel()],
+        seed=seed,
+        directed=True,
+    )
+    alone = ~keep.any(axis=1)
+    labels[alone] = 2 * n + np.flatnonzero(alone)
+    return labels
+
+
+def distance_grid(model):
+    """The issue's grids of cosine-distance thresholds: 0.02-0.12 for dlib's
+    tight cosines, 0.25-0.95 for the other models."""
+    if model.startswith("dlib"):
+        return np.round(np.arange(0.02, 0.12 + 1e-9, 0.005), 4)
+    return np.round(np.arange(0.25, 0.95 + 1e-9, 0.025), 4)
+
+
+#: FC-ES's thresholds on the NEP similarity.
+THETA_GRID = np.round(np.arange(0.03, 0.60 + 1e-9, 0.015), 4)
+
+
+def best_tuned_baselines(indices, cosines, y, model):
+    """Best BCubed F, with its threshold, of Infomap and Chinese whispers
+    (cosine distance thresholds of :func:`distance_grid`) and of FC-ES
+    (NEP thresholds :data:`THETA_GRID`) on the kNN graph, chosen on the
+    labels ``y``."""
+    best = {}
+    for method, cluster in [
+        ("Infomap", infomap),
+        ("Chinese whispers", chinese_whispers),
+    ]:
+        best[method] = max(
+            (bcubed_fscore(y, cluster(indices, cosines, 1.0 - t)), float(t))
+            for t in distance_grid(model)
+        )
+    nep = nep_similarity(indices, cosines)
+    best["FC-ES"] = max(
+        (bcubed_fscore(y, fc_es(indices, nep, theta)), float(theta))
+        for theta in THETA_GRID
+    )
+    return best
 
 
 def threshold_grid(similarities):

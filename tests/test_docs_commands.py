@@ -6,6 +6,7 @@ they name (``features.npy``, ``truth.npy``, a learn-to-cluster
 ``pip install`` lines and the test command itself are skipped.
 """
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -75,6 +76,28 @@ def workdir(tmp_path_factory):
     return folder
 
 
+#: The optional extra that installs each module a page may import.
+EXTRAS = {
+    "dask": "dask",
+    "distributed": "dask",
+    "dlib": "faces",
+    "face_recognition_models": "faces",
+    "torch": "torch",
+    "matplotlib": "plot",
+}
+
+
+def _missing_extra(code):
+    """``(module, extra)`` for the first module that ``code`` imports and
+    that is not installed, or None."""
+    for name in re.findall(r"^\s*(?:from|import)\s+(\w+)", code, re.M):
+        if name in EXTRAS and importlib.util.find_spec(name) is None:
+            return name, EXTRAS[name]
+    if "sklearn_ndde.faces" in code and not _has_dlib():
+        return "dlib", "faces"
+    return None
+
+
 def _has_dlib():
     try:
         import dlib  # noqa: F401
@@ -97,14 +120,34 @@ def _run(command, folder):
     return proc
 
 
+def _is_photos(command):
+    return command.startswith("sklearn-ndde photos")
+
+
 @pytest.mark.parametrize("page", [ROOT / "README.md", *DOCS], ids=lambda p: p.name)
 def test_commands_run_as_written(page, workdir):
-    commands = _console_commands(page.read_text())
-    for command in commands:
-        if " photos " in command and not _has_dlib():
-            continue  # needs the optional extra: pip install "sklearn-ndde[faces]"
+    for command in _console_commands(page.read_text()):
+        if _is_photos(command):
+            continue  # test_photos_commands_run_as_written
         if "demo" in command and "--n-samples" not in command:
             command += " --n-samples 300"  # the same job, smaller
+        _run(command, workdir)
+
+
+PHOTO_PAGES = [
+    p
+    for p in [ROOT / "README.md", *DOCS]
+    if any(map(_is_photos, _console_commands(p.read_text())))
+]
+
+
+@pytest.mark.parametrize("page", PHOTO_PAGES, ids=lambda p: p.name)
+def test_photos_commands_run_as_written(page, workdir):
+    if not _has_dlib():
+        pytest.skip(
+            'sklearn-ndde photos needs dlib (pip install "sklearn-ndde[faces]")'
+        )
+    for command in filter(_is_photos, _console_commands(page.read_text())):
         _run(command, workdir)
 
 
@@ -125,8 +168,13 @@ def test_python_blocks_run_as_written(page, workdir, monkeypatch, capsys):
     for block, output in blocks:
         if "fit_predict(X)  # X:" in block:
             continue  # the one-line teaser, X undefined on purpose
-        if "sklearn_ndde.faces" in block and not _has_dlib():
-            continue  # needs the optional extra: pip install "sklearn-ndde[faces]"
+        missing = _missing_extra(block)
+        if missing is not None:
+            # The page's later blocks build on this one: skip them all.
+            pytest.skip(
+                f"{page.name} needs {missing[0]} "
+                f'(pip install "sklearn-ndde[{missing[1]}]")'
+            )
         capsys.readouterr()
         exec(compile(block, str(page), "exec"), namespace)
         if output is not None:

@@ -18,7 +18,11 @@ LFW = ROOT.parent / "shared" / "data"
 @pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=str)
 def test_example_runs(script, capsys, monkeypatch):
     if "learned" in script.name:
-        pytest.importorskip("torch")
+        pytest.importorskip("torch", reason="the learned similarity needs torch")
+    if "import matplotlib" in script.read_text() and script.name != "photos_folder.py":
+        pytest.importorskip("matplotlib", reason="the example draws with matplotlib")
+    if script.name == "photos_folder.py" and importlib.util.find_spec("dlib") is None:
+        pytest.skip('the photos example needs dlib (pip install "sklearn-ndde[faces]")')
     if script.name.startswith("lfw_"):
         if not (LFW / "lfw_dlib128.npz").exists():
             pytest.skip("needs the LFW embeddings in ../shared/data")
