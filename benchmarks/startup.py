@@ -4,7 +4,9 @@ Writes ``make_face_embeddings(3000, 300, dim=256)`` to a temporary ``.npy``,
 runs ``python -m sklearn_ndde cluster FILE`` once to warm the caches (numba's
 compiled kernels, the file system), then ``--repeats`` more times, each in
 a new process, and prints the median wall time next to the time the command
-itself reports for the clustering.
+itself reports for the clustering. Then the time to the error message of a
+bad call (a missing file, an option out of range, a bad output suffix), the
+median of ``--repeats`` fresh processes each.
 
     python benchmarks/startup.py [--n 3000] [--repeats 5]
 """
@@ -39,11 +41,31 @@ def main():
             proc = subprocess.run(command, check=True, capture_output=True, text=True)
             walls.append(time.perf_counter() - start)
             inside.append(json.loads(proc.stdout)["seconds"])
+        bad_calls = {
+            "missing file": ["missing.npy"],
+            "--tau 3": [str(path), "--tau", "3"],
+            "-o labels.txt": [str(path), "-o", "labels.txt"],
+        }
+        errors = {}
+        for name, extra in bad_calls.items():
+            bad = [sys.executable, "-m", "sklearn_ndde", "cluster", *extra]
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                proc = subprocess.run(bad, capture_output=True, text=True)
+                times.append(time.perf_counter() - start)
+                assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+            errors[name] = np.median(times)
     print(
         f"sklearn-ndde cluster on {args.n:,} x 256 faces, fresh process, median of "
         f"{args.repeats}: {np.median(walls):.2f} s wall, of which the clustering "
         f"{np.median(inside):.2f} s"
     )
+    for name, seconds in errors.items():
+        print(
+            f"bad call ({name}): one-line error after {seconds:.2f} s "
+            f"(median of {args.repeats} fresh processes)"
+        )
 
 
 if __name__ == "__main__":

@@ -91,6 +91,12 @@ def _demo(args):
             ],
         ),
     ]
+    # The numba kernels compile on their first use after an install (and load
+    # from numba's cache afterwards): done here, so that the table times
+    # the clustering alone.
+    start = time.perf_counter()
+    NDDeTPDiClustering(k=10).fit(X[:200])
+    warm_up = time.perf_counter() - start
     rows, reports = [], {}
     for name, grid in methods:
         best = None
@@ -114,7 +120,11 @@ def _demo(args):
         reports[name.split(" (")[0]] = hard_cluster_report(
             y, best[1], X, n_bins=min(5, np.unique(y).size)
         )
-    result = {"n_samples": int(X.shape[0]), "methods": rows}
+    result = {
+        "n_samples": int(X.shape[0]),
+        "methods": rows,
+        "warm_up_seconds": round(warm_up, 3),
+    }
     figure_note = None
     if args.figure and not args.no_figure:
         try:
@@ -130,6 +140,11 @@ def _demo(args):
         "(sklearn_ndde.datasets.make_face_embeddings)"
     )
     print("Baselines at their best parameter, chosen on the labels; NDDe untuned.")
+    if warm_up > 1.0:
+        print(
+            f"(The kernels compiled first, in {warm_up:.1f} s: once after an "
+            "install; later runs load them from numba's cache.)"
+        )
     print(
         f"{'method':32s} {'BCubed P':>9s} {'BCubed R':>9s} {'BCubed F':>9s} "
         f"{'pair F':>7s} {'time':>7s}  parameter"
@@ -147,8 +162,30 @@ def _demo(args):
     return 0
 
 
+def _check_range(name, value, low, high=None, low_open=False):
+    """A one-line error unless ``low <= value <= high`` (``low < value``
+    with ``low_open``); checked before the heavy imports, so that a bad
+    option is reported at once."""
+    if value is None:
+        return
+    too_low = value <= low if low_open else value < low
+    if too_low or (high is not None and value > high):
+        bound = f"above {low}" if low_open else f"at least {low}"
+        span = bound if high is None else f"{bound} and at most {high}"
+        raise ValueError(f"{name} must be {span}, got {value}.")
+
+
+def _check_cluster_options(args):
+    _check_range("--k", args.k, 2)
+    _check_range("--tau", args.tau, 0, 1, low_open=True)
+    _check_range("--merge-threshold", args.merge_threshold, 0)
+    _check_range("--knn-recall", args.knn_recall, 0, 1, low_open=True)
+    _check_range("--dim", args.dim, 1)
+    if args.n_jobs == 0:
+        raise ValueError("--n-jobs must be a positive count or -1 (all), not 0.")
+
+
 def _cluster(args):
-    from . import NDDeTPDiClustering
     from .io import (
         check_output_path,
         knn_to_graph,
@@ -158,6 +195,7 @@ def _cluster(args):
         save_labels,
     )
 
+    _check_cluster_options(args)
     if args.model and args.knn:
         raise ValueError(
             "--model scores pairs from the features' neighbourhoods; it cannot be "
@@ -169,11 +207,6 @@ def _cluster(args):
             (".npy", ".csv"),
             [args.features, args.knn, args.labels, args.model],
         )
-    similarity = None
-    if args.model:
-        from .similarity import TransformerSimilarity
-
-        similarity = TransformerSimilarity.load(args.model, device=args.device)
     X = load_features(args.features, dim=args.dim)
     # The ground truth is read and checked before the work, not after it.
     y = load_labels(args.labels) if args.labels else None
@@ -181,6 +214,21 @@ def _cluster(args):
         raise ValueError(
             f"{args.labels} holds {y.size} labels for {X.shape[0]} samples."
         )
+    if args.knn:
+        indices, distances = load_knn(args.knn)
+        if indices.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"The kNN file has {indices.shape[0]} rows, the features {X.shape[0]}."
+            )
+    similarity = None
+    if args.model:
+        from .similarity import TransformerSimilarity
+
+        similarity = TransformerSimilarity.load(args.model, device=args.device)
+    # scikit-learn, scipy and numba load only now, once the input is known
+    # to be good: a bad path or option is reported at once.
+    from . import NDDeTPDiClustering
+
     params = dict(
         k=args.k,
         tau=args.tau,
@@ -192,11 +240,6 @@ def _cluster(args):
     )
     start = time.perf_counter()
     if args.knn:
-        indices, distances = load_knn(args.knn)
-        if indices.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"The kNN file has {indices.shape[0]} rows, the features {X.shape[0]}."
-            )
         est = NDDeTPDiClustering(metric="precomputed", **params)
         labels = est.fit_predict(knn_to_graph(indices, distances))
     else:
@@ -280,18 +323,31 @@ def _evaluate(args):
     for name in ("pairwise", "bcubed"):
         p, r, f = result[name].values()
         print(f"{name:9s} precision {p:.4f} recall {r:.4f} F {f:.4f}")
-    print(
-        f"{'bin':>14s} {'range':>13s} {'ids':>6s} {'faces':>7s} {'BCubed P':>9s} "
-        f"{'BCubed R':>9s} {'BCubed F':>9s}"
-    )
-    for row in result["hard_clusters"]:
-        span = bin_range(row)
+    titles = {
+        "size": "Identities by size (faces per identity)",
+        "sparsity": "Identities by sparsity: 1 - mean cosine between the faces of "
+        "one identity (0 identical, 1 unrelated; identities of 2 or more faces)",
+    }
+    for by, title in titles.items():
+        rows = [row for row in result["hard_clusters"] if row["by"] == by]
+        if not rows:
+            continue
+        print(f"\n{title}")
+        if len(rows) < n_bins:
+            print(
+                f"{len(rows)} bins, not {n_bins}: identities of equal {by} share "
+                "a bin, so that no two bins overlap."
+            )
         print(
-            f"{row['by'] + ' ' + str(row['bin']):>14s} {span:>13s} "
-            f"{row['n_identities']:6d} {row['n_samples']:7d} "
-            f"{row['bcubed_precision']:9.4f} {row['bcubed_recall']:9.4f} "
-            f"{row['bcubed_f']:9.4f}"
+            f"{'range':>11s} {'ids':>6s} {'faces':>7s} {'BCubed P':>9s} "
+            f"{'BCubed R':>9s} {'BCubed F':>9s}"
         )
+        for row in rows:
+            print(
+                f"{bin_range(row):>11s} {row['n_identities']:6d} "
+                f"{row['n_samples']:7d} {row['bcubed_precision']:9.4f} "
+                f"{row['bcubed_recall']:9.4f} {row['bcubed_f']:9.4f}"
+            )
     if args.figure:
         print(f"Hard-cluster figure written to {args.figure}")
     return 0
@@ -339,7 +395,7 @@ def _train(args):
 
 
 def _photos(args):
-    from .faces import FaceEmbedder, run_photos
+    from .faces import NOT_A_PICTURE, FaceEmbedder, run_photos
 
     if args.output is None:
         raise ValueError("photos needs an output folder: -o OUT_DIR.")
@@ -363,14 +419,24 @@ def _photos(args):
     if args.json:
         print(_to_json(result))
         return 0
+    others = [s["file"] for s in result["skipped"] if s["reason"] == NOT_A_PICTURE]
     for item in result["skipped"]:
-        print(f"skipped {item['file']}: {item['reason']}")
+        if item["reason"] != NOT_A_PICTURE:
+            print(f"not read: {item['file']}: {item['reason']}")
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        print(f"left out {len(others)} files that are not JPEG or PNG: {shown}")
+    cached = result["photos"] - result["detected_photos"]
     print(
-        f"{result['faces']} faces in {result['photos']} photos "
-        f"({result['detected_photos']} searched now, the rest from the cache): "
-        f"{result['people']} people, {result['unassigned']} faces unassigned, in "
-        f"{result['seconds']:.1f} s. Open {Path(args.output) / 'index.html'}; name "
-        f"the people in {Path(args.output) / 'people.csv'}."
+        f"{result['faces']} faces in {result['photos']} photos"
+        + (
+            f" ({result['detected_photos']} searched now, {cached} from the cache)"
+            if cached
+            else ""
+        )
+        + f": {result['people']} people, {result['unassigned']} faces unassigned, "
+        f"in {result['seconds']:.1f} s. Open {Path(args.output) / 'index.html'}; "
+        f"name the people in {Path(args.output) / 'people.csv'}."
     )
     return 0
 

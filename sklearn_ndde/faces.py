@@ -46,6 +46,9 @@ __all__ = [
 #: Suffixes read as pictures (any case); other files are listed as skipped.
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
+#: The reason given for a skipped file whose suffix is not a picture's.
+NOT_A_PICTURE = "not a JPEG or PNG file"
+
 _CACHE = "embeddings.npz"
 _STATE = "state.json"
 _PEOPLE = "people.csv"
@@ -54,7 +57,8 @@ _MARKER = ".made-by-sklearn-ndde"
 
 _MISSING_EXTRA = (
     "The photos front end needs dlib and its face models: "
-    'pip install "sklearn-ndde[faces]"'
+    'pip install "sklearn-ndde[faces]" (in a clone of the repository: '
+    'pip install -e ".[faces]")'
 )
 
 
@@ -93,7 +97,7 @@ def find_photos(folder, exclude=()):
             if Path(name).suffix.lower() in PHOTO_SUFFIXES:
                 photos.append(rel)
             else:
-                skipped.append((rel, "not a JPEG or PNG file"))
+                skipped.append((rel, NOT_A_PICTURE))
     return sorted(photos), sorted(skipped)
 
 
@@ -520,7 +524,11 @@ h1 {{ font-size: 1.4em; }}
 <body>
 <h1>{title}</h1>
 <p>{summary}</p>
+<p>To name a person, write the name in the <code>name</code> column of
+<code>people.csv</code> beside this page; the next run keeps it and shows it
+here.</p>
 {rows}
+{skipped}
 <script>
 for (const img of document.images) {{
   const mark = () => img.dataset.loaded = img.naturalWidth > 0 ? "yes" : "no";
@@ -561,15 +569,21 @@ def _write_index(out_dir, people, unassigned, n_photos, skipped):
     summary = (
         f"{n_faces} faces in {n_photos} photos: {len(people)} people, "
         f"{len(unassigned)} faces unassigned"
-        + (
-            f", {len(skipped)} files skipped (see the command's output)"
-            if skipped
-            else ""
-        )
+        + (f", {len(skipped)} files not read (listed below)" if skipped else "")
         + "."
     )
+    listed = ""
+    if skipped:
+        items = "".join(
+            f"<li>{html.escape(Path(rel).as_posix())}: {html.escape(reason)}</li>"
+            for rel, reason in skipped
+        )
+        listed = f'<h2 id="not-read">Files not read</h2><ul>{items}</ul>'
     page = _PAGE.format(
-        title="People", summary=html.escape(summary), rows="\n".join(rows)
+        title="People",
+        summary=html.escape(summary),
+        rows="\n".join(rows),
+        skipped=listed,
     )
     with _atomic_path(out_dir / "index.html") as tmp:
         tmp.write_text(page, encoding="utf-8")

@@ -205,6 +205,8 @@ def bin_range(row):
     if row["by"] == "size":
         low, high = int(row["low"]), int(row["high"])
         return f"{low}" if low == high else f"{low}-{high}"
+    if round(row["low"], 2) == round(row["high"], 2):
+        return f"{row['low']:.2f}"
     return f"{row['low']:.2f}-{row['high']:.2f}"
 
 
@@ -212,13 +214,15 @@ def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
     """Pairwise and BCubed scores per identity-size and per sparsity bin.
 
     True identities are sorted by size (and, when ``X`` is given, by
-    sparsity: one minus the mean pairwise cosine inside the identity), cut
+    sparsity: one minus the mean pairwise cosine inside the identity, 0 for
+    identical faces, 1 for unrelated ones, above 1 for opposed ones), cut
     into at most ``n_bins`` bins of about equal identity count, and each
     bin's samples are scored on their own, as in the paper's hard-cluster
     analysis. Bin 0 holds the smallest (or the densest) identities.
     Identities of equal size always share a bin, so the bins' ranges never
     overlap (with many identities of one size, fewer than ``n_bins`` bins
-    come back).
+    come back). The sparsity bins hold only the identities of at least two
+    samples: a single face has no pair to measure.
 
     Parameters
     ----------
@@ -236,7 +240,7 @@ def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
     report : list of dict
         One dict per bin with keys ``"by"`` (``"size"`` or ``"sparsity"``),
         ``"bin"``, ``"n_identities"``, ``"n_samples"``, ``"low"`` and
-        ``"high"`` (the bin's range of size or sparsity),
+        ``"high"`` (the bin's range: sizes as int, sparsities as float),
         ``"pairwise_precision"``, ``"pairwise_recall"``, ``"pairwise_f"``,
         ``"bcubed_precision"``, ``"bcubed_recall"``, ``"bcubed_f"``.
 
@@ -246,7 +250,7 @@ def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
     >>> rows = hard_cluster_report([0, 1, 1, 2, 2, 2], [0, 1, 1, 2, 2, 3],
     ...                            n_bins=3)
     >>> [(r["low"], r["high"], round(r["bcubed_f"], 3)) for r in rows]
-    [(1.0, 1.0, 1.0), (2.0, 2.0, 1.0), (3.0, 3.0, 0.714)]
+    [(1, 1, 1.0), (2, 2, 1.0), (3, 3, 0.714)]
     """
     labels_true = _check_labels(labels_true, "labels_true")
     labels_pred = _check_labels(labels_pred, "labels_pred")
@@ -265,7 +269,7 @@ def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
             f"n_bins must be between 1 and the number of identities ({ids.size}), "
             f"got {n_bins}."
         )
-    keys = [("size", counts.astype(np.float64))]
+    keys = [("size", counts, np.arange(ids.size))]
     if X is not None:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] != labels_true.size:
@@ -273,11 +277,17 @@ def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
                 f"X must have shape (n_samples={labels_true.size}, n_features), "
                 f"got {X.shape}."
             )
-        keys.append(("sparsity", _identity_sparsity(X, labels_true)[0]))
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or infinity.")
+        pairs = np.flatnonzero(counts > 1)
+        if pairs.size:
+            sparsity = _identity_sparsity(X, labels_true)[0]
+            keys.append(("sparsity", sparsity, pairs))
     report = []
-    for by, value in keys:
-        order = np.argsort(value, kind="stable")
-        for b, members in enumerate(_bins_without_split_ties(order, value, n_bins)):
+    for by, value, candidates in keys:
+        order = candidates[np.argsort(value[candidates], kind="stable")]
+        bins = _bins_without_split_ties(order, value, min(n_bins, order.size))
+        for b, members in enumerate(bins):
             mask = np.isin(inverse, members)
             pp, pr, pf = pairwise_precision_recall_fscore(
                 labels_true[mask], labels_pred[mask]
@@ -291,8 +301,8 @@ def hard_cluster_report(labels_true, labels_pred, X=None, *, n_bins=5):
                     "bin": b,
                     "n_identities": int(members.size),
                     "n_samples": int(mask.sum()),
-                    "low": float(value[members].min()),
-                    "high": float(value[members].max()),
+                    "low": value[members].min().item(),
+                    "high": value[members].max().item(),
                     "pairwise_precision": pp,
                     "pairwise_recall": pr,
                     "pairwise_f": pf,

@@ -252,3 +252,22 @@ def test_cli_warning_is_one_line_of_ours(benchmark_files, tmp_path):
         "sklearn-ndde: warning: k=80 is larger than the number of samples (50); "
         "using k=50."
     ]
+
+
+def test_evaluate_labels_bins_by_range_and_says_why_there_are_fewer(tmp_path, capsys):
+    # 12 single faces and 3 identities of 4: the sizes make 2 bins, not 5.
+    y = np.concatenate([np.arange(12), np.repeat([20, 21, 22], 4)])
+    X = np.random.default_rng(0).standard_normal((y.size, 8))
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "X.npy", X)
+    argv = ["evaluate", str(tmp_path / "y.npy"), "--labels", str(tmp_path / "y.npy")]
+    assert main([*argv, "--features", str(tmp_path / "X.npy"), "--bins", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "2 bins, not 3: identities of equal size share a bin" in out
+    assert "1 - mean cosine between the faces of one identity" in out
+    size_lines = out.split("Identities by size")[1].split("Identities by")[0]
+    ranges = [line.split()[0] for line in size_lines.splitlines()[3:] if line.strip()]
+    assert ranges == ["1", "4"]  # sizes as integers, no bin number
+    assert main([*argv, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["hard_clusters"]
+    assert [(r["low"], r["high"]) for r in rows] == [(1, 1), (4, 4)]

@@ -85,3 +85,23 @@ def test_hard_cluster_report_bins():
 def test_metric_bad_input(t, p, error, match):
     with pytest.raises(error, match=match):
         bcubed_precision_recall_fscore(t, p)
+
+
+def test_hard_cluster_report_sizes_are_integers_and_singletons_have_no_sparsity():
+    t = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3])
+    X = np.random.default_rng(0).standard_normal((t.size, 4))
+    rows = hard_cluster_report(t, t, X, n_bins=3)
+    sizes = [r for r in rows if r["by"] == "size"]
+    assert all(type(r["low"]) is int and type(r["high"]) is int for r in sizes)
+    sparse = [r for r in rows if r["by"] == "sparsity"]
+    # The single face of identity 0 has no pair: 3 identities in the bins.
+    assert sum(r["n_identities"] for r in sparse) == 3
+    assert all(isinstance(r["low"], float) for r in sparse)
+
+
+def test_hard_cluster_report_refuses_nan_features():
+    t = np.array([0, 0, 1, 1])
+    X = np.ones((4, 3))
+    X[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        hard_cluster_report(t, t, X, n_bins=2)
