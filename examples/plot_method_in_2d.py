@@ -16,6 +16,8 @@ so ``k`` matters more here than on real data.
 """
 
 # %%
+import sys
+
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
@@ -53,4 +55,6 @@ print(
 
 # %%
 ax = plot_density_peaks(X, est)
+if len(sys.argv) > 1:  # python examples/plot_method_in_2d.py docs/_static/method.png
+    ax.figure.savefig(sys.argv[1], dpi=80, bbox_inches="tight")
 plt.show()

@@ -1,7 +1,6 @@
 """The examples and the README's code run as written."""
 
 import importlib.util
-import re
 import runpy
 import subprocess
 import sys
@@ -44,14 +43,6 @@ def test_example_runs(script, capsys, monkeypatch):
     if script.name.startswith("lfw_"):
         # Both similarities clustered the test split, with a report each.
         assert out.count("BCubed P") == 2 and "identities of 1-1 faces" in out
-
-
-def test_readme_python_block_runs():
-    text = (ROOT / "README.md").read_text()
-    block = re.search(r"## Use\n\n```python\n(.*?)```", text, re.S).group(1)
-    namespace = {}
-    exec(compile(block, "README.md", "exec"), namespace)
-    assert namespace["search"].best_score_ > 0.9
 
 
 def test_demo_command_prints_table_and_writes_the_figure(tmp_path):
