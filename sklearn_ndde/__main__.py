@@ -180,7 +180,6 @@ def _check_cluster_options(args):
     _check_range("--tau", args.tau, 0, 1, low_open=True)
     _check_range("--merge-threshold", args.merge_threshold, 0)
     _check_range("--knn-recall", args.knn_recall, 0, 1, low_open=True)
-    _check_range("--dim", args.dim, 1)
     if args.n_jobs == 0:
         raise ValueError("--n-jobs must be a positive count or -1 (all), not 0.")
 
