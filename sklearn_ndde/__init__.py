@@ -13,6 +13,7 @@ _WHERE = {
     "NDDeTPDiClustering": "._ndde",
     "density_peaks": "._peaks",
     "knn_graph": "._knn",
+    "link_isolated_peaks": "._peaks",
     "link_saturated_peaks": "._peaks",
     "merge_by_flow": "._merge",
     "ndde_density": "._density",

@@ -49,11 +49,16 @@ from ._knn_dask import (
 from ._merge import likely_pairs, merge_on_flows, pair_flows
 from ._ndde import _duplicate_links, _sort_by_similarity
 from ._peaks import (
+    ISOLATED_DENSITY,
+    ISOLATED_SIMILARITY,
+    MIN_SHARED,
     components_from_parents,
     denser_in_list,
+    isolated_links,
     link_saturated_peaks,
     links_below_tau,
     rank_by_density,
+    shared_fraction,
 )
 from ._progress import log
 from ._transition import row_softmax
@@ -64,6 +69,9 @@ from .similarity._calibrated import (
     _included,
     _pair_histograms,
     _same_cluster,
+    background_level,
+    random_pair_cosines,
+    row_hashes,
 )
 
 
@@ -126,6 +134,12 @@ def _value_ranges(indices, cosines, offset):
         else:
             out.append((values.size, float(values.min()), float(values.max())))
     return out
+
+
+def _hashes(block):
+    """:func:`row_hashes` of a block's unit rows (as the single-machine path
+    hashes its unit rows)."""
+    return row_hashes(_unit(block))
 
 
 def _histogram(indices, cosines, offset, with_duplicates, lo, hi):
@@ -222,15 +236,38 @@ def _block_parents(indices, distances, rank, tau, offset):
     return links_below_tau(column, indices, distances, tau)
 
 
-def _saturated_in_list(indices, s, cosines, parents, rank, offset, threshold):
-    """The saturated peaks of a block (see :func:`link_saturated_peaks`),
-    with :func:`denser_in_list`'s candidate and its cosine for each."""
+def _calibrated(calibration, cosines):
+    """The similarities of ``calibration`` for ``cosines``, as the
+    transitions read them."""
+    return np.clip(calibration.calibrate(cosines), 0.0, 1.0).astype(np.float32)
+
+
+def _saturated_in_list(indices, cosines, parents, rank, offset, threshold, sim):
+    """The saturated peaks of a block under the similarity ``sim`` (see
+    :func:`link_saturated_peaks`), with :func:`denser_in_list`'s candidate
+    and its cosine for each."""
+    s = _calibrated(sim, cosines)
     rows = offset + np.arange(indices.shape[0])
     own = indices == rows[:, None]
     saturated = ((s >= threshold) | own).all(axis=1) & ~own.all(axis=1)
     at = np.flatnonzero((parents < 0) & saturated)
     candidate, cosine = denser_in_list(rows[at], indices[at], cosines[at], rank)
     return rows[at], candidate, cosine
+
+
+def _isolated(indices, cosines, parents, density, rank, offset, sim):
+    """:func:`link_isolated_peaks`'s links of a block's rows (global ids)
+    under the similarity ``sim``."""
+    own = density[offset : offset + parents.size]
+    rows = offset + np.flatnonzero((parents < 0) & (own < ISOLATED_DENSITY))
+    local = rows - offset
+    return isolated_links(
+        rows,
+        indices[local],
+        _calibrated(sim, cosines[local]),
+        rank,
+        ISOLATED_SIMILARITY,
+    )
 
 
 def _block_flows(indices, p, offset, labels, n_clusters):
@@ -376,7 +413,13 @@ def fit_dask(estimator, X, k):
     sample = _histogram_quantiles(
         np.sum(histograms, axis=0), lo, hi, n_values, similarity.n_quantiles
     )
-    similarity._fit_sample(sample)
+    # Where unrelated samples sit in a list, from random pairs of rows
+    # gathered to the client (as the single-machine path reads its unit rows).
+    hashes = np.concatenate(_compute(*[_delayed(_hashes)(block) for block in rows]))
+    background = background_level(
+        random_pair_cosines(hashes, lambda ids: _unit(blocks.gather(rows, ids))), n, k
+    )
+    similarity._fit_sample(sample, background)
 
     # 3. Pair similarities, transitions and the NDDe density.
     _stage("transitions and NDDe")
@@ -439,9 +482,10 @@ def fit_dask(estimator, X, k):
 
     # 6. Saturated peaks, solved on the rows they reach in two steps.
     _stage("saturated peaks")
+    peaks = parents
     if estimator.link_saturated:
         parents = _link_saturated(
-            blocks, rows, indices, s, cosines, parents, rank, similarity, offsets
+            blocks, rows, indices, cosines, peaks.copy(), rank, similarity, offsets
         )
 
     # 7. The flow merge on the summed cluster flows.
@@ -480,16 +524,41 @@ def fit_dask(estimator, X, k):
         # A curve of zeros: no pair of the graph shares a cluster.
         merge_calibration = refit if refit.curve_.any() else None
     if merge_calibration is not None:
+        # The links again under the refitted similarities: the saturated
+        # peaks, then the peaks that no neighbour lists (per block).
+        relinked = peaks.copy()
+        if estimator.link_saturated:
+            relinked = _link_saturated(
+                blocks,
+                rows,
+                indices,
+                cosines,
+                relinked,
+                rank,
+                merge_calibration,
+                offsets,
+            )
+        isolated = _compute(
+            *[
+                _delayed(_isolated)(
+                    i, c, relinked[o : o + size], density, rank, o, merge_calibration
+                )
+                for i, c, o, size in zip(indices, cosines, offsets, blocks.sizes)
+            ]
+        )
+        for linked_rows, targets in isolated:
+            relinked[linked_rows] = targets
+        second = components_from_parents(relinked)
         flows = [
             _delayed(_recalibrated_flows, nout=2)(
-                i, c, merge_calibration, params, o, first, int(first.max()) + 1
+                i, c, merge_calibration, params, o, second, int(second.max()) + 1
             )
             for i, c, o in zip(indices, cosines, offsets)
         ]
         labels, parents = _merged(
             estimator,
-            linked,
-            first,
+            relinked,
+            second,
             [f for f, _ in flows],
             [connected for _, connected in flows],
         )
@@ -530,19 +599,23 @@ def fit_dask(estimator, X, k):
     }
 
 
-def _link_saturated(blocks, rows, indices, s, cosines, parents, rank, sim, offsets):
-    """:func:`link_saturated_peaks` on Dask. Each block finds its saturated
-    peaks and the best denser sample in their own lists (most peaks have
-    one); the client links those the calibration judges the same identity,
-    and solves the rest, with the rows they reach in two kNN steps,
-    gathered (a few per cent of the peaks: never an ``(n, k)`` array)."""
+def _link_saturated(blocks, rows, indices, cosines, parents, rank, sim, offsets):
+    """:func:`link_saturated_peaks` on Dask, under the similarity ``sim``
+    (a calibration of the cosine). Each block finds its saturated peaks and
+    the best denser sample in their own lists (most peaks have one); the
+    client links those the calibration judges the same identity, and solves
+    the rest, with the rows they reach in two kNN steps, gathered (a few per
+    cent of the peaks: never an ``(n, k)`` array). A link needs the two
+    lists to share ``min_shared`` of their samples, checked on the client
+    on the gathered lists of the linked peaks and their candidates."""
     threshold = 0.5
+    before = parents
     found = _compute(
         *[
             _delayed(_saturated_in_list)(
-                i, sb, c, parents[o : o + size], rank, o, threshold
+                i, c, parents[o : o + size], rank, o, threshold, sim
             )
-            for i, sb, c, o, size in zip(indices, s, cosines, offsets, blocks.sizes)
+            for i, c, o, size in zip(indices, cosines, offsets, blocks.sizes)
         ]
     )
     peaks = np.concatenate([f[0] for f in found])
@@ -554,8 +627,32 @@ def _link_saturated(blocks, rows, indices, s, cosines, parents, rank, sim, offse
     same[listed] = np.asarray(sim.calibrate(cosine[listed])) >= threshold
     parents[peaks[same]] = candidate[same]
     peaks = peaks[~listed]
-    if peaks.size == 0:
+    if peaks.size:
+        _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks)
+    return _with_shared_lists(blocks, indices, before, parents)
+
+
+def _with_shared_lists(blocks, indices, before, parents):
+    """``parents`` without the new links (those ``before`` lacks) whose two
+    kNN lists share less than :func:`link_saturated_peaks`'s
+    ``min_shared``."""
+    new = np.flatnonzero((before < 0) & (parents >= 0))
+    if new.size == 0:
         return parents
+    ids = np.unique(np.concatenate([new, parents[new]]))
+    lists = blocks.gather(indices, ids)
+    at = np.searchsorted(ids, new)
+    to = np.searchsorted(ids, parents[new])
+    apart = shared_fraction(lists[at], lists[to]) < MIN_SHARED
+    parents[new[apart]] = -1
+    return parents
+
+
+def _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks):
+    """Links, in ``parents``, the saturated ``peaks`` with no denser sample
+    in their own lists to the one :func:`link_saturated_peaks` finds two kNN
+    steps away, on the rows they reach, gathered."""
+    threshold = 0.5
     peak_rows = blocks.gather(indices, peaks)
     first = np.unique(peak_rows)
     first_rows = blocks.gather(indices, first)
@@ -566,10 +663,10 @@ def _link_saturated(blocks, rows, indices, s, cosines, parents, rank, sim, offse
     idx = np.repeat(np.arange(m)[:, None], k, axis=1)
     idx[local(universe, first)] = local(universe, first_rows)
     idx[local(universe, peaks)] = local(universe, peak_rows)
-    sims = np.zeros((m, k), dtype=np.float32)
-    sims[local(universe, peaks)] = blocks.gather(s, peaks)
     cos = np.full((m, k), -1.0, dtype=np.float32)
     cos[local(universe, peaks)] = blocks.gather(cosines, peaks)
+    sims = np.zeros((m, k), dtype=np.float32)
+    sims[local(universe, peaks)] = _calibrated(sim, cos[local(universe, peaks)])
     local_parents = np.zeros(m, dtype=np.intp)
     local_parents[:] = -1
     # Only these peaks may link (none has a denser sample in its own list,
@@ -583,12 +680,12 @@ def _link_saturated(blocks, rows, indices, s, cosines, parents, rank, sim, offse
         _unit(blocks.gather(rows, universe)),
         sim,
         threshold=threshold,
+        min_shared=0.0,  # checked for every new link by _with_shared_lists
         cosines=cos,
     )
     at = local(universe, peaks)
     found = linked[at] >= 0
     parents[peaks[found]] = universe[linked[at][found]]
-    return parents
 
 
 def predict_dask(estimator, Xq, query_zero, tie_tolerance):

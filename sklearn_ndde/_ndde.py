@@ -23,7 +23,12 @@ from ._knn import (
 from ._knn_dask import is_dask_array
 from ._memory import check_memory, fit_bytes
 from ._merge import likely_connectivity, merge_by_flow
-from ._peaks import components_from_parents, density_peaks, link_saturated_peaks
+from ._peaks import (
+    components_from_parents,
+    density_peaks,
+    link_isolated_peaks,
+    link_saturated_peaks,
+)
 from ._progress import log, progress
 from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
@@ -153,26 +158,32 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
        flow both ways merged (:func:`merge_by_flow`);
     9. with ``recalibrate``, the training-free calibration refitted to how
        often the graph's pairs share a cluster after step 8
-       (:meth:`~sklearn_ndde.similarity.CalibratedCosineSimilarity.fit_labels`),
-       and the merge of step 8 made again, from the links of step 7, with
-       the flows of the refitted similarities; two clusters merge only when
-       some density pair between them is more likely one identity than not
-       (refitted similarity at least 0.5).
+       (:meth:`~sklearn_ndde.similarity.CalibratedCosineSimilarity.fit_labels`);
+       the links of steps 6-7 made again from the density peaks with the
+       refitted similarities, plus a link for each peak that hardly any
+       neighbour lists to a very alike denser neighbour
+       (:func:`link_isolated_peaks`); and the merge of step 8 made again
+       from those links, with the flows of the refitted similarities; two
+       clusters merge only when some density pair between them is more
+       likely one identity than not (refitted similarity at least 0.5).
 
     Every intermediate result is kept as a fitted attribute, so a user can
     re-run the last steps with another ``tau``::
 
-        _, parents = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.5)
-        labels, parents = link_saturated_peaks(
-            parents, est.density_, est.neighbors_, est.pair_similarities_, X,
-            est.similarity_)
-        # The merge weighs the flows with the calibration refitted to the
-        # first clustering (recalibrate), over the density neighbours, and
-        # needs a pair of the two clusters more likely one identity than not
-        # (without recalibrate: merge_by_flow(parents, P) with the P of
+        _, peaks = density_peaks(est.density_, est.neighbors_, est.tpdi_, tau=0.5)
+        # The second pass, with the calibration refitted to the first
+        # clustering (recalibrate): the links, then the merge over the
+        # density neighbours, which needs a pair of the two clusters more
+        # likely one identity than not (without recalibrate:
+        # link_saturated_peaks with est.pair_similarities_ and
+        # est.similarity_, then merge_by_flow(parents, P) with the P of
         # est.pair_similarities_).
-        top = est.neighbors_[:, :est.density_k]
-        s = est.merge_calibration_.pair_similarity(X, top)
+        cal = est.merge_calibration_
+        s = cal.pair_similarity(X, est.neighbors_)
+        _, parents = link_saturated_peaks(
+            peaks, est.density_, est.neighbors_, s, X, cal)
+        _, parents = link_isolated_peaks(parents, est.density_, est.neighbors_, s)
+        top, s = est.neighbors_[:, :est.density_k], s[:, :est.density_k]
         P = transition_matrix(top, s, sigma=est.density_sigma)
         likely = knn_to_graph(top, s >= 0.5)  # from sklearn_ndde.io
         labels, parents = merge_by_flow(parents, P, connectivity=likely)
@@ -221,19 +232,24 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         merges more; None gives the links alone (the paper's rule with
         ``link_saturated=False`` and ``tau=0.7``).
     recalibrate : bool, default=True
-        Make the flow merge a second time, with the calibration refitted to
-        the first clustering: the share of the graph's pairs that it puts
-        in one cluster, as a non-decreasing function of the cosine
-        (``merge_calibration_``). The mixture of the first calibration must
-        guess the shape of the same-identity cosines, and misses the lower
-        half of a weak embedding model's (an ArcFace MobileFaceNet's run
-        from 0.3 to 0.9); a pure first clustering sees them. The merge then
-        starts again from the links of ``tau`` (the density, TPDi and links
-        keep the first calibration), and two clusters merge only when some
-        density pair between them has a refitted similarity of at least
-        0.5: the flow of a lone face goes to its neighbours however unlike
-        them it is, the refitted probability says whether any is likely the
-        same person. Applies with the flow merge and a
+        Make the links and the flow merge a second time, with the
+        calibration refitted to the first clustering: the share of the
+        graph's pairs that it puts in one cluster, as a non-decreasing
+        function of the cosine (``merge_calibration_``). The mixture of the
+        first calibration must guess the shape of the same-identity
+        cosines, and misses the lower half of a weak embedding model's (an
+        ArcFace MobileFaceNet's run from 0.3 to 0.9); a pure first
+        clustering sees them. From the density peaks of ``tau`` (the
+        density, TPDi and peaks keep the first calibration), the saturated
+        peaks are linked again under the refitted similarities, each peak
+        that hardly any neighbour lists links to a denser neighbour when
+        that pair is very likely one identity (:func:`link_isolated_peaks`:
+        the faces at the edge of an identity much larger than the density
+        neighbourhood receive no flow back), and two clusters merge only
+        when some density pair between them has a refitted similarity of
+        at least 0.5: the flow of a lone face goes to its neighbours however
+        unlike them it is, the refitted probability says whether any is
+        likely the same person. Applies with the flow merge and a
         training-free similarity that has ``fit_labels`` (the default one),
         and when some pair of the first clustering shares a cluster.
     knn_method : {"auto", "exact", "ivf", "pynndescent"}, default="auto"
@@ -295,9 +311,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         training-free one).
     merge_calibration_ : CalibratedCosineSimilarity or None
         The calibration refitted to the first clustering, whose
-        similarities weighted the second flow merge and chose the pairs
-        that may join two clusters (``recalibrate``); None when there was
-        none.
+        similarities made the links again, weighted the second flow merge
+        and chose the pairs that may join two clusters (``recalibrate``);
+        None when there was none.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -568,7 +584,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                     )
 
         with stage("pair similarity"):
-            similarity = self._fitted_similarity(indices, cosines)
+            similarity = self._fitted_similarity(indices, cosines, out["_fit_X"])
             s = self._pair_similarity(
                 similarity, X if not precomputed else None, indices, cosines
             )
@@ -586,18 +602,11 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             del Q
 
         with stage("density peaks"):
-            labels, parents = density_peaks(density, indices, distances, tau=self.tau)
-            if self.link_saturated and not precomputed:
-                labels, parents = link_saturated_peaks(
-                    parents,
-                    density,
-                    indices,
-                    s,
-                    out["_fit_X"],
-                    similarity,
-                    cosines=cosines,
-                    n_jobs=self.n_jobs,
-                )
+            labels, peaks = density_peaks(density, indices, distances, tau=self.tau)
+            parents = self._saturated_links(
+                peaks, density, indices, s, out, similarity, cosines
+            )
+            labels = components_from_parents(parents)
 
         with stage("flow merge"):
             linked = parents
@@ -614,17 +623,24 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 # A curve of zeros: no pair of the graph shares a cluster.
                 merge_calibration = refit if refit.curve_.any() else None
             if merge_calibration is not None:
-                # The density neighbours of the first merge (the first
-                # columns: rows are sorted by the first similarity), with
-                # the refitted similarities; a merge needs a pair of the two
-                # clusters that is more likely one identity than not.
+                # The links again with the refitted similarities (the
+                # saturated peaks, then the peaks that no neighbour lists);
+                # then the merge over the density neighbours of the first
+                # (the first columns: rows are sorted by the first
+                # similarity). A merge needs a pair of the two clusters that
+                # is more likely one identity than not.
+                refitted = merge_calibration.calibrate(cosines)
+                relinked = self._saturated_links(
+                    peaks, density, indices, refitted, out, merge_calibration, cosines
+                )
+                _, relinked = link_isolated_peaks(relinked, density, indices, refitted)
                 top = min(int(self.density_k), k)
-                refitted = merge_calibration.calibrate(cosines[:, :top])
+                refitted = refitted[:, :top]
                 P = transition_matrix(
                     indices[:, :top], refitted, sigma=self.density_sigma
                 )
                 labels, parents = merge_by_flow(
-                    linked,
+                    relinked,
                     P,
                     threshold=self.merge_threshold,
                     connectivity=likely_connectivity(indices[:, :top], refitted),
@@ -649,6 +665,23 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         if hasattr(self, "feature_names_in_"):
             out["feature_names_in_"] = self.feature_names_in_
         return out
+
+    def _saturated_links(self, peaks, density, indices, s, out, similarity, cosines):
+        """The density peaks' links ``peaks`` with the saturated peaks
+        linked under the similarities ``s`` of ``similarity`` (with
+        ``link_saturated`` and the embeddings at hand), as a new array."""
+        if not self.link_saturated or out["_fit_X"] is None:
+            return peaks.copy()
+        return link_saturated_peaks(
+            peaks,
+            density,
+            indices,
+            s,
+            out["_fit_X"],
+            similarity,
+            cosines=cosines,
+            n_jobs=self.n_jobs,
+        )[1]
 
     def _recalibrates(self, similarity):
         """Whether the fit merges again with a calibration refitted to its
@@ -777,9 +810,13 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             reset=reset,
         )
 
-    def _fitted_similarity(self, indices, cosines):
+    def _fitted_similarity(self, indices, cosines, X):
+        """The pair similarity fitted on the graph (a training-free one; the
+        calibration also reads random pairs of the unit rows ``X``)."""
         if self.similarity is None:
-            return CalibratedCosineSimilarity().fit_neighbors(indices, cosines)
+            return CalibratedCosineSimilarity().fit_neighbors(indices, cosines, X=X)
+        if isinstance(self.similarity, CalibratedCosineSimilarity):
+            return clone(self.similarity).fit_neighbors(indices, cosines, X=X)
         if hasattr(self.similarity, "fit_neighbors"):
             return clone(self.similarity).fit_neighbors(indices, cosines)
         if self.metric == "precomputed":

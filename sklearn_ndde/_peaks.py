@@ -150,6 +150,134 @@ def links_below_tau(column, indices, distances, tau):
     return parents
 
 
+#: The share of a saturated peak's kNN list that its candidate's list must
+#: hold too (``link_saturated_peaks``'s ``min_shared``).
+MIN_SHARED = 0.1
+#: A peak below this NDDe density, and a link at least this similar, for
+#: ``link_isolated_peaks`` (``max_density``, ``threshold``).
+ISOLATED_DENSITY = 0.5
+ISOLATED_SIMILARITY = 0.9
+
+
+def shared_fraction(a, b):
+    """For each row, the share of the ids of ``a[row]`` that ``b[row]``
+    holds too (rows of distinct ids, such as kNN lists; ``-1`` counts as
+    no id)."""
+    a, b = np.asarray(a), np.asarray(b)
+    both = np.sort(np.concatenate([a, b], axis=1), axis=1)
+    repeated = (both[:, 1:] == both[:, :-1]) & (both[:, 1:] >= 0)
+    return repeated.sum(axis=1) / a.shape[1]
+
+
+@validate_params(
+    {
+        "parents": ["array-like"],
+        "density": ["array-like"],
+        "indices": ["array-like"],
+        "similarities": ["array-like"],
+        "max_density": [Interval(numbers.Real, 0, None, closed="neither")],
+        "threshold": [Interval(numbers.Real, 0, 1, closed="both")],
+    },
+    prefer_skip_nested_validation=True,
+)
+def link_isolated_peaks(
+    parents,
+    density,
+    indices,
+    similarities,
+    *,
+    max_density=ISOLATED_DENSITY,
+    threshold=ISOLATED_SIMILARITY,
+):
+    """Link the peaks that hardly any neighbour lists to a very alike denser
+    neighbour.
+
+    A sample's NDDe density is the flow it receives from the samples that
+    list it. In an identity much larger than the density neighbourhood,
+    the faces at its edge are listed by nobody (each face of the identity
+    has closer ones to list): they receive almost no flow, so neither TPDi
+    nor the two-way flow of :func:`merge_by_flow` can join them, however
+    alike they are, and each stays a cluster of its own. A peak whose
+    density is below ``max_density`` (the mean density of a cluster is 1)
+    links to its most similar denser neighbour (in the strict order of
+    :func:`density_peaks`; of equal similarities, the denser) when that
+    pair's similarity is at least ``threshold``. A face of its own,
+    with no such neighbour, stays a peak.
+
+    Parameters
+    ----------
+    parents : array-like of shape (n_samples,)
+        Links from :func:`density_peaks` or :func:`link_saturated_peaks`,
+        ``-1`` for peaks.
+    density : array-like of shape (n_samples,)
+        Density of each sample, as from :func:`ndde_density`.
+    indices : array-like of shape (n_samples, n_neighbors)
+        Neighbour ids of each sample.
+    similarities : array-like of shape (n_samples, n_neighbors)
+        Same-identity probabilities aligned with ``indices``.
+    max_density : float > 0, default=0.5
+        Largest density of a peak that is linked.
+    threshold : float in [0, 1], default=0.9
+        Smallest similarity of the link: a pair nine times more likely one
+        identity than not, since no flow back confirms it.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,)
+        Consecutive cluster ids: the connected components of the links.
+    parents : ndarray of shape (n_samples,)
+        The links, isolated peaks linked; ``-1`` for the remaining peaks.
+
+    Examples
+    --------
+    Sample 2 receives no flow; its denser neighbour 1 is very likely its
+    identity, so it links there:
+
+    >>> import numpy as np
+    >>> from sklearn_ndde import link_isolated_peaks
+    >>> indices = np.array([[0, 1, 2], [1, 0, 2], [2, 1, 0]])
+    >>> similarities = np.array([[1.0, 0.95, 0.3], [1.0, 0.95, 0.3],
+    ...                          [1.0, 0.92, 0.3]])
+    >>> density = np.array([1.4, 1.5, 0.1])
+    >>> labels, parents = link_isolated_peaks([1, -1, -1], density, indices,
+    ...                                       similarities)
+    >>> parents
+    array([ 1, -1,  1])
+    """
+    indices, similarities = check_neighbors(indices, similarities)
+    n = indices.shape[0]
+    parents = check_parents(parents, n)
+    density = np.asarray(density, dtype=np.float64)
+    if density.shape != (n,):
+        raise ValueError(
+            f"density must have shape ({n},) to match indices, got {density.shape}."
+        )
+    rank = density_rank(density, indices)
+    rows = np.flatnonzero((parents < 0) & (density < max_density))
+    rows, candidate = isolated_links(
+        rows, indices[rows], similarities[rows], rank, threshold
+    )
+    parents[rows] = candidate
+    return components_from_parents(parents), parents
+
+
+def isolated_links(rows, indices, similarities, rank, threshold):
+    """The links of :func:`link_isolated_peaks` for the peaks ``rows`` (sample
+    ids) of low density, from their lists (``indices``, ``similarities``)
+    and the strict density order ``rank`` (the Dask path calls it block by
+    block). Returns the linked rows and their new parents."""
+    indices = np.asarray(indices, dtype=np.int64)
+    denser = rank[indices] > rank[rows][:, None]
+    masked = np.where(denser, similarities, -np.inf)
+    best = masked.max(axis=1, initial=-np.inf)
+    # Equal similarities (they saturate at 1) go to the denser sample, so
+    # that the order of the samples does not matter.
+    tied = denser & (masked == best[:, None])
+    column = np.argmax(np.where(tied, rank[indices], -1), axis=1)
+    alike = best >= threshold
+    return rows[alike], indices[alike, column[alike]]
+
+
 @validate_params(
     {
         "parents": ["array-like"],
@@ -159,6 +287,7 @@ def links_below_tau(column, indices, distances, tau):
         "X": ["array-like"],
         "similarity": [HasMethods(["pair_similarity"])],
         "threshold": [Interval(numbers.Real, 0, 1, closed="both")],
+        "min_shared": [Interval(numbers.Real, 0, 1, closed="both")],
         "cosines": ["array-like", None],
         "n_jobs": N_JOBS_CONSTRAINT,
     },
@@ -173,6 +302,7 @@ def link_saturated_peaks(
     similarity,
     *,
     threshold=0.5,
+    min_shared=MIN_SHARED,
     cosines=None,
     n_jobs=None,
 ):
@@ -188,8 +318,12 @@ def link_saturated_peaks(
     (in the strict order of :func:`density_peaks`), takes the one of highest
     cosine to it,
     and links to it when ``similarity`` judges the pair its own identity
-    too. The densest peak of an identity finds no denser sample and stays
-    a peak; every other sample keeps its link.
+    too and the two kNN lists share at least ``min_shared`` of their
+    samples. The densest peak of an identity finds no denser sample of its
+    own and stays a peak: a denser sample it reaches belongs to another
+    identity, and its list shares almost nothing with the peak's (0 to 5 %
+    of 80 neighbours in the cases measured on LFW, against 30 to 60 % for
+    two samples of one identity). Every other sample keeps its link.
 
     Parameters
     ----------
@@ -214,6 +348,9 @@ def link_saturated_peaks(
         the pair's cosine instead.
     threshold : float in [0, 1], default=0.5
         Smallest similarity of a same-identity pair.
+    min_shared : float in [0, 1], default=0.1
+        Smallest share of the peak's kNN list that the candidate's list
+        must hold too.
     cosines : array-like of shape (n_samples, n_neighbors), default=None
         The cosines of the pairs, aligned with ``indices``, for a graph of
         each sample's nearest neighbours by cosine (the estimator passes
@@ -235,26 +372,28 @@ def link_saturated_peaks(
 
     Examples
     --------
-    Two groups of one identity, {0, 1} and {2, 3}, with k = 2: peak 0
-    reaches the denser sample 2 through sample 1; peak 3, the densest,
-    stays a peak.
+    One identity in two groups, {0, 1, 4} and {2, 3}, with k = 3: peak 0
+    reaches the denser sample 2 through sample 1, whose list it shares;
+    peak 3, the densest, stays a peak.
 
     >>> import numpy as np
     >>> from sklearn_ndde import link_saturated_peaks
     >>> from sklearn_ndde.similarity import CalibratedCosineSimilarity
-    >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])
-    >>> indices = np.array([[0, 1], [1, 2], [2, 3], [3, 2]])
-    >>> similarities = np.ones((4, 2))
-    >>> parents = np.array([-1, 0, 3, -1])
-    >>> density = np.array([1.0, 0.5, 1.2, 1.7])
+    >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3],
+    ...               [0.95, 0.0]])
+    >>> indices = np.array([[0, 1, 4], [1, 2, 0], [2, 3, 1], [3, 2, 1],
+    ...                     [4, 0, 1]])
+    >>> similarities = np.ones((5, 3))
+    >>> parents = np.array([-1, 0, 3, -1, 0])
+    >>> density = np.array([1.0, 0.5, 1.2, 1.7, 0.3])
     >>> same = CalibratedCosineSimilarity().fit_neighbors(
     ...     [[0, 1], [1, 0]], [[1.0, 0.5], [1.0, 0.5]])
     >>> labels, parents = link_saturated_peaks(
     ...     parents, density, indices, similarities, X, same)
     >>> labels
-    array([0, 0, 0, 0])
+    array([0, 0, 0, 0, 0])
     >>> parents
-    array([ 2,  0,  3, -1])
+    array([ 2,  0,  3, -1,  0])
     """
     indices, similarities = check_neighbors(indices, similarities)
     n, k = indices.shape
@@ -299,6 +438,9 @@ def link_saturated_peaks(
                 peaks[far], indices, rank, Xn, max(1, min(far.size, threads))
             )
     found = candidates >= 0
+    found[found] = (
+        shared_fraction(indices[peaks[found]], indices[candidates[found]]) >= min_shared
+    )
     peaks, candidates = peaks[found], candidates[found]
     listed, cosine = listed[found], listed_cosine[found]
     if peaks.size and hasattr(similarity, "calibrate"):

@@ -303,19 +303,23 @@ def test_saturated_peaks_in_their_own_lists():
     X = rng.standard_normal((n, 16)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     indices, cosines = knn_graph(X, k, method="exact")
-    s = np.ones((n, k), dtype=np.float32)
     parents = np.full(n, -1)
     rank = rng.permutation(n).astype(np.int64)
     offset, stop = 50, 150
     rounded = np.round(cosines, 1)  # ties on purpose
+
+    class EveryPairAlike:
+        def calibrate(self, cosines):
+            return np.ones_like(cosines)
+
     peaks, candidate, cosine = _saturated_in_list(
         indices[offset:stop],
-        s[offset:stop],
         rounded[offset:stop],
         parents[offset:stop],
         rank,
         offset,
         0.5,
+        EveryPairAlike(),
     )
     np.testing.assert_array_equal(peaks, np.arange(offset, stop))
     for p, c, value in zip(peaks, candidate, cosine):
@@ -330,12 +334,12 @@ def test_saturated_peaks_in_their_own_lists():
     # With the graph's own cosines: the two-step search's answer.
     peaks, candidate, _ = _saturated_in_list(
         indices[offset:stop],
-        s[offset:stop],
         cosines[offset:stop],
         parents[offset:stop],
         rank,
         offset,
         0.5,
+        EveryPairAlike(),
     )
     listed = candidate >= 0
     far = nearest_denser_two_hops(peaks, indices.astype(np.int64), rank, X, 1)

@@ -580,7 +580,9 @@ class _Cosine:
         return np.clip(np.einsum("id,ikd->ik", Xn, Yn[indices]), 0, 1)
 
 
-def reference_link_saturated(parents, density, indices, sims, X, threshold):
+def reference_link_saturated(
+    parents, density, indices, sims, X, threshold, min_shared=0.1
+):
     """link_saturated_peaks, one peak at a time, in plain Python."""
     parents = list(parents)
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
@@ -596,7 +598,8 @@ def reference_link_saturated(parents, density, indices, sims, X, threshold):
         for j in sorted({int(j) for m in row for j in indices[m]}):
             if density[j] > density[i] and float(Xn[i] @ Xn[j]) > best_cos:
                 best, best_cos = j, float(Xn[i] @ Xn[j])
-        if best >= 0 and max(best_cos, 0.0) >= threshold:
+        shared = best >= 0 and len(set(row) & set(indices[best].tolist())) / k
+        if best >= 0 and max(best_cos, 0.0) >= threshold and shared >= min_shared:
             parents[i] = best
     return np.array(parents)
 

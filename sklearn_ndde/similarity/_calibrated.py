@@ -3,17 +3,83 @@
 import numbers
 
 import numpy as np
+from scipy.stats import norm
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._knn import DUPLICATE_GAP, knn_graph
+from .._knn import DUPLICATE_GAP, _normalize_rows, knn_graph
 from .._validation import check_neighbors
 from ._base import pair_cosines
 
 _GRID_SIZE = 4097
+
+#: Rows and random pairs drawn to measure the cosines of unrelated samples.
+_BACKGROUND_ROWS = 20_000
+_BACKGROUND_PAIRS = 200_000
+
+#: A mixture component this many standard deviations of the unrelated
+#: pairs' cosines above their expected level in a kNN list is same-identity.
+SAME_ABOVE_BACKGROUND = 1.5
+
+
+def row_hashes(X, columns=32, block=65536):
+    """A 64-bit hash of each row of ``X`` (its first ``columns`` features as
+    float32 bits), in blocks of rows: a key to draw rows by, the same
+    whatever the order of the rows."""
+    X = np.asarray(X)
+    multipliers = np.random.default_rng(0).integers(
+        1, 2**63, size=min(columns, X.shape[1]), dtype=np.uint64
+    )
+    hashes = np.empty(X.shape[0], dtype=np.uint64)
+    for start in range(0, X.shape[0], block):
+        part = np.ascontiguousarray(X[start : start + block, :columns], np.float32)
+        hashes[start : start + block] = (
+            part.view(np.uint32).astype(np.uint64) * multipliers
+        ).sum(axis=1)
+    return hashes
+
+
+def random_pair_cosines(hashes, rows_of):
+    """Cosines of ``_BACKGROUND_PAIRS`` random pairs among at most
+    ``_BACKGROUND_ROWS`` rows: those of lowest :func:`row_hashes`
+    ``hashes``, so that the pairs do not depend on the order of the rows.
+    ``rows_of(ids)`` reads the rows of sorted ids (the Dask path gathers
+    them from the blocks)."""
+    m = min(hashes.size, _BACKGROUND_ROWS)
+    chosen = np.argsort(hashes, kind="stable")[:m]
+    ids = np.sort(chosen)
+    units = _normalize_rows(np.asarray(rows_of(ids)), allow_zero=True)
+    units = units[np.searchsorted(ids, chosen)]  # in the order of the hashes
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, m, _BACKGROUND_PAIRS)
+    b = rng.integers(0, m, _BACKGROUND_PAIRS)
+    keep = a != b
+    return np.einsum("ij,ij->i", units[a[keep]], units[b[keep]], dtype=np.float64)
+
+
+def background_level(cosines, n_samples, n_neighbors):
+    """``(level, scale)``: where the unrelated samples of a kNN list sit.
+
+    A sample with no other face of its identity lists the ``n_neighbors``
+    best of ``n_samples`` unrelated samples: cosines near the
+    ``1 - n_neighbors / n_samples`` quantile of the unrelated pairs'
+    cosines. Those are measured on random pairs (``cosines``), most of
+    them unrelated: a normal law fitted to their median and interquartile
+    range (which the few same-identity pairs among them do not move) gives
+    the quantile, and its standard deviation is the scale.
+    """
+    cosines = np.asarray(cosines, dtype=np.float64)
+    if cosines.size < 100:
+        return None
+    low, median, high = np.quantile(cosines, [0.25, 0.5, 0.75])
+    scale = (high - low) / (2 * norm.ppf(0.75))
+    if not scale > 0:
+        return None
+    share = min(max(n_neighbors / max(n_samples, 1), 1e-12), 0.5)
+    return float(median + scale * norm.ppf(1 - share)), float(scale)
 
 
 def cosine_quantiles(similarities, n_quantiles, exclude=None):
@@ -159,7 +225,13 @@ class CalibratedCosineSimilarity(BaseEstimator):
     same_components_ : ndarray
         Components taken as "same identity": those above the widest gap
         between consecutive component means, in standard deviations of the
-        lower component; empty after :meth:`fit_labels`.
+        lower component, and those at least 1.5 standard deviations of the
+        unrelated pairs' cosines above ``background_``; empty after
+        :meth:`fit_labels`.
+    background_ : float or None
+        The cosine at which a sample's unrelated neighbours sit in its kNN
+        list, from random pairs of the embeddings (see :meth:`fit_neighbors`);
+        None without the embeddings and after :meth:`fit_labels`.
 
     Examples
     --------
@@ -209,9 +281,9 @@ class CalibratedCosineSimilarity(BaseEstimator):
         X = np.asarray(X)
         n_neighbors = min(self.n_neighbors, X.shape[0]) if X.ndim == 2 else 2
         indices, similarities = knn_graph(X, n_neighbors, method="exact")
-        return self.fit_neighbors(indices, similarities)
+        return self.fit_neighbors(indices, similarities, X=X)
 
-    def fit_neighbors(self, indices, similarities):
+    def fit_neighbors(self, indices, similarities, X=None):
         """Fit the calibration to the cosines of a kNN graph.
 
         Parameters
@@ -221,6 +293,13 @@ class CalibratedCosineSimilarity(BaseEstimator):
         (cosine within 1e-5 of 1), are left out unless nothing else is left.
         similarities : array-like of shape (n_samples, n_neighbors)
             Cosine similarities aligned with ``indices``.
+        X : array-like of shape (n_samples, n_features), default=None
+            The embeddings the graph was built from. Random pairs of them
+            say where unrelated samples sit in a kNN list
+            (``background_``): a component of the mixture far above that is
+            same-identity, even when no list holds unrelated samples to
+            fit a component of their own (every identity larger than the
+            lists). None: the mixture alone decides.
 
         Returns
         -------
@@ -229,12 +308,21 @@ class CalibratedCosineSimilarity(BaseEstimator):
         """
         self._validate_params()
         indices, similarities = check_neighbors(indices, similarities)
+        background = None
+        if X is not None:
+            X = np.asarray(X)
+            background = background_level(
+                random_pair_cosines(row_hashes(X), X.__getitem__),
+                indices.shape[0],
+                indices.shape[1],
+            )
         return self._fit_sample(
             cosine_quantiles(
                 similarities,
                 self.n_quantiles,
                 exclude=_pairs_left_out(indices, similarities),
-            )
+            ),
+            background,
         )
 
     def fit_labels(self, indices, similarities, labels):
@@ -289,14 +377,17 @@ class CalibratedCosineSimilarity(BaseEstimator):
         self.curve_ = _share_curve(total, shared, lo, hi, self.grid_)
         self.mixture_ = None
         self.same_components_ = np.array([], dtype=int)
+        self.background_ = None
         return self
 
-    def _fit_sample(self, sample):
-        """Fit the mixture and the curve to the quantiles ``sample``."""
+    def _fit_sample(self, sample, background=None):
+        """Fit the mixture and the curve to the quantiles ``sample``, with
+        the :func:`background_level` of the data, if known."""
         n_distinct = np.unique(sample.round(6)).size
         n_components = min(self.n_components, n_distinct)
         lo = min(-1.0, float(sample.min()))
         self.grid_ = np.linspace(lo, 1.0, _GRID_SIZE)
+        self.background_ = None if background is None else background[0]
         if n_components < 2:
             # One value only: no evidence of two populations, so every pair
             # at or above it is as alike as any.
@@ -313,7 +404,23 @@ class CalibratedCosineSimilarity(BaseEstimator):
         # The same-identity components are those above the widest gap between
         # consecutive component means, in standard deviations of the lower one.
         gaps = np.diff(means[order]) / sds[order][:-1]
-        self.same_components_ = np.sort(order[int(np.argmax(gaps)) + 1 :])
+        same = order[int(np.argmax(gaps)) + 1 :]
+        if background is not None:
+            # Components far above the unrelated samples are same-identity
+            # too: when every identity is larger than the lists, the lists
+            # hold no unrelated samples, and the widest gap only splits the
+            # identities' own cosines.
+            level, scale = background
+            ceiling = level + SAME_ABOVE_BACKGROUND * scale
+            same = np.union1d(same, np.flatnonzero(means >= ceiling))
+        self.same_components_ = np.sort(same)
+        if self.same_components_.size == n_components:
+            # No component of unrelated samples: every listed pair above
+            # their level is same-identity, with certainty from the
+            # ceiling up.
+            ramp = (self.grid_ - level) / (ceiling - level)
+            self.curve_ = np.clip(ramp, 0.0, 1.0)
+            return self
         posterior = self.mixture_.predict_proba(self.grid_[:, None])
         curve = posterior[:, self.same_components_].sum(axis=1)
         # Gaussian tails are meaningless far from the data: no evidence of
