@@ -113,8 +113,9 @@ def run_once(folder):
         from sklearn_ndde.similarity import CalibratedCosineSimilarity
 
         cosines = np.load(folder / "cosines.npy")
+        X = np.load(folder / "X.npy")
         t = time.perf_counter()
-        sim = CalibratedCosineSimilarity().fit_neighbors(indices, cosines)
+        sim = CalibratedCosineSimilarity().fit_neighbors(indices, cosines, X=X)
         sims = sim.calibrate(cosines)
         order = np.argsort(-sims, axis=1, kind="stable")
         indices = np.take_along_axis(indices, order, axis=1)
@@ -140,27 +141,35 @@ def run_once(folder):
     t = time.perf_counter()
     labels, parents = density_peaks(density, indices, distances, tau=defaults.tau)
     times["peaks"] = time.perf_counter() - t
+    peaks = parents
     if X is not None:
         # The embeddings are at hand: link the saturated peaks as fit does.
         from sklearn_ndde import link_saturated_peaks
 
         t = time.perf_counter()
         labels, parents = link_saturated_peaks(
-            parents, density, indices, sims, X, sim, cosines=cosines
+            peaks, density, indices, sims, X, sim, cosines=cosines
         )
         times["saturated links"] = time.perf_counter() - t
     t = time.perf_counter()
     labels, _ = merge_by_flow(parents, P, threshold=defaults.merge_threshold)
     times["flow merge"] = time.perf_counter() - t
     if (folder / "cosines.npy").exists() and defaults.recalibrate:
-        # The merge again with the calibration refitted to that clustering.
+        # The links and the merge again with the calibration refitted to
+        # that clustering.
         t = time.perf_counter()
         from sklearn.base import clone
 
+        from sklearn_ndde import link_isolated_peaks, link_saturated_peaks
         from sklearn_ndde._merge import likely_connectivity
 
         refit = clone(sim).fit_labels(indices, cosines, labels)
-        refitted = refit.calibrate(cosines[:, :20])
+        refitted = refit.calibrate(cosines)
+        _, parents = link_saturated_peaks(
+            peaks, density, indices, refitted, X, refit, cosines=cosines
+        )
+        _, parents = link_isolated_peaks(parents, density, indices, refitted)
+        refitted = refitted[:, :20]
         P = transition_matrix(indices[:, :20], refitted, sigma=0.5)
         labels, _ = merge_by_flow(
             parents,
