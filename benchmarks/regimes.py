@@ -1,19 +1,21 @@
 """Quality on every identity regime: defaults against tuned graph baselines.
 
-For each embedding model and each regime of the LFW split (as is, and
-restricted to identities with at least 2, 5 or 10 faces, at most 30 faces
-each), prints BCubed F of
+The cells: for each embedding model, the regimes of the LFW split (as is;
+identities with at least 2, 5 or 10 faces, at most 30 faces each; and
+identities with at least 20 or 40 faces, every face kept), and the CelebA
+subset in its three models (as it is). For each cell it prints BCubed F of
 
 - ``NDDeTPDiClustering()`` at its defaults (nothing tuned on the cell);
 - the same with the learned similarity, ``TransformerSimilarity`` trained
-  at its defaults on the *train* split (skipped with ``--no-learned``, or
-  when the split is ``train``);
+  at its defaults on LFW's *train* split (LFW test cells only; skipped
+  with ``--no-learned``, or when the split is ``train``);
 - Infomap and Chinese whispers on the exact k = 80 cosine graph, each at
-  the best of 24 cosine thresholds chosen on the cell's own labels (an
-  upper bound for their users);
+  its best cosine-distance threshold on the cell's own labels (0.02-0.12
+  for dlib, 0.25-0.95 for the other models), and FC-ES (Liu 2024) at its
+  best NEP threshold (0.03-0.60): an upper bound for their users;
 
 and the gap of the defaults to the best baseline. ``--json PATH`` writes
-the table as JSON.
+the table as JSON; ``--no-celeba`` leaves CelebA out.
 
 ``--relu-models`` adds two synthetic embedding models made from the two
 real ones: each row is mapped by a fixed Gaussian random projection to
@@ -25,14 +27,15 @@ of the source model, with the noise of the projection. They test that
 the defaults do not depend on one model's range of cosines (no learned
 column for them).
 
-A regime ">= m" keeps, for every identity with at least m faces (in
-increasing order of label), its faces in the order
+A regime ">= m, cap 30" keeps, for every identity with at least m faces
+(in increasing order of label), its faces in the order
 ``np.random.default_rng(0).permutation`` gives over that identity's row
-indices (one generator for all identities), the first 30; the kept rows
-are sorted. Needs ../shared/data and ``pip install infomap``.
+indices (one generator for all identities), the first 30; ">= m" keeps
+every face of those identities; the kept rows are sorted. Needs
+../shared/data and ``pip install infomap``.
 
-    python benchmarks/regimes.py [--split test] [--no-learned] [--relu-models]
-                                 [--json PATH]
+    python benchmarks/regimes.py [--split test] [--no-learned] [--no-celeba]
+                                 [--relu-models] [--json PATH]
 """
 
 import argparse
@@ -41,23 +44,39 @@ import time
 from pathlib import Path
 
 import numpy as np
-from baselines import best_graph_baselines
+from baselines import best_tuned_baselines
 
 from sklearn_ndde import NDDeTPDiClustering, knn_graph
 from sklearn_ndde.metrics import bcubed_fscore
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = {"dlib-128": "lfw_dlib128", "mobileface-256": "lfw_mobileface256"}
-REGIMES = {"as is": None, ">= 2, cap 30": 2, ">= 5, cap 30": 5, ">= 10, cap 30": 10}
+CELEBA = {
+    "dlib-128": "celeba_dlib128",
+    "mobileface-256": "celeba_mobileface256",
+    "faceres-1024": "celeba_faceres1024",
+}
+#: Regime -> (smallest identity, most faces kept per identity or None).
+REGIMES = {
+    "as is": (None, None),
+    ">= 2, cap 30": (2, 30),
+    ">= 5, cap 30": (5, 30),
+    ">= 10, cap 30": (10, 30),
+    ">= 20": (20, None),
+    ">= 40": (40, None),
+}
 
 
 def regime_rows(labels, min_faces, cap=30):
     """Rows of the regime: see the module docstring. ``None``: all rows."""
     if min_faces is None:
         return np.arange(labels.size)
+    ids, counts = np.unique(labels, return_counts=True)
+    if cap is None:
+        return np.flatnonzero(np.isin(labels, ids[counts >= min_faces]))
     rng = np.random.default_rng(0)
     kept = []
-    for identity in np.unique(labels):
+    for identity in ids:
         rows = np.flatnonzero(labels == identity)
         if rows.size >= min_faces:
             kept.append(rows[rng.permutation(rows.size)][:cap])
@@ -73,97 +92,128 @@ def relu_features(X, dim=1024, shift=0.2, seed=1):
     return np.maximum(X @ W + shift, 0.0).astype(np.float32)
 
 
+def cells(split, relu_models, celeba):
+    """``(collection, model, regime, X, y, learned_from)`` for every cell;
+    ``learned_from`` is the LFW file whose train split trains the learned
+    similarity (None where it is not measured)."""
+    models = [(name, file, False) for name, file in MODELS.items()]
+    if relu_models:
+        models += [(f"{name} relu-1024", file, True) for name, file in MODELS.items()]
+    for model_name, file, relu in models:
+        data = np.load(DATA / f"{file}.npz")
+        split_rows = data["split"] == split
+        X_all, y_all = data["features"][split_rows], data["labels"][split_rows]
+        if relu:
+            X_all = relu_features(X_all)
+        for regime, (min_faces, cap) in REGIMES.items():
+            rows = regime_rows(y_all, min_faces, cap)
+            yield (
+                f"LFW {split}",
+                model_name,
+                regime,
+                X_all[rows],
+                y_all[rows],
+                None if relu else file,
+            )
+    if celeba:
+        for model_name, file in CELEBA.items():
+            data = np.load(DATA / f"{file}.npz")
+            X, y = data["features"], data["labels"]
+            yield "CelebA", model_name, "as it is", X, y, None
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--no-learned", action="store_true")
+    parser.add_argument("--no-celeba", action="store_true")
     parser.add_argument("--relu-models", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     learned = not args.no_learned and args.split == "test"
-    models = [(name, file, False) for name, file in MODELS.items()]
-    if args.relu_models:
-        models += [(f"{name} relu-1024", file, True) for name, file in MODELS.items()]
+    trained = {}
     table = []
-    for model_name, file, relu in models:
-        data = np.load(DATA / f"{file}.npz")
-        split = data["split"] == args.split
-        X_all, y_all = data["features"][split], data["labels"][split]
-        if relu:
-            X_all = relu_features(X_all)
-        similarity = None
-        if learned and not relu:
+    baselines = ("Infomap", "Chinese whispers", "FC-ES")
+    for collection, model, regime, X, y, lfw_file in cells(
+        args.split, args.relu_models, not args.no_celeba
+    ):
+        if learned and lfw_file is not None and lfw_file not in trained:
             from sklearn_ndde.similarity import TransformerSimilarity
 
+            data = np.load(DATA / f"{lfw_file}.npz")
             train = data["split"] == "train"
-            similarity = TransformerSimilarity(random_state=0).fit(
+            trained[lfw_file] = TransformerSimilarity(random_state=0).fit(
                 data["features"][train], data["labels"][train]
             )
             print(
-                f"{model_name}: learned similarity trained at its defaults on "
-                f"{train.sum()} faces in {similarity.fit_time_:.0f} s"
+                f"{model}: learned similarity trained at its defaults on "
+                f"{train.sum()} faces in {trained[lfw_file].fit_time_:.0f} s"
             )
-        for regime, min_faces in REGIMES.items():
-            rows = regime_rows(y_all, min_faces)
-            X, y = X_all[rows], y_all[rows]
-            start = time.perf_counter()
-            f_default = bcubed_fscore(y, NDDeTPDiClustering().fit_predict(X))
-            seconds = time.perf_counter() - start
-            f_learned = None
-            if similarity is not None:
-                labels = NDDeTPDiClustering(similarity=similarity).fit_predict(X)
-                f_learned = bcubed_fscore(y, labels)
-            indices, cosines = knn_graph(X, 80, method="exact")
-            best = best_graph_baselines(indices, cosines, y)
-            table.append(
-                {
-                    "model": model_name,
-                    "regime": regime,
-                    "n_faces": int(y.size),
-                    "n_identities": int(np.unique(y).size),
-                    "ndde_defaults": f_default,
-                    "ndde_learned": f_learned,
-                    "infomap_tuned": best["Infomap"][0],
-                    "infomap_threshold": float(best["Infomap"][1]),
-                    "chinese_whispers_tuned": best["Chinese whispers"][0],
-                    "chinese_whispers_threshold": float(best["Chinese whispers"][1]),
-                    "fit_seconds": seconds,
-                }
-            )
-            row = table[-1]
-            best_f = max(row["infomap_tuned"], row["chinese_whispers_tuned"])
-            learned_text = "" if f_learned is None else f" learned {f_learned:.4f}"
-            print(
-                f"{model_name:24s} {regime:14s} {row['n_faces']:5d} / "
-                f"{row['n_identities']:4d}  defaults {f_default:.4f}{learned_text}  "
-                f"Infomap {row['infomap_tuned']:.4f}  CW "
-                f"{row['chinese_whispers_tuned']:.4f}  gap {f_default - best_f:+.4f}",
-                flush=True,
-            )
-    gaps = [
-        r["ndde_defaults"] - max(r["infomap_tuned"], r["chinese_whispers_tuned"])
-        for r in table
-    ]
-    print(f"\nDefaults against the best tuned baseline: mean gap {np.mean(gaps):+.4f},")
+        start = time.perf_counter()
+        labels = NDDeTPDiClustering().fit_predict(X)
+        seconds = time.perf_counter() - start
+        f_default = bcubed_fscore(y, labels)
+        f_learned = None
+        if learned and lfw_file is not None:
+            est = NDDeTPDiClustering(similarity=trained[lfw_file])
+            f_learned = bcubed_fscore(y, est.fit_predict(X))
+        indices, cosines = knn_graph(X, 80, method="exact")
+        best = best_tuned_baselines(indices, cosines, y, model)
+        row = {
+            "collection": collection,
+            "model": model,
+            "regime": regime,
+            "n_faces": int(y.size),
+            "n_identities": int(np.unique(y).size),
+            "n_clusters": int(labels.max() + 1),
+            "ndde_defaults": f_default,
+            "ndde_learned": f_learned,
+            "fit_seconds": seconds,
+        }
+        for name in baselines:
+            key = name.lower().replace(" ", "_").replace("-", "_")
+            row[f"{key}_tuned"], row[f"{key}_threshold"] = best[name]
+        row["best_baseline"] = max(row[f"{b}_tuned"] for b in BASELINE_KEYS)
+        row["gap"] = f_default - row["best_baseline"]
+        table.append(row)
+        learned_text = "" if f_learned is None else f" learned {f_learned:.4f}"
+        print(
+            f"{collection:9s} {model:24s} {regime:14s} {row['n_faces']:5d} / "
+            f"{row['n_identities']:4d}  defaults {f_default:.4f}{learned_text}  "
+            f"Infomap {row['infomap_tuned']:.4f}  CW "
+            f"{row['chinese_whispers_tuned']:.4f}  FC-ES {row['fc_es_tuned']:.4f}  "
+            f"gap {row['gap']:+.4f}",
+            flush=True,
+        )
+    gaps = np.array([r["gap"] for r in table])
+    print(f"\nDefaults against the best tuned baseline: mean gap {gaps.mean():+.4f},")
     print(
-        f"worst cell {min(gaps):+.4f}; cells within 0.005: "
-        f"{sum(g >= -0.005 for g in gaps)} of {len(gaps)}"
+        f"worst cell {gaps.min():+.4f}; cells within 0.005: "
+        f"{int((gaps >= -0.005).sum())} of {gaps.size}"
     )
+    with_learned = [r for r in table if r["ndde_learned"] is not None]
+    if with_learned:
+        diff = np.mean([r["ndde_learned"] - r["ndde_defaults"] for r in with_learned])
+        print(f"Learned similarity minus defaults, mean over its cells: {diff:+.4f}")
     print(
-        "\n| model | regime | faces / identities | NDDe defaults | learned | "
-        "Infomap tuned | Chinese whispers tuned | gap |"
+        "\n| collection | model | regime | faces / people | NDDe defaults | learned | "
+        "Infomap | Chinese whispers | FC-ES | gap |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for r, gap in zip(table, gaps):
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in table:
         learned_text = "-" if r["ndde_learned"] is None else f"{r['ndde_learned']:.3f}"
         print(
-            f"| {r['model']} | {r['regime']} | {r['n_faces']:,} / "
+            f"| {r['collection']} | {r['model']} | {r['regime']} | {r['n_faces']:,} / "
             f"{r['n_identities']:,} | {r['ndde_defaults']:.3f} | {learned_text} | "
             f"{r['infomap_tuned']:.3f} | {r['chinese_whispers_tuned']:.3f} | "
-            f"{gap:+.3f} |"
+            f"{r['fc_es_tuned']:.3f} | {r['gap']:+.3f} |"
         )
     if args.json is not None:
         args.json.write_text(json.dumps(table, indent=1))
+
+
+#: The tuned baselines' keys in a row of the table.
+BASELINE_KEYS = ("infomap", "chinese_whispers", "fc_es")
 
 
 if __name__ == "__main__":

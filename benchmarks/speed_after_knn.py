@@ -11,10 +11,10 @@ permuted at random, as a real kNN graph over samples stored in no
 particular order (TPDi recovers the blocks through its visiting order).
 Each repeat
 runs in a fresh process, which loads the input and then runs the
-transitions, NDDe, TPDi, density peaks and the flow merge exactly as
-``NDDeTPDiClustering`` does at its defaults (with ``--layout faces``, where
-the embeddings exist, the saturated peak links too, and with a real graph
-the second merge of ``recalibrate``); the extra memory is the
+transitions, NDDe, TPDi, density peaks and the flow merge as
+``NDDeTPDiClustering`` does at its defaults; with ``--layout faces`` (a
+real graph, with its embeddings) it runs the estimator's own stages after
+the graph, every one of them, and times each; the extra memory is the
 growth of the peak resident set over the loaded input.
 
     python benchmarks/speed_after_knn.py [--n 584013] [--k 80] [--repeats 5]
@@ -94,7 +94,37 @@ def reset_peak():
         pass
 
 
+def run_faces(folder):
+    """Every stage after the graph as ``NDDeTPDiClustering`` runs them at
+    its defaults (its own ``_cluster_graph``, timed stage by stage)."""
+    from contextlib import contextmanager
+
+    from sklearn_ndde import NDDeTPDiClustering
+
+    indices = np.load(folder / "indices.npy")
+    cosines = np.load(folder / "cosines.npy")
+    X = np.load(folder / "X.npy")
+    times = {}
+
+    @contextmanager
+    def stage(name):
+        start = time.perf_counter()
+        yield
+        times[name] = time.perf_counter() - start
+
+    reset_peak()
+    rss0 = peak_rss_gb()
+    out = NDDeTPDiClustering()._cluster_graph(indices, cosines, X, X, stage)
+    times["total"] = sum(times.values())
+    times["total after the similarity"] = times["total"] - times["pair similarity"]
+    times["extra_memory_gb"] = peak_rss_gb() - rss0
+    times["n_clusters"] = int(out["n_clusters_"])
+    print(json.dumps(times))
+
+
 def run_once(folder):
+    if (folder / "cosines.npy").exists():
+        return run_faces(folder)
     from sklearn_ndde import (
         NDDeTPDiClustering,
         density_peaks,
@@ -105,27 +135,9 @@ def run_once(folder):
     )
 
     defaults = NDDeTPDiClustering()
-
     indices = np.load(folder / "indices.npy")
+    sims = np.load(folder / "sims.npy")
     times = {}
-    if (folder / "cosines.npy").exists():
-        # A real kNN graph: calibrate its cosines as the estimator does.
-        from sklearn_ndde.similarity import CalibratedCosineSimilarity
-
-        cosines = np.load(folder / "cosines.npy")
-        X = np.load(folder / "X.npy")
-        t = time.perf_counter()
-        sim = CalibratedCosineSimilarity().fit_neighbors(indices, cosines, X=X)
-        sims = sim.calibrate(cosines)
-        order = np.argsort(-sims, axis=1, kind="stable")
-        indices = np.take_along_axis(indices, order, axis=1)
-        sims = np.take_along_axis(sims, order, axis=1)
-        cosines = np.take_along_axis(cosines, order, axis=1)
-        times["similarity (not in total)"] = time.perf_counter() - t
-        del order
-    else:
-        sims = np.load(folder / "sims.npy")
-    X = np.load(folder / "X.npy") if (folder / "X.npy").exists() else None
     reset_peak()
     rss0 = peak_rss_gb()
     t = time.perf_counter()
@@ -141,44 +153,10 @@ def run_once(folder):
     t = time.perf_counter()
     labels, parents = density_peaks(density, indices, distances, tau=defaults.tau)
     times["peaks"] = time.perf_counter() - t
-    peaks = parents
-    if X is not None:
-        # The embeddings are at hand: link the saturated peaks as fit does.
-        from sklearn_ndde import link_saturated_peaks
-
-        t = time.perf_counter()
-        labels, parents = link_saturated_peaks(
-            peaks, density, indices, sims, X, sim, cosines=cosines
-        )
-        times["saturated links"] = time.perf_counter() - t
     t = time.perf_counter()
     labels, _ = merge_by_flow(parents, P, threshold=defaults.merge_threshold)
     times["flow merge"] = time.perf_counter() - t
-    if (folder / "cosines.npy").exists() and defaults.recalibrate:
-        # The links and the merge again with the calibration refitted to
-        # that clustering.
-        t = time.perf_counter()
-        from sklearn.base import clone
-
-        from sklearn_ndde import link_isolated_peaks, link_saturated_peaks
-        from sklearn_ndde._merge import likely_connectivity
-
-        refit = clone(sim).fit_labels(indices, cosines, labels)
-        refitted = refit.calibrate(cosines)
-        _, parents = link_saturated_peaks(
-            peaks, density, indices, refitted, X, refit, cosines=cosines
-        )
-        _, parents = link_isolated_peaks(parents, density, indices, refitted)
-        refitted = refitted[:, :20]
-        P = transition_matrix(indices[:, :20], refitted, sigma=0.5)
-        labels, _ = merge_by_flow(
-            parents,
-            P,
-            threshold=defaults.merge_threshold,
-            connectivity=likely_connectivity(indices[:, :20], refitted),
-        )
-        times["recalibration"] = time.perf_counter() - t
-    times["total"] = sum(v for key, v in times.items() if "not in total" not in key)
+    times["total"] = sum(times.values())
     times["extra_memory_gb"] = peak_rss_gb() - rss0
     times["n_clusters"] = int(labels.max() + 1)
     print(json.dumps(times))
@@ -232,16 +210,10 @@ def main():
         f"n = {args.n:,}, k = {args.k}, {args.layout} layout, {args.repeats} runs, "
         "median (min-max):"
     )
-    keys = ["transitions", "ndde", "tpdi", "peaks", "flow merge", "total"]
-    if "saturated links" in runs[0]:
-        keys.insert(4, "saturated links")
-    if "recalibration" in runs[0]:
-        keys.insert(-1, "recalibration")
-    if args.layout == "faces":
-        keys.insert(0, "similarity (not in total)")
+    keys = [key for key in runs[0] if key not in ("extra_memory_gb", "n_clusters")]
     for key in keys:
         v = np.array([r[key] for r in runs])
-        print(f"  {key:26s} {np.median(v):7.2f} s  ({v.min():.2f}-{v.max():.2f})")
+        print(f"  {key:28s} {np.median(v):7.2f} s  ({v.min():.2f}-{v.max():.2f})")
     mem = np.array([r["extra_memory_gb"] for r in runs])
     print(f"  extra peak memory {np.median(mem):.2f} GB (max {mem.max():.2f})")
 

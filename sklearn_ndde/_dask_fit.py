@@ -47,7 +47,7 @@ from ._knn_dask import (
     gather_rows,
 )
 from ._merge import likely_pairs, merge_on_flows, pair_flows
-from ._ndde import _duplicate_links, _sort_by_similarity
+from ._ndde import _duplicate_links, _sort_by_similarity, _unconfirmed
 from ._peaks import (
     ISOLATED_DENSITY,
     ISOLATED_SIMILARITY,
@@ -67,11 +67,10 @@ from .similarity._calibrated import (
     _cosine_histogram,
     _histogram_quantiles,
     _included,
-    _pair_histograms,
-    _same_cluster,
     background_level,
     random_pair_cosines,
     row_hashes,
+    shared_histograms,
 )
 
 
@@ -148,11 +147,12 @@ def _histogram(indices, cosines, offset, with_duplicates, lo, hi):
 
 
 def _shared_histograms(indices, cosines, offset, with_duplicates, labels, lo, hi):
-    """The block's :func:`_pair_histograms`: its pairs' cosines, all and
+    """The block's :func:`shared_histograms`: its pairs' cosines, all and
     those in one cluster of ``labels``."""
-    keep = ~_excluded(indices, cosines, offset, with_duplicates)
-    same = _same_cluster(indices, labels, offset + np.arange(indices.shape[0]))
-    return _pair_histograms(cosines[keep], same[keep], lo, hi)
+    floor = 1.0 - DUPLICATE_GAP if with_duplicates else np.inf
+    rows = offset + np.arange(indices.shape[0])
+    values = np.ascontiguousarray(cosines, dtype=np.float32)
+    return shared_histograms(indices, values, rows, labels, floor, lo, hi)
 
 
 def _transitions(indices, cosines, similarity, params, n):
@@ -255,19 +255,18 @@ def _saturated_in_list(indices, cosines, parents, rank, offset, threshold, sim):
     return rows[at], candidate, cosine
 
 
-def _isolated(indices, cosines, parents, density, rank, offset, sim):
-    """:func:`link_isolated_peaks`'s links of a block's rows (global ids)
-    under the similarity ``sim``."""
+def _isolated(indices, cosines, parents, density, rank, offset, refit, first):
+    """:func:`link_isolated_peaks`'s links of a block's rows (global ids),
+    under the similarity the single-machine path gives them
+    (:func:`_unconfirmed`: the refitted and the ``first`` calibration)."""
     own = density[offset : offset + parents.size]
     rows = offset + np.flatnonzero((parents < 0) & (own < ISOLATED_DENSITY))
     local = rows - offset
-    return isolated_links(
-        rows,
-        indices[local],
-        _calibrated(sim, cosines[local]),
-        rank,
-        ISOLATED_SIMILARITY,
+    cos = cosines[local]
+    similarities = _unconfirmed(
+        _calibrated(refit, cos), _calibrated(first, cos), cos, first
     )
+    return isolated_links(rows, indices[local], similarities, rank, ISOLATED_SIMILARITY)
 
 
 def _block_flows(indices, p, offset, labels, n_clusters):
@@ -541,7 +540,14 @@ def fit_dask(estimator, X, k):
         isolated = _compute(
             *[
                 _delayed(_isolated)(
-                    i, c, relinked[o : o + size], density, rank, o, merge_calibration
+                    i,
+                    c,
+                    relinked[o : o + size],
+                    density,
+                    rank,
+                    o,
+                    merge_calibration,
+                    similarity,
                 )
                 for i, c, o, size in zip(indices, cosines, offsets, blocks.sizes)
             ]

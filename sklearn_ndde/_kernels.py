@@ -312,3 +312,126 @@ def nearest_denser_two_hops(peaks, indices, rank, Xn, n_chunks):
                         best = j
             out[p] = best
     return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def interp_uniform(values, lo, step, curve, out):
+    """``np.interp(values, grid, curve)`` for the uniform grid ``lo + step *
+    arange(curve.size)``, into ``out`` (flat arrays): one pass, in parallel.
+    Values beyond the grid take the end values; NaN stays NaN."""
+    last = curve.size - 1
+    for i in numba.prange(values.size):
+        t = (np.float64(values[i]) - lo) / step
+        if t != t:
+            out[i] = np.nan
+        elif t <= 0:
+            out[i] = curve[0]
+        elif t >= last:
+            out[i] = curve[last]
+        else:
+            j = int(t)
+            out[i] = curve[j] + (t - j) * (curve[j + 1] - curve[j])
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def kept_range(indices, values, rows, floor, n_chunks):
+    """``(count, min, max)`` of the pairs' ``values`` that a calibration
+    keeps: not a row's own sample (``rows``: the sample id of each row),
+    and below ``floor`` (pass ``inf`` to keep the near duplicates)."""
+    n, k = indices.shape
+    counts = np.zeros(n_chunks, dtype=np.int64)
+    lows = np.full(n_chunks, np.inf)
+    highs = np.full(n_chunks, -np.inf)
+    for chunk in numba.prange(n_chunks):
+        for i in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
+            for c in range(k):
+                v = values[i, c]
+                if indices[i, c] == rows[i] or v >= floor:
+                    continue
+                counts[chunk] += 1
+                lows[chunk] = min(lows[chunk], v)
+                highs[chunk] = max(highs[chunk], v)
+    return counts.sum(), lows.min(), highs.max()
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def pair_histograms(indices, values, rows, labels, floor, lo, scale, n_bins, n_chunks):
+    """Counts of the kept pairs (as :func:`kept_range`) in ``n_bins`` bins of
+    ``(value - lo) * scale`` (float32, truncated, clipped), all of them and
+    those whose two samples share a label: one pass, in parallel."""
+    n, k = indices.shape
+    total = np.zeros((n_chunks, n_bins), dtype=np.int64)
+    shared = np.zeros((n_chunks, n_bins), dtype=np.int64)
+    for chunk in numba.prange(n_chunks):
+        for i in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
+            own = labels[rows[i]]
+            for c in range(k):
+                v = values[i, c]
+                j = indices[i, c]
+                if j == rows[i] or v >= floor:
+                    continue
+                b = np.int32((v - lo) * scale)
+                b = min(max(b, 0), n_bins - 1)
+                total[chunk, b] += 1
+                if labels[j] == own:
+                    shared[chunk, b] += 1
+    return total.sum(axis=0), shared.sum(axis=0)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def around_density(density, indices):
+    """The summed density of each row's listed samples (itself included)."""
+    n, k = indices.shape
+    out = np.zeros(n)
+    for i in numba.prange(n):
+        total = 0.0
+        for c in range(k):
+            total += density[indices[i, c]]
+        out[i] = total
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _saturated_rows(indices, similarities, threshold):
+    """Rows whose every listed sample but the row's own has a similarity of
+    at least ``threshold``, and that list some other sample."""
+    n, k = indices.shape
+    out = np.zeros(n, dtype=np.bool_)
+    for i in numba.prange(n):
+        others = 0
+        ok = True
+        for c in range(k):
+            if indices[i, c] == i:
+                continue
+            others += 1
+            if not similarities[i, c] >= threshold:
+                ok = False
+                break
+        out[i] = ok and others > 0
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def shared_counts(a, b):
+    """For each row, how many ids of ``a[row]`` ``b[row]`` holds too (ids
+    distinct within a row; negative ids count as none)."""
+    m, k = a.shape
+    out = np.zeros(m, dtype=np.int64)
+    for r in numba.prange(m):
+        left = np.sort(a[r])
+        right = np.sort(b[r])
+        i = 0
+        j = 0
+        count = 0
+        while i < left.size and j < right.size:
+            if left[i] < right[j]:
+                i += 1
+            elif left[i] > right[j]:
+                j += 1
+            else:
+                if left[i] >= 0:
+                    count += 1
+                i += 1
+                j += 1
+        out[r] = count
+    return out

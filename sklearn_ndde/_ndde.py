@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._density import ndde_density
-from ._kernels import bhattacharyya_pairs, numba_threads
+from ._kernels import bhattacharyya_pairs, nearest_denser, numba_threads
 from ._knn import (
     DUPLICATE_GAP,
     _normalize_rows,
@@ -25,15 +25,17 @@ from ._memory import check_memory, fit_bytes
 from ._merge import likely_connectivity, merge_by_flow
 from ._peaks import (
     components_from_parents,
-    density_peaks,
-    link_isolated_peaks,
-    link_saturated_peaks,
+    density_rank,
+    isolated_peak_links,
+    links_below_tau,
+    saturated_links,
 )
 from ._progress import log, progress
 from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
 from ._validation import N_JOBS_CONSTRAINT
 from .similarity import CalibratedCosineSimilarity
+from .similarity._calibrated import same_above
 
 
 def _graph_to_neighbors(G, n_neighbors, square):
@@ -583,11 +585,25 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                         f"[NDDeTPDiClustering] kNN recall@{k}: {out['knn_recall_']:.3f}"
                     )
 
-        with stage("pair similarity"):
-            similarity = self._fitted_similarity(indices, cosines, out["_fit_X"])
-            s = self._pair_similarity(
-                similarity, X if not precomputed else None, indices, cosines
+        out.update(
+            self._cluster_graph(
+                indices, cosines, None if precomputed else X, out["_fit_X"], stage
             )
+        )
+        out["n_features_in_"] = self.n_features_in_
+        if hasattr(self, "feature_names_in_"):
+            out["feature_names_in_"] = self.feature_names_in_
+        return out
+
+    def _cluster_graph(self, indices, cosines, X, Xn, stage):
+        """Every stage after the kNN graph (``indices``, ``cosines``; ``X``:
+        the embeddings for a learned similarity, ``Xn`` their unit rows, or
+        None), each inside ``stage(name)``; returns the fitted attributes.
+        ``benchmarks/speed_after_knn.py`` times them through this method."""
+        k = indices.shape[1]
+        with stage("pair similarity"):
+            similarity = self._fitted_similarity(indices, cosines, Xn)
+            s = self._pair_similarity(similarity, X, indices, cosines)
             indices, s, cosines = _sort_by_similarity(indices, s, cosines)
 
         with stage("NDDe density"):
@@ -602,17 +618,20 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             del Q
 
         with stage("density peaks"):
-            labels, peaks = density_peaks(density, indices, distances, tau=self.tau)
+            # The strict density order, once for every kind of link.
+            rank = density_rank(density, indices)
+            peaks = links_below_tau(
+                nearest_denser(rank, indices, distances), indices, distances, self.tau
+            )
             parents = self._saturated_links(
-                peaks, density, indices, s, out, similarity, cosines
+                peaks, rank, indices, s, Xn, similarity, cosines
             )
             labels = components_from_parents(parents)
 
         with stage("flow merge"):
-            linked = parents
             if self.merge_threshold is not None:
                 labels, parents = merge_by_flow(
-                    linked, P, threshold=self.merge_threshold
+                    parents, P, threshold=self.merge_threshold
                 )
             del P
 
@@ -631,9 +650,17 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 # is more likely one identity than not.
                 refitted = merge_calibration.calibrate(cosines)
                 relinked = self._saturated_links(
-                    peaks, density, indices, refitted, out, merge_calibration, cosines
+                    peaks, rank, indices, refitted, Xn, merge_calibration, cosines
                 )
-                _, relinked = link_isolated_peaks(relinked, density, indices, refitted)
+                # A link that no flow back confirms needs both calibrations,
+                # and a pair clear of the unrelated samples.
+                relinked = isolated_peak_links(
+                    relinked,
+                    density,
+                    indices,
+                    _unconfirmed(refitted, s, cosines, similarity),
+                    rank,
+                )
                 top = min(int(self.density_k), k)
                 refitted = refitted[:, :top]
                 P = transition_matrix(
@@ -650,38 +677,35 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             if duplicates[0].size:
                 labels = components_from_parents(parents, duplicates)
 
-        out.update(
-            similarity_=similarity,
-            merge_calibration_=merge_calibration,
-            neighbors_=indices,
-            pair_similarities_=s,
-            density_=density,
-            tpdi_=distances,
-            labels_=labels,
-            parents_=parents,
-            n_clusters_=int(labels.max()) + 1,
-            n_features_in_=self.n_features_in_,
-        )
-        if hasattr(self, "feature_names_in_"):
-            out["feature_names_in_"] = self.feature_names_in_
-        return out
+        return {
+            "similarity_": similarity,
+            "merge_calibration_": merge_calibration,
+            "neighbors_": indices,
+            "pair_similarities_": s,
+            "density_": density,
+            "tpdi_": distances,
+            "labels_": labels,
+            "parents_": parents,
+            "n_clusters_": int(labels.max()) + 1,
+        }
 
-    def _saturated_links(self, peaks, density, indices, s, out, similarity, cosines):
+    def _saturated_links(self, peaks, rank, indices, s, Xn, similarity, cosines):
         """The density peaks' links ``peaks`` with the saturated peaks
         linked under the similarities ``s`` of ``similarity`` (with
-        ``link_saturated`` and the embeddings at hand), as a new array."""
-        if not self.link_saturated or out["_fit_X"] is None:
+        ``link_saturated`` and the unit rows ``Xn`` at hand), as a new
+        array; ``rank``: the strict density order."""
+        if not self.link_saturated or Xn is None:
             return peaks.copy()
-        return link_saturated_peaks(
-            peaks,
-            density,
+        return saturated_links(
+            peaks.copy(),
             indices,
             s,
-            out["_fit_X"],
+            Xn,
             similarity,
+            rank,
             cosines=cosines,
             n_jobs=self.n_jobs,
-        )[1]
+        )
 
     def _recalibrates(self, similarity):
         """Whether the fit merges again with a calibration refitted to its
@@ -873,6 +897,17 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         tags.input_tags.pairwise = self.metric == "precomputed"
         tags.input_tags.sparse = self.metric == "precomputed"
         return tags
+
+
+def _unconfirmed(refitted, first, cosines, similarity):
+    """The similarity of a link that no flow back confirms: the smaller of
+    the refitted and the first one, and 0 for a pair of cosine under the
+    calibration's :func:`same_above` its background (where known)."""
+    out = np.minimum(refitted, first)
+    if getattr(similarity, "background_", None) is not None:
+        ceiling = same_above((similarity.background_, similarity.background_scale_))
+        out[cosines < ceiling] = 0.0
+    return out
 
 
 def _unit_rows_warning_zeros(X, consequence, stacklevel):

@@ -7,7 +7,14 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 
-from ._kernels import nearest_denser, nearest_denser_two_hops, numba_threads
+from ._kernels import (
+    _saturated_rows,
+    around_density,
+    nearest_denser,
+    nearest_denser_two_hops,
+    numba_threads,
+    shared_counts,
+)
 from ._validation import N_JOBS_CONSTRAINT, check_neighbors, check_parents
 from .similarity._base import _unit_rows, pair_cosines
 
@@ -42,7 +49,7 @@ def density_rank(density, indices):
     order is total, so the links always form a forest.
     """
     density = np.asarray(density, dtype=np.float64)
-    return rank_by_density(density, density[indices].sum(axis=1))
+    return rank_by_density(density, around_density(density, np.asarray(indices)))
 
 
 def rank_by_density(density, around):
@@ -164,9 +171,7 @@ def shared_fraction(a, b):
     holds too (rows of distinct ids, such as kNN lists; ``-1`` counts as
     no id)."""
     a, b = np.asarray(a), np.asarray(b)
-    both = np.sort(np.concatenate([a, b], axis=1), axis=1)
-    repeated = (both[:, 1:] == both[:, :-1]) & (both[:, 1:] >= 0)
-    return repeated.sum(axis=1) / a.shape[1]
+    return shared_counts(a, b) / a.shape[1]
 
 
 @validate_params(
@@ -252,13 +257,40 @@ def link_isolated_peaks(
         raise ValueError(
             f"density must have shape ({n},) to match indices, got {density.shape}."
         )
-    rank = density_rank(density, indices)
+    parents = isolated_peak_links(
+        parents,
+        density,
+        indices,
+        similarities,
+        lambda: density_rank(density, indices),
+        max_density=max_density,
+        threshold=threshold,
+    )
+    return components_from_parents(parents), parents
+
+
+def isolated_peak_links(
+    parents,
+    density,
+    indices,
+    similarities,
+    rank,
+    *,
+    max_density=ISOLATED_DENSITY,
+    threshold=ISOLATED_SIMILARITY,
+):
+    """The links of :func:`link_isolated_peaks` on checked input, made in
+    ``parents`` (returned); ``rank`` as :func:`saturated_links` takes it."""
     rows = np.flatnonzero((parents < 0) & (density < max_density))
+    if rows.size == 0:
+        return parents
+    if callable(rank):
+        rank = rank()
     rows, candidate = isolated_links(
         rows, indices[rows], similarities[rows], rank, threshold
     )
     parents[rows] = candidate
-    return components_from_parents(parents), parents
+    return parents
 
 
 def isolated_links(rows, indices, similarities, rank, threshold):
@@ -408,22 +440,55 @@ def link_saturated_peaks(
         raise ValueError(
             f"X must have shape ({n}, n_features) to match indices, got {X.shape}."
         )
-    own = indices == np.arange(n)[:, None]
-    saturated = ((similarities >= threshold) | own).all(axis=1) & ~own.all(axis=1)
-    peaks = np.flatnonzero((parents < 0) & saturated)
-    if peaks.size == 0:
-        return components_from_parents(parents), parents
-    Xn = _unit_rows(X, "X")
-    if cosines is None:
-        given = np.empty((0, 0), dtype=np.float32)
-    else:
-        given = np.asarray(cosines, dtype=np.float32)
-        if given.shape != indices.shape:
+    if cosines is not None:
+        cosines = np.asarray(cosines, dtype=np.float32)
+        if cosines.shape != indices.shape:
             raise ValueError(
                 f"cosines must have the shape of indices {indices.shape}, got "
-                f"{given.shape}."
+                f"{cosines.shape}."
             )
-    rank = density_rank(density, indices)
+    parents = saturated_links(
+        parents,
+        indices,
+        similarities,
+        X,
+        similarity,
+        lambda: density_rank(density, indices),
+        threshold=threshold,
+        min_shared=min_shared,
+        cosines=cosines,
+        n_jobs=n_jobs,
+    )
+    return components_from_parents(parents), parents
+
+
+def saturated_links(
+    parents,
+    indices,
+    similarities,
+    X,
+    similarity,
+    rank,
+    *,
+    threshold=0.5,
+    min_shared=MIN_SHARED,
+    cosines=None,
+    n_jobs=None,
+):
+    """The links of :func:`link_saturated_peaks` on checked input, made in
+    ``parents`` (returned); ``rank`` is :func:`density_rank`'s order, or a
+    function that computes it (only when some peak is saturated). The
+    estimator calls it with the order it computed once."""
+    n, k = indices.shape
+    peaks = np.flatnonzero(
+        (parents < 0) & saturated_rows(indices, similarities, threshold)
+    )
+    if peaks.size == 0:
+        return parents
+    if callable(rank):
+        rank = rank()
+    Xn = _unit_rows(X, "X")
+    given = np.empty((0, 0), dtype=np.float32) if cosines is None else cosines
     candidates = np.full(peaks.size, -1, dtype=np.int64)
     listed_cosine = np.empty(peaks.size, dtype=np.float32)
     if given.size:
@@ -463,4 +528,12 @@ def link_saturated_peaks(
         same = similarity.pair_similarity(X[peaks], context, X)
         same = np.asarray(same)[:, -1] >= threshold
         parents[peaks[same]] = candidates[same]
-    return components_from_parents(parents), parents
+    return parents
+
+
+def saturated_rows(indices, similarities, threshold):
+    """Whether each row's whole list, the sample itself aside, has
+    ``similarities >= threshold`` (and holds some other sample)."""
+    return _saturated_rows(
+        np.asarray(indices), np.asarray(similarities), np.float64(threshold)
+    )

@@ -2,6 +2,7 @@
 
 import numbers
 
+import numba
 import numpy as np
 from scipy.stats import norm
 from sklearn.base import BaseEstimator
@@ -10,6 +11,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from .._kernels import interp_uniform, kept_range, pair_histograms
 from .._knn import DUPLICATE_GAP, _normalize_rows, knn_graph
 from .._validation import check_neighbors
 from ._base import pair_cosines
@@ -58,6 +60,14 @@ def random_pair_cosines(hashes, rows_of):
     b = rng.integers(0, m, _BACKGROUND_PAIRS)
     keep = a != b
     return np.einsum("ij,ij->i", units[a[keep]], units[b[keep]], dtype=np.float64)
+
+
+def same_above(background):
+    """The cosine from which a listed pair stands clear of the unrelated
+    samples: ``SAME_ABOVE_BACKGROUND`` scales above ``background`` (a
+    ``(level, scale)`` pair of :func:`background_level`)."""
+    level, scale = background
+    return level + SAME_ABOVE_BACKGROUND * scale
 
 
 def background_level(cosines, n_samples, n_neighbors):
@@ -141,6 +151,34 @@ def _pair_histograms(values, same, lo, hi):
     counts = np.bincount(bins, minlength=2 * _HISTOGRAM_BINS)
     shared = counts[_HISTOGRAM_BINS:]
     return counts[:_HISTOGRAM_BINS] + shared, shared
+
+
+def _chunks(rows):
+    """Slices of the rows for the parallel histogram kernels."""
+    return max(1, min(rows.size, 4 * numba.get_num_threads()))
+
+
+def shared_histograms(indices, values, rows, labels, floor, lo, hi):
+    """:func:`_pair_histograms` of the kept pairs of the lists ``indices``
+    (rows ``rows``, float32 ``values``; pairs at ``floor`` or above are left
+    out), all of them and those whose samples share a ``labels`` value:
+    sums over any split of the rows (the Dask path adds them block by
+    block)."""
+    scale = np.float32(_HISTOGRAM_BINS / max(hi - lo, 1e-6))
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        _, labels = np.unique(labels, return_inverse=True)
+    return pair_histograms(
+        indices,
+        values,
+        np.asarray(rows, dtype=np.int64),
+        labels,
+        np.float32(floor),
+        np.float32(lo),
+        scale,
+        _HISTOGRAM_BINS,
+        _chunks(rows),
+    )
 
 
 def _same_cluster(indices, labels, rows=None):
@@ -232,6 +270,9 @@ class CalibratedCosineSimilarity(BaseEstimator):
         The cosine at which a sample's unrelated neighbours sit in its kNN
         list, from random pairs of the embeddings (see :meth:`fit_neighbors`);
         None without the embeddings and after :meth:`fit_labels`.
+    background_scale_ : float or None
+        The standard deviation of the unrelated pairs' cosines, None with
+        ``background_``.
 
     Examples
     --------
@@ -364,12 +405,20 @@ class CalibratedCosineSimilarity(BaseEstimator):
                 f"labels must have shape ({indices.shape[0]},), one per row of "
                 f"indices; got {labels.shape}."
             )
-        keep = ~_pairs_left_out(indices, similarities)
-        values = similarities[keep]
-        same = _same_cluster(indices, labels)[keep]
-        lo, hi = float(values.min()), float(values.max())
-        total, shared = _pair_histograms(values, same, lo, hi)
-        return self._fit_shares(total, shared, lo, hi)
+        rows = np.arange(indices.shape[0])
+        values = np.ascontiguousarray(similarities, dtype=np.float32)
+        # Exact duplicates are left out unless nothing else is left.
+        floor = np.float32(1.0 - DUPLICATE_GAP)
+        count, lo, hi = kept_range(indices, values, rows, floor, _chunks(rows))
+        if count == 0:
+            floor = np.float32(np.inf)
+            count, lo, hi = kept_range(indices, values, rows, floor, _chunks(rows))
+        if count == 0:
+            raise ValueError("The kNN graph holds no pair of distinct samples.")
+        total, shared = shared_histograms(
+            indices, values, rows, labels, floor, float(lo), float(hi)
+        )
+        return self._fit_shares(total, shared, float(lo), float(hi))
 
     def _fit_shares(self, total, shared, lo, hi):
         """Fit the curve to the summed :func:`_pair_histograms`."""
@@ -377,7 +426,7 @@ class CalibratedCosineSimilarity(BaseEstimator):
         self.curve_ = _share_curve(total, shared, lo, hi, self.grid_)
         self.mixture_ = None
         self.same_components_ = np.array([], dtype=int)
-        self.background_ = None
+        self.background_ = self.background_scale_ = None
         return self
 
     def _fit_sample(self, sample, background=None):
@@ -388,6 +437,7 @@ class CalibratedCosineSimilarity(BaseEstimator):
         lo = min(-1.0, float(sample.min()))
         self.grid_ = np.linspace(lo, 1.0, _GRID_SIZE)
         self.background_ = None if background is None else background[0]
+        self.background_scale_ = None if background is None else background[1]
         if n_components < 2:
             # One value only: no evidence of two populations, so every pair
             # at or above it is as alike as any.
@@ -410,8 +460,8 @@ class CalibratedCosineSimilarity(BaseEstimator):
             # too: when every identity is larger than the lists, the lists
             # hold no unrelated samples, and the widest gap only splits the
             # identities' own cosines.
-            level, scale = background
-            ceiling = level + SAME_ABOVE_BACKGROUND * scale
+            level = background[0]
+            ceiling = same_above(background)
             same = np.union1d(same, np.flatnonzero(means >= ceiling))
         self.same_components_ = np.sort(same)
         if self.same_components_.size == n_components:
@@ -445,8 +495,14 @@ class CalibratedCosineSimilarity(BaseEstimator):
         """
         check_is_fitted(self, "curve_")
         similarities = np.asarray(similarities)
-        out = np.interp(similarities.ravel(), self.grid_, self.curve_)
-        return out.astype(np.float32).reshape(similarities.shape)
+        if similarities.dtype not in (np.float32, np.float64):
+            similarities = similarities.astype(np.float64)
+        values = np.ascontiguousarray(similarities).ravel()
+        out = np.empty(values.size, dtype=np.float32)
+        lo = float(self.grid_[0])
+        step = (float(self.grid_[-1]) - lo) / (self.grid_.size - 1)
+        interp_uniform(values, lo, step, self.curve_.astype(np.float64), out)
+        return out.reshape(similarities.shape)
 
     def pair_similarity(self, X, indices, Y=None):
         """Calibrated cosine of each ``(X[i], Y[indices[i, c]])`` pair.
