@@ -24,6 +24,7 @@ from ._knn_dask import is_dask_array
 from ._memory import check_memory, fit_bytes
 from ._merge import likely_connectivity, merge_by_flow
 from ._peaks import (
+    ISOLATED_CLEARANCE,
     components_from_parents,
     density_rank,
     isolated_peak_links,
@@ -901,11 +902,15 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
 
 def _unconfirmed(refitted, first, cosines, similarity):
     """The similarity of a link that no flow back confirms: the smaller of
-    the refitted and the first one, and 0 for a pair of cosine under the
-    calibration's :func:`same_above` its background (where known)."""
+    the refitted and the first one, and 0 for a pair whose cosine is not
+    ``ISOLATED_CLEARANCE`` scales above the calibration's background
+    (where known)."""
     out = np.minimum(refitted, first)
     if getattr(similarity, "background_", None) is not None:
-        ceiling = same_above((similarity.background_, similarity.background_scale_))
+        ceiling = same_above(
+            (similarity.background_, similarity.background_scale_),
+            ISOLATED_CLEARANCE,
+        )
         out[cosines < ceiling] = 0.0
     return out
 

@@ -164,6 +164,10 @@ MIN_SHARED = 0.1
 #: ``link_isolated_peaks`` (``max_density``, ``threshold``).
 ISOLATED_DENSITY = 0.5
 ISOLATED_SIMILARITY = 0.9
+#: The estimator's isolated links also need a cosine this many scales of the
+#: unrelated pairs' cosines above their level in a list: the best of many
+#: unrelated samples spread about half a scale around it.
+ISOLATED_CLEARANCE = 1.0
 
 
 def shared_fraction(a, b):

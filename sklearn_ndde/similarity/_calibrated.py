@@ -62,12 +62,12 @@ def random_pair_cosines(hashes, rows_of):
     return np.einsum("ij,ij->i", units[a[keep]], units[b[keep]], dtype=np.float64)
 
 
-def same_above(background):
-    """The cosine from which a listed pair stands clear of the unrelated
-    samples: ``SAME_ABOVE_BACKGROUND`` scales above ``background`` (a
-    ``(level, scale)`` pair of :func:`background_level`)."""
+def same_above(background, margin=SAME_ABOVE_BACKGROUND):
+    """The cosine ``margin`` scales above ``background`` (a ``(level,
+    scale)`` pair of :func:`background_level`): from the default margin up,
+    a mixture component stands clear of the unrelated samples."""
     level, scale = background
-    return level + SAME_ABOVE_BACKGROUND * scale
+    return level + margin * scale
 
 
 def background_level(cosines, n_samples, n_neighbors):
