@@ -461,8 +461,6 @@ def _photos(args):
         raise ValueError("photos needs an output folder: -o OUT_DIR.")
     if args.min_faces < 1:
         raise ValueError(f"--min-faces must be at least 1, got {args.min_faces}.")
-    if args.upsample < 0 or args.min_face_size < 0:
-        raise ValueError("--upsample and --min-face-size must be 0 or more.")
     embedder = FaceEmbedder(
         upsample=args.upsample,
         min_face_size=args.min_face_size,
@@ -745,8 +743,8 @@ def build_parser():
         "--upsample",
         type=int,
         default=1,
-        help="times each photo is doubled before detection; 0 is 4x faster but "
-        "misses faces under about 80 px (default %(default)s)",
+        help="times each photo is doubled before detection, 0 to 3; 0 is 4x "
+        "faster but misses faces under about 80 px (default %(default)s)",
     )
     photos.add_argument(
         "--min-face-size",
@@ -758,8 +756,8 @@ def build_parser():
         "--max-side",
         type=int,
         default=2000,
-        help="photos larger than this many pixels are shrunk for detection; "
-        "0 keeps them whole (default %(default)s)",
+        help="photos larger than this many pixels (32 to 20,000) are shrunk for "
+        "detection; 0 keeps them whole (default %(default)s)",
     )
     photos.add_argument(
         "--min-faces",

@@ -24,6 +24,7 @@ import csv
 import hashlib
 import html
 import json
+import numbers
 import os
 import shutil
 import time
@@ -149,7 +150,30 @@ class FaceEmbedder:
     {'upsample': 0, 'min_face_size': 20, 'max_side': 2000}
     """
 
+    #: The ranges of the parameters: each doubling quadruples a picture's
+    #: pixels, so ``upsample`` 3 already makes a 2,000-pixel photo a
+    #: 16,000-pixel one (768 MB).
+    LIMITS = {
+        "upsample": (0, 3),
+        "min_face_size": (0, 10_000),
+        "max_side": (32, 20_000),
+    }
+
     def __init__(self, upsample=1, min_face_size=20, max_side=2000):
+        for name, value in [
+            ("upsample", upsample),
+            ("min_face_size", min_face_size),
+            ("max_side", max_side),
+        ]:
+            if name == "max_side" and value is None:
+                continue
+            low, high = self.LIMITS[name]
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be an integer, got {value!r}.")
+            if not low <= value <= high:
+                raise ValueError(
+                    f"{name} must be between {low} and {high}, got {value}."
+                )
         self.upsample = upsample
         self.min_face_size = min_face_size
         self.max_side = max_side
@@ -648,7 +672,9 @@ def run_photos(
     if min_faces < 1:
         raise ValueError(f"min_faces must be at least 1, got {min_faces}.")
     embedder = FaceEmbedder() if embedder is None else embedder
-    photos, skipped = find_photos(photos_dir, exclude=[out_dir])
+    # The outputs are never read as photos, even when the output folder is
+    # the photo folder itself: its crops live under people/.
+    photos, skipped = find_photos(photos_dir, exclude=[out_dir, out_dir / "people"])
     people_dir = out_dir / "people"
     if people_dir.exists() and not (people_dir / _MARKER).exists():
         raise ValueError(

@@ -141,6 +141,41 @@ def _existing(path):
     return path
 
 
+#: An array in a ``.npz`` may expand at most this many times its compressed
+#: size (float embeddings hardly compress; a zip bomb expands thousands of
+#: times).
+_MAX_EXPANSION = 100
+
+
+def _check_declared_size(path, name):
+    """Refuse the array ``name`` of the ``.npz`` at ``path`` before it is
+    decompressed when the size its header declares is out of proportion to
+    its compressed size, or more than the free memory."""
+    import zipfile
+
+    from ._memory import check_memory
+
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{name}.npy")
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(member)
+    declared = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if declared > max(_MAX_EXPANSION * info.compress_size, 2**26):
+        raise ValueError(
+            f"{str(path)!r}: the array {name!r} declares shape {shape} "
+            f"({declared / 1e9:.2f} GB) in {info.compress_size:,} compressed bytes; "
+            "refused as a likely zip bomb. Save real embeddings with np.save or "
+            "np.savez."
+        )
+    check_memory(declared, f"Loading {str(path)!r}")
+
+
 def load_features(path, *, dim=256):
     """Embeddings from ``.npy``, ``.npz``, ``.bin`` or ``.csv``.
 
@@ -189,14 +224,16 @@ def load_features(path, *, dim=256):
                 with np.load(path, allow_pickle=False) as data:
                     names = list(data.files)
                     if "features" in names:
-                        X = data["features"]
+                        name = "features"
                     elif len(names) == 1:
-                        X = data[names[0]]
+                        name = names[0]
                     else:
                         raise ValueError(
                             f"{str(path)!r} holds {names}; name the embeddings "
                             "'features'."
                         )
+                    _check_declared_size(path, name)
+                    X = data[name]
             else:
                 X = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
     else:
@@ -284,6 +321,7 @@ def load_knn(path):
             key = "data" if "data" in names else names[0] if len(names) == 1 else None
             if key is None:
                 raise ValueError(f"{str(path)!r} holds {names}, no 'data' array.")
+            _check_declared_size(path, key)
             knn = data[key]
     if knn.ndim != 3 or knn.shape[1] != 2:
         raise ValueError(

@@ -727,3 +727,20 @@ def test_cluster_checks_the_labels_and_a_real_write_before_any_work(
     if Path("/proc").is_dir():
         argv = ["cluster", str(features), "-o", "/proc/labels.npy"]
         _cli_refuses_before_work(argv, capsys, monkeypatch, "is not writable")
+
+
+def test_a_zip_bomb_npz_is_refused_before_it_is_decompressed(tmp_path):
+    # 2 GB of zeros in 1.9 MB: refused from the array's declared shape.
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, features=np.zeros((20000, 25000), np.float32))
+    with pytest.raises(ValueError, match="likely zip bomb"):
+        load_features(path)
+    np.savez_compressed(tmp_path / "knn.npz", data=np.zeros((20000, 2, 12500)))
+    from sklearn_ndde.io import load_knn
+
+    with pytest.raises(ValueError, match="likely zip bomb"):
+        load_knn(tmp_path / "knn.npz")
+    # Real embeddings hardly compress: loaded as before.
+    real = np.random.default_rng(0).random((500, 64), dtype=np.float32)
+    np.savez_compressed(tmp_path / "real.npz", features=real)
+    np.testing.assert_array_equal(load_features(tmp_path / "real.npz"), real)

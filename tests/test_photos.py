@@ -401,3 +401,32 @@ def test_a_damaged_cache_is_rebuilt(small_folder, tmp_path):
     assert reasons["notes.txt"] == "not a JPEG or PNG file"
     assert "truncated or damaged" in reasons["truncated.jpg"]
     assert reasons["text.jpg"] == "not a picture that can be decoded"
+
+
+@needs_photos
+def test_photos_into_its_own_folder_never_reads_its_crops(tmp_path, capsys):
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    photos = tmp_path / "photos"
+    shutil.copytree(PHOTOS, photos, ignore=shutil.ignore_patterns("README.md", "*.csv"))
+    for _ in range(2):
+        assert main(["photos", str(photos), "-o", str(photos), "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        # The crops under people/ are outputs, never photos: 30 faces each time.
+        assert (summary["faces"], summary["photos"]) == (30, 26)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--upsample", "40"], "upsample must be between 0 and 3"),
+        (["--max-side", "-5"], "max_side must be between 32 and 20000"),
+        (["--min-face-size", "-1"], "min_face_size must be between 0 and 10000"),
+    ],
+)
+def test_photos_options_out_of_range_are_refused(tmp_path, capsys, option, message):
+    (tmp_path / "photos").mkdir()
+    argv = ["photos", str(tmp_path / "photos"), "-o", str(tmp_path / "out")]
+    assert main(argv + option) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

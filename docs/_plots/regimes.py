@@ -9,25 +9,32 @@ import numpy as np
 rows = json.loads(Path("../benchmarks/results/regimes_test.json").read_text())
 methods = {
     "NDDe + TPDi, defaults": "ndde_defaults",
-    "Infomap, tuned threshold": "infomap_tuned",
-    "Chinese whispers, tuned threshold": "chinese_whispers_tuned",
+    "Infomap, tuned": "infomap_tuned",
+    "Chinese whispers, tuned": "chinese_whispers_tuned",
+    "FC-ES, tuned": "fc_es_tuned",
 }
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-for ax, model in zip(axes, dict.fromkeys(r["model"] for r in rows)):
-    cells = [r for r in rows if r["model"] == model]
+panels = {}
+for r in rows:
+    if r["collection"].startswith("LFW"):
+        panels.setdefault(f"LFW test, {r['model']}", []).append((r["regime"], r))
+    else:
+        panels.setdefault("CelebA", []).append((r["model"], r))
+fig, axes = plt.subplots(
+    1, len(panels), figsize=(13, 3.9), sharey=True, width_ratios=[6, 6, 3]
+)
+width = 0.8 / len(methods)
+for ax, (title, cells) in zip(axes, panels.items()):
     x = np.arange(len(cells))
-    width = 0.8 / len(methods)
     for m, key in enumerate(methods.values()):
-        heights = [r[key] for r in cells]
-        ax.bar(x + (m - 1) * width, heights, width, color=f"C{m}")
-    ax.set_xticks(x, [r["regime"] for r in cells])
-    ax.set_title(model)
-    ax.set_xlabel("identities kept (LFW test split)")
+        heights = [r[key] for _, r in cells]
+        ax.bar(x + (m - 1.5) * width, heights, width, color=f"C{m}")
+    ax.set_xticks(x, [name for name, _ in cells], rotation=30, ha="right")
+    ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
 low = min(r[key] for r in rows for key in methods.values())
-axes[0].set_ylim(low - 0.03, 1.0)
+axes[0].set_ylim(max(0.0, low - 0.03), 1.0)
 axes[0].set_ylabel("BCubed F")
-fig.legend(list(methods), loc="lower center", ncol=3, frameon=False)
+fig.legend(list(methods), loc="lower center", ncol=4, frameon=False)
 fig.suptitle(
     "Quality on every identity regime: untuned defaults against tuned baselines"
 )
