@@ -33,6 +33,9 @@ REFINE_FACTOR = 8
 # Training rows per IVF cell (faiss asks 39 and warns below; 20 measured
 # the same recall at half the k-means time).
 _TRAIN_PER_LIST = 20
+#: Below this many samples the IVF search runs exactly instead: its
+#: 4-bit codes need 16 x 39 training rows, and the exact search is as fast.
+_IVF_MIN_SAMPLES = 1000
 
 # Rows of the query block times all samples, as float32: bounds the memory of
 # the numpy exact search to about 256 MB whatever n is.
@@ -389,6 +392,11 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
             "method='pynndescent')."
         )
     n, d = Xn.shape
+    if n < _IVF_MIN_SAMPLES:
+        # Too few rows to train the cells and the codes (faiss warns below
+        # 39 training rows per centroid), and the exact search is as fast.
+        indices, sims = _exact_knn(Xn, n_neighbors, verbose=verbose, n_jobs=n_jobs)
+        return indices, sims, 1.0
     rng = np.random.default_rng(seed)
     nlist = _ivf_lists(n)
     sample, exact_sims = _recall_sample(Xn, n_neighbors, rng, n_jobs)

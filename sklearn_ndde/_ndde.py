@@ -8,7 +8,12 @@ from contextlib import contextmanager
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context, clone
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+)
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._density import ndde_density
@@ -54,6 +59,12 @@ def _graph_to_neighbors(G, n_neighbors, square):
     if not np.all(np.isfinite(G.data)) or (G.data < 0).any():
         raise ValueError(
             "The precomputed graph must hold finite non-negative distances."
+        )
+    if G.data.size and G.data.max() > 2.0 + 1e-6:
+        raise ValueError(
+            f"The precomputed graph holds distances up to {G.data.max():.4g}; "
+            "cosine distances (1 - cos) lie in [0, 2]. Build it with "
+            "metric='cosine'."
         )
     rows = np.repeat(np.arange(n), np.diff(G.indptr))
     cols, dist = G.indices, G.data
@@ -445,6 +456,40 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             setattr(self, name, value)
         return self
 
+    def _validate_params(self):
+        # Forget any previous fit before the parameters are checked: a refit
+        # that fails validation leaves the estimator unfitted, as any other
+        # failed fit does.
+        self._forget_fit()
+        super()._validate_params()
+        flags = [
+            name
+            for name in (
+                "k",
+                "tau",
+                "density_k",
+                "density_sigma",
+                "distance_sigma",
+                "density_iter",
+                "merge_threshold",
+                "knn_recall",
+            )
+            if isinstance(getattr(self, name), (bool, np.bool_))
+        ]
+        if flags:
+            raise InvalidParameterError(
+                f"The {flags[0]!r} parameter of {type(self).__name__} must be a "
+                f"number, not the bool {getattr(self, flags[0])!r}."
+            )
+        # (The default density_k under a small k is clipped without a word.)
+        if self.density_k > self.k and self.density_k != 20:
+            warnings.warn(
+                f"density_k={self.density_k} is larger than k={self.k}; the "
+                f"density uses the k={self.k} neighbours there are.",
+                UserWarning,
+                stacklevel=4,
+            )
+
     def _clipped_k(self, n, stacklevel):
         """``k`` as a Python integer (numpy ones overflow in products), at
         most ``n``, with a warning when clipped (``stacklevel`` counted from
@@ -825,6 +870,11 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             raise TypeError(
                 "A sparse X is only accepted with metric='precomputed', as a kNN "
                 "distance graph; pass the embeddings as a dense array."
+            )
+        if precomputed and sp.issparse(X) and X.dtype.kind != "f":
+            raise ValueError(
+                f"With metric='precomputed', X must hold cosine distances "
+                f"(1 - cos) as floats, got dtype {X.dtype}."
             )
         return validate_data(
             self,

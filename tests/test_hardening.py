@@ -744,3 +744,50 @@ def test_a_zip_bomb_npz_is_refused_before_it_is_decompressed(tmp_path):
     real = np.random.default_rng(0).random((500, 64), dtype=np.float32)
     np.savez_compressed(tmp_path / "real.npz", features=real)
     np.testing.assert_array_equal(load_features(tmp_path / "real.npz"), real)
+
+
+@pytest.mark.parametrize("name", ["density_k", "knn_recall", "tau", "merge_threshold"])
+def test_a_bool_for_a_number_is_refused(name):
+    X = np.random.default_rng(0).standard_normal((40, 8))
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter .* bool"):
+        NDDeTPDiClustering(k=10, **{name: True}).fit(X)
+
+
+def test_density_k_above_k_is_said():
+    X = np.random.default_rng(0).standard_normal((40, 8))
+    with pytest.warns(UserWarning, match="density_k=30 is larger than k=10"):
+        NDDeTPDiClustering(k=10, density_k=30).fit(X)
+
+
+def test_a_refit_that_fails_validation_leaves_the_estimator_unfitted():
+    X = np.random.default_rng(0).standard_normal((40, 8))
+    est = NDDeTPDiClustering(k=10).fit(X)
+    with pytest.raises(InvalidParameterError):
+        est.set_params(tau=5.0).fit(X)
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+
+
+def test_ivf_on_a_few_samples_searches_exactly_without_faiss_warnings(capfd):
+    X = np.random.default_rng(0).standard_normal((20, 8))
+    est = NDDeTPDiClustering(k=5, knn_method="ivf").fit(X)
+    assert est.knn_recall_ == 1.0
+    assert "training points" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "convert, match",
+    [
+        (lambda G: G * 100, r"distances up to .* lie in \[0, 2\]"),
+        (lambda G: G.astype(np.int64), "as floats, got dtype int64"),
+        (lambda G: G.astype(bool), "as floats, got dtype bool"),
+    ],
+)
+def test_a_precomputed_graph_that_is_not_cosine_distances_is_refused(convert, match):
+    from sklearn.neighbors import KNeighborsTransformer
+
+    X = np.random.default_rng(0).standard_normal((60, 8))
+    G = KNeighborsTransformer(n_neighbors=19, mode="distance", metric="cosine")
+    G = G.fit_transform(X)
+    with pytest.raises(ValueError, match=match):
+        NDDeTPDiClustering(k=20, metric="precomputed").fit(convert(G))
