@@ -490,14 +490,21 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 stacklevel=4,
             )
 
-    def _clipped_k(self, n, stacklevel):
+    def _clipped_k(self, n, stacklevel, n_rows=None):
         """``k`` as a Python integer (numpy ones overflow in products), at
         most ``n``, with a warning when clipped (``stacklevel`` counted from
-        the caller of this method)."""
+        the caller of this method); ``n_rows``: the rows of ``X`` when ``n``
+        counts its distinct ones."""
         k = int(self.k)
         if k > n:
+            what = (
+                f"the number of samples ({n})"
+                if n_rows is None or n_rows == n
+                else f"the number of distinct samples ({n} of {n_rows} rows: "
+                "exact copies are clustered once)"
+            )
             warnings.warn(
-                f"k={k} is larger than the number of samples ({n}); using k={n}.",
+                f"k={k} is larger than {what}; using k={n}.",
                 UserWarning,
                 stacklevel=stacklevel,
             )
@@ -589,14 +596,18 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         if keep.size == original.size:
             return self._fit_stages(X, Xn)
         return _spread_to_all_rows(
-            self._fit_stages(X[keep], Xn[keep]), keep, original, Xn
+            self._fit_stages(X[keep], Xn[keep], n_rows=original.size),
+            keep,
+            original,
+            Xn,
         )
 
-    def _fit_stages(self, X, Xn):
-        """The stages on validated ``X`` (``Xn``: its unit rows, or None)."""
+    def _fit_stages(self, X, Xn, n_rows=None):
+        """The stages on validated ``X`` (``Xn``: its unit rows, or None;
+        ``n_rows``: the rows of the user's data, copies included)."""
         precomputed = self.metric == "precomputed"
         n = X.shape[0]
-        k = self._clipped_k(n, stacklevel=5)
+        k = self._clipped_k(n, stacklevel=5, n_rows=n_rows)
         method = self.knn_method
         if method == "auto" and not precomputed:
             method, _ = _search_method(n, method, self.device)

@@ -422,8 +422,8 @@ def link_saturated_peaks(
     >>> similarities = np.ones((5, 3))
     >>> parents = np.array([-1, 0, 3, -1, 0])
     >>> density = np.array([1.0, 0.5, 1.2, 1.7, 0.3])
-    >>> same = CalibratedCosineSimilarity().fit_neighbors(
-    ...     [[0, 1], [1, 0]], [[1.0, 0.5], [1.0, 0.5]])
+    >>> same = CalibratedCosineSimilarity().fit_neighbors(  # same from 0.9 up
+    ...     [[0, 1], [1, 0], [2, 0]], [[1.0, 0.2], [1.0, 0.2], [1.0, 0.9]])
     >>> labels, parents = link_saturated_peaks(
     ...     parents, density, indices, similarities, X, same)
     >>> labels

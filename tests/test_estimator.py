@@ -364,7 +364,9 @@ def test_zero_rows_are_clusters_of_their_own():
 
 
 def test_precomputed_graph_with_too_few_neighbours():
-    G = KNeighborsTransformer(n_neighbors=3, mode="distance").fit_transform(GOOD)
+    G = KNeighborsTransformer(
+        n_neighbors=3, mode="distance", metric="cosine"
+    ).fit_transform(GOOD)
     with pytest.raises(ValueError, match="fewer than 5 neighbours"):
         NDDeTPDiClustering(k=6, metric="precomputed").fit(G)
 

@@ -791,3 +791,24 @@ def test_a_precomputed_graph_that_is_not_cosine_distances_is_refused(convert, ma
     G = G.fit_transform(X)
     with pytest.raises(ValueError, match=match):
         NDDeTPDiClustering(k=20, metric="precomputed").fit(convert(G))
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # Two points, each repeated 50 times: two clusters, not one.
+        np.repeat(np.random.default_rng(0).standard_normal((2, 8)), 50, axis=0),
+        # One feature, +x and -x: opposite directions are never one identity.
+        np.concatenate([np.full((30, 1), 1.0), np.full((30, 1), -2.0)]),
+    ],
+)
+def test_one_distinct_pair_cosine_is_no_evidence_of_one_identity(rows):
+    with pytest.warns(UserWarning, match="k=80 is larger than the number of"):
+        labels = NDDeTPDiClustering().fit_predict(rows)
+    assert labels.max() + 1 == 2
+
+
+def test_the_k_warning_counts_distinct_samples_and_rows():
+    X = np.repeat(np.random.default_rng(0).standard_normal((2, 8)), 50, axis=0)
+    with pytest.warns(UserWarning, match=r"distinct samples \(2 of 100 rows"):
+        NDDeTPDiClustering().fit(X)

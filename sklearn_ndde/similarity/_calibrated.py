@@ -63,11 +63,10 @@ def random_pair_cosines(hashes, rows_of):
 
 
 def same_above(background, margin=SAME_ABOVE_BACKGROUND):
-    """The cosine ``margin`` scales above ``background`` (a ``(level,
-    scale)`` pair of :func:`background_level`): from the default margin up,
-    a mixture component stands clear of the unrelated samples."""
-    level, scale = background
-    return level + margin * scale
+    """The cosine ``margin`` scales above ``background`` (as from
+    :func:`background_level`): from the default margin up, a mixture
+    component stands clear of the unrelated samples."""
+    return background[0] + margin * background[1]
 
 
 def background_level(cosines, n_samples, n_neighbors):
@@ -439,11 +438,16 @@ class CalibratedCosineSimilarity(BaseEstimator):
         self.background_ = None if background is None else background[0]
         self.background_scale_ = None if background is None else background[1]
         if n_components < 2:
-            # One value only: no evidence of two populations, so every pair
-            # at or above it is as alike as any.
+            # One value only: no evidence of two populations, nor of what an
+            # identity looks like. Only near copies are taken as one
+            # identity (two points repeated, or +x and -x, stay apart).
             self.mixture_ = None
             self.same_components_ = np.array([], dtype=int)
-            self.curve_ = (self.grid_ >= sample[0] - 1e-9).astype(np.float64)
+            value = float(sample[0])
+            floor = (
+                value - 1e-9 if value >= 1.0 - DUPLICATE_GAP else 1.0 - DUPLICATE_GAP
+            )
+            self.curve_ = (self.grid_ >= floor).astype(np.float64)
             return self
         self.mixture_ = GaussianMixture(
             n_components, random_state=0, reg_covar=1e-8
