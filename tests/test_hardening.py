@@ -812,3 +812,12 @@ def test_the_k_warning_counts_distinct_samples_and_rows():
     X = np.repeat(np.random.default_rng(0).standard_normal((2, 8)), 50, axis=0)
     with pytest.warns(UserWarning, match=r"distinct samples \(2 of 100 rows"):
         NDDeTPDiClustering().fit(X)
+
+
+def test_calibrate_refuses_nan():
+    from sklearn_ndde.similarity import CalibratedCosineSimilarity
+
+    X = np.random.default_rng(0).standard_normal((50, 8))
+    sim = CalibratedCosineSimilarity(n_neighbors=10).fit(X)
+    with pytest.raises(ValueError, match="contain NaN"):
+        sim.calibrate(np.array([0.5, np.nan]))

@@ -506,6 +506,8 @@ class CalibratedCosineSimilarity(BaseEstimator):
         lo = float(self.grid_[0])
         step = (float(self.grid_[-1]) - lo) / (self.grid_.size - 1)
         interp_uniform(values, lo, step, self.curve_.astype(np.float64), out)
+        if np.isnan(out).any():
+            raise ValueError("similarities contain NaN; cosines are finite.")
         return out.reshape(similarities.shape)
 
     def pair_similarity(self, X, indices, Y=None):
