@@ -80,6 +80,12 @@ def _photo_library(n_samples, random_state):
 def _demo(args):
     from sklearn.cluster import DBSCAN, HDBSCAN
 
+    from .io import check_output_path
+
+    if args.figure and not args.no_figure:
+        # Checked before the demo runs, not after it.
+        check_output_path(args.figure, (".png", ".pdf", ".svg"), [])
+
     from . import NDDeTPDiClustering
     from .datasets import make_face_embeddings
     from .metrics import (

@@ -8,8 +8,10 @@ holding an (n, 2, k) array ``data`` of neighbour ids and cosine distances.
 
 import numbers
 import os
+import re
 import stat
 import tempfile
+import warnings
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,6 +105,11 @@ def _atomic_path(path):
     reader never sees a half-written file. It ends in ``path``'s suffix in
     lower case, which ``np.save`` and ``np.savez`` keep as it is."""
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"Cannot write {str(path)!r}: the folder {str(path.parent)!r} does not "
+            "exist."
+        )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix.lower()}")
     try:
         yield tmp
@@ -235,7 +242,11 @@ def load_features(path, *, dim=256):
                     _check_declared_size(path, name)
                     X = data[name]
             else:
-                X = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # no data
+                    X = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+                if X.size == 0:
+                    raise ValueError(f"{str(path)!r} holds no numbers.")
     else:
         raise ValueError(
             f"Unknown features format {suffix!r}; use .npy, .npz, .bin or .csv."
@@ -268,8 +279,17 @@ def load_labels(path):
             labels = np.loadtxt(
                 path, dtype=np.int64, ndmin=1, delimiter=",", encoding="utf-8-sig"
             )
-        except ValueError as exc:
-            raise ValueError(f"{str(path)!r} must hold one integer per line.") from exc
+        except (ValueError, OverflowError) as exc:
+            bad = re.search(r"string '(.*)' to int", str(exc))
+            too_large = bad is not None and re.fullmatch(r"[-+]?\d+", bad.group(1))
+            reason = (
+                f"{bad.group(1)}, an integer too large for 64 bits"
+                if isinstance(exc, OverflowError) or too_large
+                else "a line that is not one integer"
+            )
+            raise ValueError(
+                f"{str(path)!r} must hold one integer per line; it holds {reason}."
+            ) from exc
     else:
         raise ValueError(
             f"Unknown labels format {suffix!r}; use .meta, .txt, .npy or .csv."

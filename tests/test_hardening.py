@@ -821,3 +821,36 @@ def test_calibrate_refuses_nan():
     sim = CalibratedCosineSimilarity(n_neighbors=10).fit(X)
     with pytest.raises(ValueError, match="contain NaN"):
         sim.calibrate(np.array([0.5, np.nan]))
+
+
+def test_a_csv_of_empty_lines_holds_no_numbers(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("\n\n\n")
+    with pytest.raises(ValueError, match="holds no numbers"):
+        load_features(path)
+
+
+def test_a_meta_integer_too_large_is_named(tmp_path):
+    from sklearn_ndde.io import load_labels
+
+    path = tmp_path / "big.meta"
+    path.write_text("1\n12345678901234567890123\n")
+    with pytest.raises(ValueError, match="too large for 64 bits"):
+        load_labels(path)
+
+
+def test_saving_into_a_missing_folder_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="the folder .*nodir.* does not exist"):
+        save_labels(tmp_path / "nodir" / "labels.npy", np.arange(3))
+
+
+def test_demo_checks_its_figure_path_before_running(tmp_path):
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "sklearn_ndde", "demo", "--figure", "nodir/x.png"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert time.perf_counter() - start < 30  # refused before the demo's work

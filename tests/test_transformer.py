@@ -464,3 +464,29 @@ def test_a_random_state_instance_survives_save_and_load(data, tmp_path):
     saved, restored = seed.get_state(), loaded.random_state.get_state()
     np.testing.assert_array_equal(restored[1], saved[1])
     assert restored[2:] == saved[2:]
+
+
+def test_load_refuses_nan_weights(model, tmp_path):
+    path = tmp_path / "m.pt"
+    model.save(path)
+    payload = torch.load(path, weights_only=True)
+    first = sorted(payload["weights"])[0]
+    payload["weights"][first] = payload["weights"][first].clone().fill_(np.nan)
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="NaN or infinite values"):
+        TransformerSimilarity.load(path)
+
+
+def test_load_on_cuda_without_a_gpu_is_refused(model, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    path = tmp_path / "m.pt"
+    model.save(path)
+    with pytest.raises(ValueError, match="cuda"):
+        TransformerSimilarity.load(path, device="cuda")
+    assert TransformerSimilarity.load(path).device_ == "cpu"
+
+
+def test_save_into_a_missing_folder_names_the_folder(model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="the folder .*nodir.* does not exist"):
+        model.save(tmp_path / "nodir" / "m.pt")

@@ -685,6 +685,10 @@ class TransformerSimilarity(BaseEstimator):
         }
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"Cannot write {path!r}: the folder {folder!r} does not exist."
+            )
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
         os.close(fd)
         try:
@@ -723,7 +727,9 @@ class TransformerSimilarity(BaseEstimator):
                 f"not weights-only): {type(exc).__name__}: {str(exc)[:200]}"
             ) from exc
         model = cls._from_payload(torch, payload, path, device)
-        model.device_ = model._resolve_device(torch, fallback=True)
+        # The device asked for here, not the one the model was trained on:
+        # "auto" takes a GPU when there is one, "cuda" without one is refused.
+        model.device_ = model._resolve_device(torch)
         model.module_ = model._build(torch, payload["weights"])
         return model
 
@@ -797,6 +803,16 @@ class TransformerSimilarity(BaseEstimator):
                 f"The weights in {path!r} do not match the architecture its "
                 f"parameters describe: {key!r} is {found.get(key, 'missing')} in "
                 f"the file, {expected.get(key, 'not expected')} in the model."
+            )
+        broken = [
+            name
+            for name, w in weights.items()
+            if w.is_floating_point() and not bool(torch.isfinite(w).all())
+        ]
+        if broken:
+            raise ValueError(
+                f"The weights in {path!r} hold NaN or infinite values (first in "
+                f"{broken[0]!r}): the model cannot score pairs."
             )
         if "random_state_mt19937" in payload:
             try:
