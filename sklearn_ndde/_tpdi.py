@@ -17,7 +17,8 @@ from ._validation import N_JOBS_CONSTRAINT, check_transition
 
 # The fewest samples a progress-bar update stands for.
 _PROGRESS_STEP = 65536
-# Samples per kernel call otherwise: about a quarter of a second at k = 80.
+# Samples per kernel call otherwise: about a quarter of a second at k = 80
+# (scaled down by (80 / k)^2 above that).
 _INTERRUPT_STEP = 32768
 
 
@@ -95,8 +96,10 @@ def tpdi(Q, indices, *, n_jobs=None, verbose=False):
     order = locality_order(indices)
     k = indices.shape[1]
     # Slices of the visiting order, so that a progress bar can move and a
-    # Ctrl-C is noticed within a slice (a fraction of a second).
+    # Ctrl-C is noticed within a slice (a fraction of a second): a sample
+    # costs k^2 steps, so the slices shrink as k grows.
     step = max(_PROGRESS_STEP, -(-n // 100)) if verbose else _INTERRUPT_STEP
+    step = max(256, int(step * min(1.0, (80 / max(k, 1)) ** 2)))
     if k > 0 and _rows_are_pairs(indptr, cols, pairs):
         # Q built from these same pairs, as the estimator builds it.
         return _tpdi_of_own_pairs(
