@@ -800,6 +800,11 @@ def main(argv=None):
         message = " ".join(str(exc).split())
         print(f"sklearn-ndde: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Every output is written whole or not at all; what photos detected
+        # so far is in its cache.
+        print("sklearn-ndde: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

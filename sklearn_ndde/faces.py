@@ -29,6 +29,7 @@ import os
 import shutil
 import time
 import zipfile
+from contextlib import contextmanager
 from itertools import combinations
 from pathlib import Path
 
@@ -102,27 +103,45 @@ def find_photos(folder, exclude=()):
     return sorted(photos), sorted(skipped)
 
 
+#: The largest picture decoded, in pixels (100 megapixels: 300 MB as RGB);
+#: its size is read from the header first, so a larger one (a "pixel bomb",
+#: such as a 144-megapixel PNG of 136 KB) is refused before decoding.
+MAX_PIXELS = 100_000_000
+
+
 def load_photo(path):
     """A picture as an RGB ``uint8`` array, turned upright by its EXIF tag.
 
     RGBA, greyscale, palette and CMYK pictures are converted to RGB.
+    Pictures of more than ``MAX_PIXELS`` pixels are refused before they are
+    decoded.
 
     Raises
     ------
     ValueError
-        If the file cannot be decoded (not a picture, truncated, damaged),
-        with the decoder's reason.
+        If the file cannot be decoded (not a picture, truncated, damaged, or
+        too large), with the reason.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ValueError(
+                    f"{width} x {height} pixels, more than the "
+                    f"{MAX_PIXELS // 1_000_000} megapixels decoded"
+                )
             image = ImageOps.exif_transpose(image)
             image.load()
             return np.asarray(image.convert("RGB"))
     except UnidentifiedImageError:
         raise ValueError("not a picture that can be decoded") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except ValueError as exc:
+        if "megapixels decoded" in str(exc):
+            raise
+        raise ValueError(f"truncated or damaged, cannot be decoded ({exc})") from None
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"truncated or damaged, cannot be decoded ({exc})") from None
 
 
@@ -399,14 +418,18 @@ class _Cache:
                 with np.load(path, allow_pickle=False) as data:
                     if json.loads(str(data["settings"])) == settings:
                         counts = data["counts"]
+                        boxes, descriptors = data["boxes"], data["descriptors"]
+                        _check_cache(counts, boxes, descriptors)
                         ends = np.cumsum(counts)
                         for sha, end, count in zip(data["sha"], ends, counts):
                             self.entries[str(sha)] = (
-                                data["boxes"][end - count : end],
-                                data["descriptors"][end - count : end],
+                                boxes[end - count : end],
+                                descriptors[end - count : end],
                             )
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-                self.entries = {}  # a damaged cache is rebuilt, never trusted
+                # A damaged cache (or one that is not this kind of cache) is
+                # rebuilt, never trusted.
+                self.entries = {}
 
     def save(self):
         shas = sorted(self.entries)
@@ -425,6 +448,23 @@ class _Cache:
                     else np.empty((0, 128), np.float32)
                 ),
             )
+
+
+def _check_cache(counts, boxes, descriptors):
+    """Raise a ValueError unless the cache's arrays are faces: finite
+    128-d descriptors and integer boxes, as many as the counts say."""
+    total = int(np.sum(counts)) if counts.size else 0
+    if (
+        counts.ndim != 1
+        or counts.dtype.kind not in "iu"
+        or (counts < 0).any()
+        or boxes.shape != (total, 4)
+        or boxes.dtype.kind not in "iu"
+        or descriptors.shape != (total, 128)
+        or descriptors.dtype.kind != "f"
+        or not np.all(np.isfinite(descriptors))
+    ):
+        raise ValueError("not a cache of faces")
 
 
 def _read_people(path):
@@ -665,12 +705,13 @@ def run_photos(
         Counts (photos, faces, people, unassigned, new faces detected),
         the skipped files with their reasons, and the seconds taken.
     """
-    from ._progress import progress as progress_bar
 
     start = time.perf_counter()
     photos_dir, out_dir = Path(photos_dir), Path(out_dir)
     if min_faces < 1:
         raise ValueError(f"min_faces must be at least 1, got {min_faces}.")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{str(out_dir)!r} is a file; the output is a folder.")
     embedder = FaceEmbedder() if embedder is None else embedder
     # The outputs are never read as photos, even when the output folder is
     # the photo folder itself: its crops live under people/.
@@ -681,6 +722,25 @@ def run_photos(
             f"{people_dir} exists and was not made by sklearn-ndde; move it away."
         )
     out_dir.mkdir(parents=True, exist_ok=True)
+    with _one_run_at_a_time(out_dir), _scratch(out_dir) as scratch:
+        summary = _run(
+            photos_dir, out_dir, photos, skipped, embedder, min_faces, progress, scratch
+        )
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    return summary
+
+
+#: Seconds between two saves of the cache during the detection, so that an
+#: interrupted run keeps most of what it found.
+_CACHE_EVERY = 30.0
+
+
+def _run(photos_dir, out_dir, photos, skipped, embedder, min_faces, progress, scratch):
+    """The body of :func:`run_photos`, under its lock; ``scratch`` holds the
+    run's temporary folders (removed whatever happens)."""
+    from ._progress import progress as progress_bar
+
+    people_dir = out_dir / "people"
     cache = _Cache(out_dir / _CACHE, embedder.settings())
     state_path = out_dir / _STATE
     state = {"next_person": 1, "faces": {}}
@@ -696,43 +756,53 @@ def run_photos(
             ) from None
     names = _read_people(out_dir / _PEOPLE)
 
-    # Faces of every photo, from the cache or detected now.
+    # Faces of every photo, from the cache or detected now. The cache is
+    # saved as the detection goes and whatever stops it, so that a rerun
+    # does not detect again what was found.
     faces = []  # (file, sha, box, descriptor, photo index)
     read = []  # photos read successfully
-    staging = out_dir / f".crops-{os.getpid()}"
-    detected = 0
+    staging = scratch / "crops"
+    staging.mkdir()
+    detected = unsaved = 0
+    last_save = time.perf_counter()
     bar = progress_bar("detecting faces", len(photos), progress, unit="photo")
-    with bar:
-        for rel in photos:
-            path = photos_dir / rel
-            try:
-                sha = _sha256(path)
-            except OSError as exc:
-                skipped.append((rel, f"cannot be read: {exc.strerror or exc}"))
-                bar.update(1)
-                continue
-            if sha not in cache.entries:
+    try:
+        with bar:
+            for rel in photos:
+                path = photos_dir / rel
                 try:
-                    image = load_photo(path)
-                except ValueError as exc:
-                    skipped.append((rel, str(exc)))
+                    sha = _sha256(path)
+                except OSError as exc:
+                    skipped.append((rel, f"cannot be read: {exc.strerror or exc}"))
                     bar.update(1)
                     continue
-                cache.entries[sha] = embedder.embed(image)
-                detected += 1
-                # Crops now, while the picture is decoded (it is not kept).
-                staging.mkdir(exist_ok=True)
-                for box in cache.entries[sha][0]:
-                    crop = _crop(image, box)
-                    crop.save(staging / _crop_name(rel, sha, box), quality=90)
-                del image
-            boxes, descriptors = cache.entries[sha]
-            for box, descriptor in zip(boxes, descriptors):
-                faces.append((rel, sha, box, descriptor, len(read)))
-            read.append(rel)
-            bar.update(1)
-    if detected:
-        cache.save()
+                if sha not in cache.entries:
+                    try:
+                        image = load_photo(path)
+                    except ValueError as exc:
+                        skipped.append((rel, str(exc)))
+                        bar.update(1)
+                        continue
+                    found = embedder.embed(image)
+                    # Crops now, while the picture is decoded (it is not kept).
+                    for box in found[0]:
+                        crop = _crop(image, box)
+                        crop.save(staging / _crop_name(rel, sha, box), quality=90)
+                    del image
+                    cache.entries[sha] = found
+                    detected += 1
+                    unsaved += 1
+                    if time.perf_counter() - last_save > _CACHE_EVERY:
+                        cache.save()
+                        unsaved, last_save = 0, time.perf_counter()
+                boxes, descriptors = cache.entries[sha]
+                for box, descriptor in zip(boxes, descriptors):
+                    faces.append((rel, sha, box, descriptor, len(read)))
+                read.append(rel)
+                bar.update(1)
+    finally:
+        if unsaved:
+            cache.save()
     skipped.sort()
 
     n = len(faces)
@@ -762,32 +832,30 @@ def run_photos(
         distance[members] = np.maximum(1.0 - cosine, 0.0)
     for p in np.unique(persons[persons >= 0]):
         names.setdefault(int(p), "")
-    # The crops of the last run are moved to their person's folder rather
-    # than cut again from the decoded photo.
-    people_dir = out_dir / "people"
-    old_dir = None
-    if people_dir.exists():
-        old_dir = out_dir / f".people-{os.getpid()}"
-        people_dir.rename(old_dir)
-    previous = {p.name: p for p in old_dir.glob("*/*.jpg")} if old_dir else {}
-    people_dir.mkdir()
-    (people_dir / _MARKER).touch()
+    # The people's folders are built aside, from the new crops, the last
+    # run's crops (linked, not moved) or the photo decoded again, then put
+    # in place of the old ones at once.
+    building = scratch / "people"
+    building.mkdir()
+    (building / _MARKER).touch()
+    previous = {p.name: p for p in people_dir.glob("*/*.jpg")}
     thumbs = {}
     decoded = (None, None)  # the last photo decoded again, if any
     for i, (rel, sha, box, _, _) in enumerate(faces):
         folder = str(persons[i]) if persons[i] >= 0 else "unassigned"
-        (people_dir / folder).mkdir(exist_ok=True)
+        (building / folder).mkdir(exist_ok=True)
         name = _crop_name(rel, sha, box)
-        target = people_dir / folder / name
+        target = building / folder / name
         if (staging / name).exists():
             (staging / name).replace(target)
         elif name in previous and not target.exists():
-            previous.pop(name).rename(target)
+            _link_or_copy(previous[name], target)
         elif not target.exists():
             if decoded[0] != rel:
                 decoded = (rel, load_photo(photos_dir / rel))
             _crop(decoded[1], box).save(target, quality=90)
         thumbs[i] = f"people/{folder}/{name}"
+    _swap_in(building, people_dir, scratch / "old-people")
     _write_csv(
         out_dir / _FACES,
         ["file", "left", "top", "right", "bottom", "person", "name", "distance"],
@@ -824,9 +892,6 @@ def run_photos(
     people.sort(key=lambda item: (-len(item[2]), item[0]))
     unassigned = [(thumbs[i], str(faces[i][0])) for i in np.flatnonzero(persons < 0)]
     _write_index(out_dir, people, unassigned, len(read), skipped)
-    for folder in (old_dir, staging):
-        if folder is not None and folder.exists():
-            shutil.rmtree(folder)
     return {
         "photos": len(read),
         "faces": n,
@@ -835,5 +900,90 @@ def run_photos(
         "detected_photos": detected,
         "skipped": [{"file": str(rel), "reason": reason} for rel, reason in skipped],
         "out_dir": str(out_dir),
-        "seconds": round(time.perf_counter() - start, 3),
     }
+
+
+def _link_or_copy(source, target):
+    """``target`` as a hard link to ``source`` (a copy where links fail)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _swap_in(new, current, aside):
+    """Put the folder ``new`` in place of ``current`` (moved to ``aside``,
+    then removed): two renames, so that ``current`` is never half-written."""
+    if current.exists():
+        current.rename(aside)
+    try:
+        new.rename(current)
+    except BaseException:
+        if aside.exists() and not current.exists():
+            aside.rename(current)
+        raise
+
+
+@contextmanager
+def _scratch(out_dir):
+    """A hidden folder of the run's temporary files in ``out_dir``, removed
+    when the run ends, however it ends (an interrupt included)."""
+    scratch = out_dir / f".run-{os.getpid()}"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir()
+    try:
+        yield scratch
+    finally:
+        people = out_dir / "people"
+        if not people.exists() and (scratch / "old-people").exists():
+            (scratch / "old-people").rename(people)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+_LOCK = ".sklearn-ndde.lock"
+
+
+@contextmanager
+def _one_run_at_a_time(out_dir):
+    """Hold ``out_dir``'s lock file (with this process's id) for the run.
+
+    A second run into the same folder is refused with the first run's
+    process id; a lock left by a process that no longer runs is taken over.
+    """
+    lock = out_dir / _LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner > 0 and owner != os.getpid() and _alive(owner):
+                raise ValueError(
+                    f"Another sklearn-ndde photos run (process {owner}) is writing "
+                    f"to {str(out_dir)!r}; wait for it to end."
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        break
+    else:
+        raise ValueError(f"Cannot lock {str(out_dir)!r} for this run.")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    """Whether a process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -21,6 +21,7 @@ from sklearn_ndde.faces import (
     cluster_faces,
     find_photos,
     load_photo,
+    run_photos,
 )
 from sklearn_ndde.metrics import bcubed_fscore
 
@@ -430,3 +431,141 @@ def test_photos_options_out_of_range_are_refused(tmp_path, capsys, option, messa
     assert main(argv + option) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_pixel_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from sklearn_ndde import faces
+
+    # A picture larger than the limit (lowered here so that the test stays
+    # small): refused from its header, never decoded.
+    monkeypatch.setattr(faces, "MAX_PIXELS", 1_000_000)
+    Image.new("L", (2000, 1000)).save(tmp_path / "big.png")
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(1))
+    with pytest.raises(ValueError, match="2000 x 1000 pixels, more than the 1"):
+        faces.load_photo(tmp_path / "big.png")
+    assert decoded == []
+
+
+INTERRUPTED_RUN = (
+    # A shell that starts the tests in the background ignores SIGINT in its
+    # children; Python then installs no KeyboardInterrupt handler.
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "from sklearn_ndde.__main__ import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.parametrize("after", [2.0, 5.0, 10.0])
+def test_photos_interrupted_then_rerun_ends_as_an_uninterrupted_run(
+    first_run, tmp_path, after
+):
+    import signal
+    import sys
+    import time
+
+    photos, reference, _ = first_run
+    out = tmp_path / "out"
+    argv = [
+        sys.executable,
+        "-c",
+        INTERRUPTED_RUN,
+        "photos",
+        str(photos),
+        "-o",
+        str(out),
+    ]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 130:
+        assert err.strip().endswith("sklearn-ndde: interrupted")
+        assert "Traceback" not in err
+    else:
+        assert proc.returncode == 0  # it ended before the interrupt
+    # Nothing half-written is left, and a rerun ends as the uninterrupted run.
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert main(["photos", str(photos), "-o", str(out), "--json"]) == 0
+    assert (out / "faces.csv").read_text() == (reference / "faces.csv").read_text()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_photos_interrupted_keeps_its_detections_and_reruns_in_process(
+    small_folder, tmp_path, monkeypatch
+):
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    from sklearn_ndde.faces import FaceEmbedder
+
+    out = tmp_path / "out"
+    embed = FaceEmbedder.embed
+    calls = []
+
+    def interrupted(self, image):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return embed(self, image)
+
+    monkeypatch.setattr(FaceEmbedder, "embed", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_photos(small_folder, out)
+    monkeypatch.setattr(FaceEmbedder, "embed", embed)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    # The two pictures searched before the interrupt are not searched again.
+    again = run_photos(small_folder, out)
+    assert again["detected_photos"] == 4 - 2
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_one_run_at_a_time_per_output_folder(small_folder, tmp_path):
+    import subprocess as sp
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    other = sp.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".sklearn-ndde.lock").write_text(str(other.pid))
+        with pytest.raises(ValueError, match=f"process {other.pid}"):
+            run_photos(small_folder, out)
+    finally:
+        other.kill()
+        other.wait()
+    # A lock left by a process that no longer runs is taken over.
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    run_photos(small_folder, out)
+    assert not (out / ".sklearn-ndde.lock").exists()
+
+
+@needs_photos
+def test_a_cache_with_nan_or_other_descriptors_is_rebuilt(tmp_path):
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for picture in sorted((PHOTOS / "portraits").glob("*.jpg"))[:2]:
+        shutil.copy(picture, photos)
+    out = tmp_path / "out"
+    first = run_photos(photos, out)
+    assert first["faces"] > 0
+    with np.load(out / "embeddings.npz") as data:
+        arrays = dict(data)
+    for broken in (
+        np.full_like(arrays["descriptors"], np.nan),
+        np.zeros((arrays["descriptors"].shape[0], 64), np.float32),
+    ):
+        np.savez(out / "embeddings.npz", **{**arrays, "descriptors": broken})
+        again = run_photos(photos, out)
+        # Not trusted: searched again, the same faces found.
+        assert again["detected_photos"] == 2 and again["faces"] == first["faces"]
+
+
+def test_an_output_that_is_a_file_is_refused(small_folder, tmp_path):
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(ValueError, match="is a file; the output is a folder"):
+        run_photos(small_folder, tmp_path / "out")
