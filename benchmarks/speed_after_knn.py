@@ -17,7 +17,17 @@ real graph, with its embeddings) it runs the estimator's own stages after
 the graph, every one of them, and times each; the extra memory is the
 growth of the peak resident set over the loaded input.
 
+With ``--authors PATH`` (a checkout of ``echoanran/On-Mitigating-Hard-Clusters``
+fetched into a cache folder outside this repository; never commit it), each
+repeat also runs the authors' four stages after the graph on the same graph
+(``utils/compute_density.py``: the one-step NDDe over the top 20 and TPDi
+on as many processes as there are cores; ``utils/dpc.py``: the density
+peaks at tau = 0.7), in a fresh process as ours, and the script prints
+the ratio of the medians of the paper's four stages (transitions, NDDe,
+TPDi, density peaks at tau = 0.7). Rows stay in the generator's order.
+
     python benchmarks/speed_after_knn.py [--n 584013] [--k 80] [--repeats 5]
+                                         [--authors PATH]
 """
 
 import argparse
@@ -151,14 +161,65 @@ def run_once(folder):
     distances = tpdi(Q, indices)
     times["tpdi"] = time.perf_counter() - t
     t = time.perf_counter()
+    density_peaks(density, indices, distances, tau=0.7)
+    times["peaks at tau 0.7 (not in total)"] = time.perf_counter() - t
+    t = time.perf_counter()
     labels, parents = density_peaks(density, indices, distances, tau=defaults.tau)
     times["peaks"] = time.perf_counter() - t
     t = time.perf_counter()
     labels, _ = merge_by_flow(parents, P, threshold=defaults.merge_threshold)
     times["flow merge"] = time.perf_counter() - t
-    times["total"] = sum(times.values())
+    times["total"] = sum(v for key, v in times.items() if "not in total" not in key)
+    times["paper's four stages"] = (
+        times["transitions"]
+        + times["ndde"]
+        + times["tpdi"]
+        + times["peaks at tau 0.7 (not in total)"]
+    )
     times["extra_memory_gb"] = peak_rss_gb() - rss0
     times["n_clusters"] = int(labels.max() + 1)
+    print(json.dumps(times))
+
+
+def run_authors(folder, authors):
+    """The authors' four stages on the same graph: their own code, loaded
+    from the checkout ``authors`` (its ``utils`` package without its
+    ``__init__``, which needs GPUs)."""
+    import importlib.util
+    import os
+    import types
+
+    utils = types.ModuleType("utils")
+    utils.__path__ = [str(Path(authors) / "utils")]
+    sys.modules["utils"] = utils
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(
+            f"utils.{name}", Path(authors) / "utils" / f"{name}.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"utils.{name}"] = module
+        spec.loader.exec_module(module)
+        return module
+
+    Density = load("compute_density").Density
+    DPC = load("dpc").DPC
+    indices = np.load(folder / "indices.npy")
+    # Their distance is 1 - the pair similarity, each row in increasing order.
+    dist = 1.0 - np.load(folder / "sims.npy").astype(np.float64)
+    times = {}
+    t = time.perf_counter()
+    density = Density(indices, dist).approximate_NDDe(sigma=0.5, k=20)
+    times["transitions and ndde"] = time.perf_counter() - t
+    t = time.perf_counter()
+    tpdi = Density(indices, dist).TPDi(sigma=0.05, processNum=os.cpu_count())
+    times["tpdi"] = time.perf_counter() - t
+    t = time.perf_counter()
+    DPC(indices, tpdi[:, : indices.shape[1]], max_conn=1).run(
+        confidence=density, tau=0.7
+    )
+    times["peaks at tau 0.7"] = time.perf_counter() - t
+    times["paper's four stages"] = sum(times.values())
     print(json.dumps(times))
 
 
@@ -180,8 +241,15 @@ def main():
     parser.add_argument(
         "--cache", help="with --layout faces: reuse (or write) the graph here (.npz)"
     )
+    parser.add_argument(
+        "--authors", help="a checkout of the authors' code, to run it as well"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-authors", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child and args.child_authors:
+        run_authors(Path(args.child), args.child_authors)
+        return
     if args.child:
         run_once(Path(args.child))
         return
@@ -197,7 +265,7 @@ def main():
             check=True,
             capture_output=True,
         )
-        runs = []
+        runs, theirs = [], []
         for _ in range(args.repeats):
             out = subprocess.run(
                 [sys.executable, __file__, "--child", str(folder)],
@@ -206,6 +274,21 @@ def main():
                 text=True,
             ).stdout
             runs.append(json.loads(out.strip().splitlines()[-1]))
+            if args.authors and args.layout != "faces":
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        str(folder),
+                        "--child-authors",
+                        args.authors,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                theirs.append(json.loads(out.strip().splitlines()[-1]))
     print(
         f"n = {args.n:,}, k = {args.k}, {args.layout} layout, {args.repeats} runs, "
         "median (min-max):"
@@ -216,6 +299,17 @@ def main():
         print(f"  {key:28s} {np.median(v):7.2f} s  ({v.min():.2f}-{v.max():.2f})")
     mem = np.array([r["extra_memory_gb"] for r in runs])
     print(f"  extra peak memory {np.median(mem):.2f} GB (max {mem.max():.2f})")
+    if theirs:
+        print("The authors' code on the same graph, median (min-max):")
+        for key in theirs[0]:
+            v = np.array([r[key] for r in theirs])
+            print(f"  {key:28s} {np.median(v):7.2f} s  ({v.min():.2f}-{v.max():.2f})")
+        ours = np.median([r["paper's four stages"] for r in runs])
+        other = np.median([r["paper's four stages"] for r in theirs])
+        print(
+            f"The paper's four stages: {ours:.2f} s here, {other:.2f} s in the "
+            f"authors' code: {other / ours:.1f}x"
+        )
 
 
 if __name__ == "__main__":
