@@ -20,6 +20,8 @@ _PROGRESS_STEP = 65536
 # Samples per kernel call otherwise: about a quarter of a second at k = 80
 # (scaled down by (80 / k)^2 above that).
 _INTERRUPT_STEP = 32768
+# The fewest samples per kernel call, however large k is.
+_MIN_STEP = 256
 
 
 @validate_params(
@@ -99,7 +101,7 @@ def tpdi(Q, indices, *, n_jobs=None, verbose=False):
     # Ctrl-C is noticed within a slice (a fraction of a second): a sample
     # costs k^2 steps, so the slices shrink as k grows.
     step = max(_PROGRESS_STEP, -(-n // 100)) if verbose else _INTERRUPT_STEP
-    step = max(256, int(step * min(1.0, (80 / max(k, 1)) ** 2)))
+    step = max(_MIN_STEP, int(step * min(1.0, (80 / max(k, 1)) ** 2)))
     if k > 0 and _rows_are_pairs(indptr, cols, pairs):
         # Q built from these same pairs, as the estimator builds it.
         return _tpdi_of_own_pairs(

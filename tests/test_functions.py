@@ -349,6 +349,7 @@ def test_tpdi_fast_path_with_progress_slices(monkeypatch):
 
     monkeypatch.setattr(_tpdi, "tpdi_forward_pairs", spy)
     monkeypatch.setattr(_tpdi, "_PROGRESS_STEP", 64)
+    monkeypatch.setattr(_tpdi, "_MIN_STEP", 1)
     sliced = tpdi(Q, indices, verbose=True)
     assert calls == [(0, 64), (64, 128), (128, 192), (192, 256), (256, 300)]
     np.testing.assert_array_equal(sliced, whole)
