@@ -616,9 +616,10 @@ def build_parser():
     cluster.add_argument(
         "--knn-recall",
         type=float,
-        default=0.95,
-        help="recall target of the ivf search, measured at run time on 1,000 "
-        "rows (default %(default)s)",
+        default=0.99,
+        help="recall target of the ivf search: the share of the likely "
+        "neighbours it finds, measured at run time on 1,000 rows (default "
+        "%(default)s)",
     )
     cluster.add_argument(
         "--labels", help="ground truth (.meta, .npy, .csv): print metrics"

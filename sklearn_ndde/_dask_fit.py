@@ -36,12 +36,20 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
+from ._calibration import (
+    _cosine_histogram,
+    _histogram_quantiles,
+    _included,
+    background_level,
+    random_pair_cosines,
+)
 from ._kernels import bhattacharyya_pairs
 from ._knn import DUPLICATE_GAP
 from ._knn_dask import (
     _persist,
     _task_slots,
     _unit,
+    block_hashes,
     blocked_knn,
     checked_blocks,
     gather_rows,
@@ -63,15 +71,7 @@ from ._peaks import (
 from ._progress import log
 from ._transition import row_softmax
 from .similarity import CalibratedCosineSimilarity
-from .similarity._calibrated import (
-    _cosine_histogram,
-    _histogram_quantiles,
-    _included,
-    background_level,
-    random_pair_cosines,
-    row_hashes,
-    shared_histograms,
-)
+from .similarity._calibrated import shared_histograms
 
 
 def _delayed(function, nout=None):
@@ -133,12 +133,6 @@ def _value_ranges(indices, cosines, offset):
         else:
             out.append((values.size, float(values.min()), float(values.max())))
     return out
-
-
-def _hashes(block):
-    """:func:`row_hashes` of a block's unit rows (as the single-machine path
-    hashes its unit rows)."""
-    return row_hashes(_unit(block))
 
 
 def _histogram(indices, cosines, offset, with_duplicates, lo, hi):
@@ -414,7 +408,9 @@ def fit_dask(estimator, X, k):
     )
     # Where unrelated samples sit in a list, from random pairs of rows
     # gathered to the client (as the single-machine path reads its unit rows).
-    hashes = np.concatenate(_compute(*[_delayed(_hashes)(block) for block in rows]))
+    hashes = np.concatenate(
+        _compute(*[_delayed(block_hashes)(block) for block in rows])
+    )
     background = background_level(
         random_pair_cosines(hashes, lambda ids: _unit(blocks.gather(rows, ids))), n, k
     )

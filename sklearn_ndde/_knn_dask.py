@@ -23,6 +23,12 @@ import os
 
 import numpy as np
 
+from ._calibration import (
+    background_level,
+    likely_floor,
+    random_pair_cosines,
+    row_hashes,
+)
 from ._knn import (
     _TRAIN_PER_LIST,
     EXACT_MAX_SAMPLES,
@@ -33,7 +39,7 @@ from ._knn import (
     _ivf_lists,
     _normalize_rows,
     _nprobe_steps,
-    _recall_at_k,
+    _recall_of_likely,
     _sort_rows,
 )
 
@@ -114,6 +120,12 @@ def _unit(block):
     every task normalizes the blocks it reads, so the workers never keep a
     second, normalized copy of the data)."""
     return _normalize_rows(block, allow_zero=True)
+
+
+def block_hashes(block):
+    """:func:`row_hashes` of a block's unit rows (as the single-machine path
+    hashes its unit rows)."""
+    return row_hashes(_unit(block))
 
 
 def _check_block(block, offset):
@@ -409,6 +421,18 @@ def _ivf_plan(blocks, offsets, n_neighbors, recall, seed, n_jobs):
         _exact_chain(X_sample, blocks, offsets, n_neighbors, n_jobs, raw_query=False)
     )[0]
     exact_sims = -np.sort(-exact[1], axis=1)
+    # The likely neighbours, as the single-machine search counts them.
+    hashes = np.concatenate(
+        dask.compute(*[dask.delayed(block_hashes)(Y) for Y in blocks])
+    )
+    background = background_level(
+        random_pair_cosines(
+            hashes, lambda ids: _unit(gather_rows(blocks, offsets, ids))
+        ),
+        n,
+        n_neighbors,
+    )
+    floor = likely_floor(exact_sims, background)
     for nprobe in _nprobe_steps(nlist):
         found = dask.compute(
             _ivf_chain(
@@ -421,7 +445,7 @@ def _ivf_plan(blocks, offsets, n_neighbors, recall, seed, n_jobs):
                 raw_query=False,
             )[0]
         )[0]
-        reached = _recall_at_k(exact_sims, found[1])
+        reached = _recall_of_likely(exact_sims, found[1], floor)
         if reached >= recall:
             return groups, nprobe, reached
     return None
@@ -490,7 +514,7 @@ def checked_blocks(X):
     return blocks, offsets
 
 
-def dask_knn_graph(X, n_neighbors, method="auto", recall=0.95, seed=0, n_jobs=None):
+def dask_knn_graph(X, n_neighbors, method="auto", recall=0.99, seed=0, n_jobs=None):
     """The cosine kNN graph of the dask array ``X``, and its recall.
 
     Returns ``(indices, similarities, recall)``, the first two as dask

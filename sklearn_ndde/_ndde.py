@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._calibration import same_above
 from ._density import ndde_density
 from ._kernels import bhattacharyya_pairs, nearest_denser, numba_threads
 from ._knn import (
@@ -41,7 +42,6 @@ from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
 from ._validation import N_JOBS_CONSTRAINT
 from .similarity import CalibratedCosineSimilarity
-from .similarity._calibrated import same_above
 
 
 def _graph_to_neighbors(G, n_neighbors, square):
@@ -270,12 +270,13 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         Neighbour search, see :func:`knn_graph`: exact up to 30,000
         samples, faiss's IVF search calibrated to ``knn_recall`` up to
         1,000,000, pynndescent above.
-    knn_recall : float in (0, 1], default=0.95
-        Recall target of the IVF search: the share of each sample's exact
-        ``k`` neighbours it must find, measured at run time on 1,000
-        sampled rows (``knn_recall_``). Higher is slower and closer to
-        the exact graph; 0.95 changed BCubed F by less than 0.005 against
-        the exact graph on synthetic faces (``benchmarks/knn_ivf.py``).
+    knn_recall : float in (0, 1], default=0.99
+        Recall target of the IVF search: the share of the likely
+        neighbours (exact neighbours whose calibrated similarity is at
+        least 0.5, the pairs the clustering acts on) it must find,
+        measured at run time on 1,000 sampled rows (``knn_recall_``).
+        Higher is slower and closer to the exact graph
+        (``benchmarks/knn_recall.py``).
     metric : {"cosine", "precomputed"}, default="cosine"
         ``"precomputed"`` takes ``X`` as a sparse (n_samples, n_samples) graph
         of cosine distances (``1 - cos``), as made by
@@ -301,8 +302,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         Number of clusters, singletons included.
     knn_recall_ : float or None
         Recall of the kNN graph: 1.0 for an exact search, else the share of
-        the exact neighbours found on 1,000 sampled rows; None for a
-        precomputed graph.
+        the likely neighbours found on 1,000 sampled rows (see
+        ``knn_recall``); None for a precomputed graph.
     neighbors_ : ndarray of shape (n_samples, k)
         Neighbour ids of each sample, by decreasing pair similarity.
     pair_similarities_ : ndarray of shape (n_samples, k)
@@ -398,7 +399,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         merge_threshold=0.18,
         recalibrate=True,
         knn_method="auto",
-        knn_recall=0.95,
+        knn_recall=0.99,
         metric="cosine",
         n_jobs=None,
         device="auto",
@@ -639,7 +640,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 out["_fit_X"] = Xn
                 if self.verbose:
                     log(
-                        f"[NDDeTPDiClustering] kNN recall@{k}: {out['knn_recall_']:.3f}"
+                        "[NDDeTPDiClustering] kNN recall of the likely neighbours: "
+                        f"{out['knn_recall_']:.3f}"
                     )
 
         out.update(

@@ -6,6 +6,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval
 
+#: Cosines this close to 1 mark exact duplicates (float32 rounding included).
+DUPLICATE_GAP = 1e-5
+
 #: ``n_jobs`` as scikit-learn reads it: a positive count, or -1 (all
 #: threads), -2 (all but one), ...; 0 means nothing and is refused.
 N_JOBS_CONSTRAINT = [
@@ -86,3 +89,33 @@ def check_parents(parents, n_samples):
     if ((parents < -1) | (parents >= n_samples)).any():
         raise ValueError(f"parents must hold sample ids in [0, {n_samples}) or -1.")
     return parents
+
+
+def _normalize_rows(X, block=65536, allow_zero=False):
+    """Return float32 unit rows; a zero row raises (cosine is undefined).
+
+    With ``allow_zero`` a zero row stays a zero row instead. Each row is
+    divided by its largest absolute value before its norm is taken, in the
+    input's own precision, so that huge (1e30) and subnormal (1e-40) entries
+    neither overflow nor vanish. Works in blocks of rows.
+    """
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    out = np.empty(X.shape, dtype=np.float32)
+    zero = []
+    for start in range(0, X.shape[0], block):
+        part = X[start : start + block]
+        scale = np.max(np.abs(part), axis=1, initial=0.0)
+        bad = ~(scale > 0)
+        zero.append(np.flatnonzero(bad) + start)
+        part = part / np.where(bad, 1.0, scale)[:, None]
+        norms = np.linalg.norm(part, axis=1)
+        out[start : start + block] = part / np.where(bad, 1.0, norms)[:, None]
+    zero = np.concatenate(zero) if zero else np.empty(0, dtype=np.intp)
+    if zero.size and not allow_zero:
+        raise ValueError(
+            f"X has {zero.size} zero vector(s) (first at row {zero[0]}); the cosine "
+            "metric is undefined for them. Remove them or use metric='precomputed'."
+        )
+    return out

@@ -80,16 +80,67 @@ def _true_recall(exact, approx):
     return np.mean([len(set(a) & set(b)) / k for a, b in zip(approx, exact)])
 
 
+def _likely_recall(X, exact, exact_sims, sims):
+    """Recall of the likely neighbours over every row, the likely ones as
+    the estimator's calibration of the whole exact graph says."""
+    from sklearn_ndde._knn import _recall_of_likely
+    from sklearn_ndde.similarity import CalibratedCosineSimilarity
+
+    cal = CalibratedCosineSimilarity().fit_neighbors(exact, exact_sims, X=X)
+    floor = cal.grid_[np.flatnonzero(cal.curve_ >= 0.5)[0]]
+    return _recall_of_likely(exact_sims, sims, floor)
+
+
+def test_recall_of_likely_counts_the_likely_neighbours_only():
+    from sklearn_ndde._knn import _recall_of_likely
+
+    exact = np.array([[1.0, 0.9, 0.8, 0.3, 0.2], [1.0, 0.4, 0.3, 0.2, 0.1]])
+    # Row 0 finds one of its two likely neighbours (0.9, not 0.8) and
+    # misses unrelated ones; row 1 has no likely neighbour.
+    found = np.array([[1.0, 0.9, 0.3, 0.25, 0.2], [1.0, 0.3, 0.2, 0.1, 0.05]])
+    assert _recall_of_likely(exact, found, 0.5) == 0.5
+    # Nothing likely anywhere: nothing to miss.
+    assert _recall_of_likely(exact, found, np.inf) == 1.0
+    # Ties at the lowest likely cosine count whichever sample a search returns.
+    assert _recall_of_likely(exact, exact, 0.5) == 1.0
+
+
+def test_likely_floor_of_a_sample_is_the_estimators():
+    """The floor of a likely match, fitted on 1,000 rows' exact lists, is
+    where the estimator's calibration of the whole graph reaches 0.5, and
+    the pairs above it are the same identity."""
+    from sklearn_ndde._calibration import (
+        background_level,
+        likely_floor,
+        random_pair_cosines,
+        row_hashes,
+    )
+    from sklearn_ndde.similarity import CalibratedCosineSimilarity
+
+    X, y = make_face_embeddings(20000, 300, dim=32, random_state=3)
+    Xn = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    rows = np.sort(np.random.default_rng(0).choice(len(X), 1000, replace=False))
+    indices, sims = knn_graph(X, 30, method="exact")
+    background = background_level(
+        random_pair_cosines(row_hashes(Xn), Xn.__getitem__), len(X), 30
+    )
+    floor = likely_floor(sims[rows], background)
+    whole = CalibratedCosineSimilarity().fit_neighbors(indices, sims, X=X)
+    assert whole.calibrate(floor - 0.01) < 0.5 <= whole.calibrate(floor + 0.01)
+    same = y[indices[:, 1:]] == y[:, None]
+    assert same[sims[:, 1:] >= floor].mean() > 0.97
+
+
 @pytest.mark.parametrize("target", [0.8, 0.97])
 def test_knn_graph_ivf_reaches_its_recall_target(target):
     """The recall measured on the sample is the graph's, and meets the target."""
     X, _ = make_face_embeddings(6000, 300, dim=32, spread=(0.8, 1.6), random_state=0)
-    exact, _ = knn_graph(X, 20, method="exact")
+    exact, exact_sims = knn_graph(X, 20, method="exact")
     approx, sims, reached = knn_graph(
         X, 20, method="ivf", recall=target, random_state=0, return_recall=True
     )
     assert reached >= target
-    true = _true_recall(exact, approx)
+    true = _likely_recall(X, exact, exact_sims, sims)
     assert true >= target - 0.02
     assert abs(true - reached) < 0.03
     np.testing.assert_array_equal(approx[:, 0], np.arange(6000))
@@ -114,11 +165,11 @@ def test_knn_graph_ivf_at_full_recall_is_the_exact_graph():
 def test_knn_graph_recall_of_other_methods():
     X, _ = make_face_embeddings(2000, 100, dim=16, random_state=2)
     assert knn_graph(X, 10, method="exact", return_recall=True)[2] == 1.0
-    approx, _, reached = knn_graph(
+    approx, sims, reached = knn_graph(
         X, 10, method="pynndescent", random_state=0, return_recall=True
     )
-    exact, _ = knn_graph(X, 10, method="exact")
-    assert abs(reached - _true_recall(exact, approx)) < 0.02
+    exact, exact_sims = knn_graph(X, 10, method="exact")
+    assert abs(reached - _likely_recall(X, exact, exact_sims, sims)) < 0.02
 
 
 def test_knn_graph_auto_is_ivf_above_the_exact_size(monkeypatch):

@@ -4,129 +4,24 @@ import numbers
 
 import numba
 import numpy as np
-from scipy.stats import norm
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
-from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from .._calibration import (
+    _GRID_SIZE,
+    _HISTOGRAM_BINS,
+    background_level,
+    cosine_quantiles,
+    mixture_curve,
+    random_pair_cosines,
+    row_hashes,
+)
 from .._kernels import interp_uniform, kept_range, pair_histograms
-from .._knn import DUPLICATE_GAP, _normalize_rows, knn_graph
-from .._validation import check_neighbors
+from .._knn import knn_graph
+from .._validation import DUPLICATE_GAP, check_neighbors
 from ._base import pair_cosines
-
-_GRID_SIZE = 4097
-
-#: Rows drawn, all their pairs measured, for the cosines of unrelated samples.
-_BACKGROUND_ROWS = 2_000
-
-#: A mixture component this many standard deviations of the unrelated
-#: pairs' cosines above their expected level in a kNN list is same-identity.
-SAME_ABOVE_BACKGROUND = 1.5
-
-
-def row_hashes(X, columns=32, block=65536):
-    """A 64-bit hash of each row of ``X`` (its first ``columns`` features as
-    float32 bits), in blocks of rows: a key to draw rows by, the same
-    whatever the order of the rows."""
-    X = np.asarray(X)
-    multipliers = np.random.default_rng(0).integers(
-        1, 2**63, size=min(columns, X.shape[1]), dtype=np.uint64
-    )
-    hashes = np.empty(X.shape[0], dtype=np.uint64)
-    for start in range(0, X.shape[0], block):
-        part = np.ascontiguousarray(X[start : start + block, :columns], np.float32)
-        hashes[start : start + block] = (
-            part.view(np.uint32).astype(np.uint64) * multipliers
-        ).sum(axis=1)
-    return hashes
-
-
-def random_pair_cosines(hashes, rows_of):
-    """Cosines of every pair among at most ``_BACKGROUND_ROWS`` rows: those
-    of lowest :func:`row_hashes` ``hashes``, so that they do not depend on
-    the order of the rows (one matrix product; 2,000 rows give 2 million
-    pairs). ``rows_of(ids)`` reads the rows of sorted ids (the Dask path
-    gathers them from the blocks)."""
-    m = min(hashes.size, _BACKGROUND_ROWS)
-    chosen = np.argsort(hashes, kind="stable")[:m]
-    ids = np.sort(chosen)
-    units = _normalize_rows(np.asarray(rows_of(ids)), allow_zero=True)
-    units = np.ascontiguousarray(units, dtype=np.float32)
-    return (units @ units.T)[np.triu_indices(m, 1)]
-
-
-def same_above(background, margin=SAME_ABOVE_BACKGROUND):
-    """The cosine ``margin`` scales above ``background`` (as from
-    :func:`background_level`): from the default margin up, a mixture
-    component stands clear of the unrelated samples."""
-    return background[0] + margin * background[1]
-
-
-def background_level(cosines, n_samples, n_neighbors):
-    """``(level, scale)``: where the unrelated samples of a kNN list sit.
-
-    A sample with no other face of its identity lists the ``n_neighbors``
-    best of ``n_samples`` unrelated samples: cosines near the
-    ``1 - n_neighbors / n_samples`` quantile of the unrelated pairs'
-    cosines. Those are measured on random pairs (``cosines``), most of
-    them unrelated: a normal law fitted to their median and interquartile
-    range (which the few same-identity pairs among them do not move) gives
-    the quantile, and its standard deviation is the scale.
-    """
-    cosines = np.asarray(cosines, dtype=np.float64)
-    if cosines.size < 100:
-        return None
-    low, median, high = np.quantile(cosines, [0.25, 0.5, 0.75])
-    scale = (high - low) / (2 * norm.ppf(0.75))
-    if not scale > 0:
-        return None
-    share = min(max(n_neighbors / max(n_samples, 1), 1e-12), 0.5)
-    return float(median + scale * norm.ppf(1 - share)), float(scale)
-
-
-def cosine_quantiles(similarities, n_quantiles, exclude=None):
-    """Evenly spaced quantiles of the kNN cosines.
-
-    ``n_quantiles`` of them, or one per cosine when there are fewer (but at
-    least 1,000). Read off a fine histogram, so it runs in O(nk) without
-    sorting and does not depend on the order of the samples.
-    """
-    values = _included(similarities, exclude)
-    lo, hi = float(values.min()), float(values.max())
-    counts = _cosine_histogram(values, lo, hi)
-    return _histogram_quantiles(counts, lo, hi, values.size, n_quantiles)
-
-
-#: Bins of the histogram the quantiles are read from.
-_HISTOGRAM_BINS = 65536
-
-
-def _included(similarities, exclude):
-    """The cosines not excluded, as a flat float64 array."""
-    values = similarities if exclude is None else similarities[~exclude]
-    return values.ravel().astype(np.float64)
-
-
-def _cosine_histogram(values, lo, hi):
-    """Counts of ``values`` in the fine bins over ``[lo, hi]``: a sum over
-    any split of the values (the Dask path adds them block by block)."""
-    if hi - lo < 1e-6:
-        return np.zeros(_HISTOGRAM_BINS, dtype=np.int64)
-    return np.histogram(values, bins=_HISTOGRAM_BINS, range=(lo, hi))[0]
-
-
-def _histogram_quantiles(counts, lo, hi, n_values, n_quantiles):
-    """The quantiles of :func:`cosine_quantiles` from the histogram."""
-    n_quantiles = min(n_quantiles, max(1000, n_values))
-    if hi - lo < 1e-6:
-        return np.full(n_quantiles, lo)
-    edges = np.linspace(lo, hi, _HISTOGRAM_BINS + 1)
-    cdf = np.concatenate([[0.0], np.cumsum(counts, dtype=np.float64)])
-    cdf /= cdf[-1]
-    q = (np.arange(n_quantiles) + 0.5) / n_quantiles
-    return np.interp(q, cdf, edges)
 
 
 def _pair_histograms(values, same, lo, hi):
@@ -426,57 +321,11 @@ class CalibratedCosineSimilarity(BaseEstimator):
     def _fit_sample(self, sample, background=None):
         """Fit the mixture and the curve to the quantiles ``sample``, with
         the :func:`background_level` of the data, if known."""
-        n_distinct = np.unique(sample.round(6)).size
-        n_components = min(self.n_components, n_distinct)
-        lo = min(-1.0, float(sample.min()))
-        self.grid_ = np.linspace(lo, 1.0, _GRID_SIZE)
         self.background_ = None if background is None else background[0]
         self.background_scale_ = None if background is None else background[1]
-        if n_components < 2:
-            # One value only: no evidence of two populations, nor of what an
-            # identity looks like. Only near copies are taken as one
-            # identity (two points repeated, or +x and -x, stay apart).
-            self.mixture_ = None
-            self.same_components_ = np.array([], dtype=int)
-            value = float(sample[0])
-            floor = (
-                value - 1e-9 if value >= 1.0 - DUPLICATE_GAP else 1.0 - DUPLICATE_GAP
-            )
-            self.curve_ = (self.grid_ >= floor).astype(np.float64)
-            return self
-        self.mixture_ = GaussianMixture(
-            n_components, random_state=0, reg_covar=1e-8
-        ).fit(sample[:, None])
-        means = self.mixture_.means_.ravel()
-        sds = np.sqrt(self.mixture_.covariances_.ravel())
-        order = np.argsort(means)
-        # The same-identity components are those above the widest gap between
-        # consecutive component means, in standard deviations of the lower one.
-        gaps = np.diff(means[order]) / sds[order][:-1]
-        same = order[int(np.argmax(gaps)) + 1 :]
-        if background is not None:
-            # Components far above the unrelated samples are same-identity
-            # too: when every identity is larger than the lists, the lists
-            # hold no unrelated samples, and the widest gap only splits the
-            # identities' own cosines.
-            level = background[0]
-            ceiling = same_above(background)
-            same = np.union1d(same, np.flatnonzero(means >= ceiling))
-        self.same_components_ = np.sort(same)
-        if self.same_components_.size == n_components:
-            # No component of unrelated samples: every listed pair above
-            # their level is same-identity, with certainty from the
-            # ceiling up.
-            ramp = (self.grid_ - level) / (ceiling - level)
-            self.curve_ = np.clip(ramp, 0.0, 1.0)
-            return self
-        posterior = self.mixture_.predict_proba(self.grid_[:, None])
-        curve = posterior[:, self.same_components_].sum(axis=1)
-        # Gaussian tails are meaningless far from the data: no evidence of
-        # identity below the lowest centre, certainty above the highest.
-        curve[self.grid_ <= means.min()] = 0.0
-        curve[self.grid_ >= means.max()] = 1.0
-        self.curve_ = np.maximum.accumulate(curve)
+        self.grid_, self.curve_, self.mixture_, self.same_components_ = mixture_curve(
+            sample, background, self.n_components
+        )
         return self
 
     def calibrate(self, similarities):

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from ._calibrated import _GRID_SIZE
+from .._calibration import _GRID_SIZE
 
 
 def rank_encoding(length, d_model):
