@@ -2,6 +2,7 @@
 
 import numbers
 import os
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -302,6 +303,29 @@ def _recall_at_k(exact_sims, found_sims):
     return float(hits.mean() / k)
 
 
+@contextmanager
+def _timed(what, verbose):
+    """Log ``what`` and its time (and any words added to the yielded list)
+    on one line when ``verbose``."""
+    start = time.perf_counter()
+    note = []
+    yield note
+    if verbose:
+        extra = "".join(f", {words}" for words in note)
+        log(f"kNN (IVF): {what} in {time.perf_counter() - start:.1f} s{extra}")
+
+
+def _rows_by_cell(faiss, ivf):
+    """The ids of a filled IVF index, cell after cell."""
+    lists = ivf.invlists
+    ids = [
+        faiss.rev_swig_ptr(lists.get_ids(c), lists.list_size(c)).copy()
+        for c in range(ivf.nlist)
+        if lists.list_size(c)
+    ]
+    return np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
+
+
 def _likely_cosine(Xn, exact_sims, n_neighbors):
     """:func:`likely_floor` of the sample rows' exact cosines, with the
     background of the unit rows ``Xn`` (as the estimator calibrates)."""
@@ -358,12 +382,14 @@ def _ivf_index(faiss, d, nlist, seed):
     (``benchmarks/knn_ivf.py``). An odd ``d`` falls back to IVF-Flat.
     """
     metric = faiss.METRIC_INNER_PRODUCT
+    cells = f"IVF{nlist}"
     if d % 2 == 0:
-        index = faiss.index_factory(d, f"IVF{nlist},PQ{d // 2}x4fs,RFlat", metric)
+        index = faiss.index_factory(d, f"{cells},PQ{d // 2}x4fs,RFlat", metric)
         index.k_factor = REFINE_FACTOR
         ivf = faiss.extract_index_ivf(index)
     else:
-        index = ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, metric)
+        index = faiss.index_factory(d, f"{cells},Flat", metric)
+        ivf = faiss.extract_index_ivf(index)
     ivf.cp.seed = int(seed)
     ivf.cp.spherical = True
     ivf.cp.min_points_per_centroid = _TRAIN_PER_LIST
@@ -405,23 +431,25 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
         return indices, sims, 1.0
     rng = np.random.default_rng(seed)
     nlist = _ivf_lists(n)
-    sample, exact_sims = _recall_sample(Xn, n_neighbors, rng, n_jobs)
-    floor = _likely_cosine(Xn, exact_sims, n_neighbors)
+    with _timed(f"exact lists of {min(n, RECALL_SAMPLE):,} rows", verbose):
+        sample, exact_sims = _recall_sample(Xn, n_neighbors, rng, n_jobs)
+        floor = _likely_cosine(Xn, exact_sims, n_neighbors)
     with _faiss_threads(faiss, n_jobs):
         index, ivf = _ivf_index(faiss, d, nlist, seed)
         train = np.sort(
             rng.choice(n, size=min(n, _TRAIN_PER_LIST * nlist), replace=False)
         )
-        index.train(Xn[train])
-        index.add(Xn)
+        with _timed(f"{nlist:,} cells trained on {train.size:,} rows", verbose):
+            index.train(Xn[train])
+        with _timed(f"{n:,} rows added", verbose):
+            index.add(Xn)
         for nprobe in _nprobe_steps(nlist):
             ivf.nprobe = nprobe
-            found_sims, _ = index.search(Xn[sample], n_neighbors)
-            reached = _recall_of_likely(exact_sims, found_sims, floor)
-            if verbose:
-                log(
-                    f"kNN (IVF) nprobe {nprobe} of {nlist} cells: recall "
-                    f"{reached:.3f} of the likely neighbours (cosine >= "
+            with _timed(f"nprobe {nprobe}", verbose) as note:
+                found_sims, _ = index.search(Xn[sample], n_neighbors)
+                reached = _recall_of_likely(exact_sims, found_sims, floor)
+                note.append(
+                    f"recall {reached:.3f} of the likely neighbours (cosine >= "
                     f"{floor:.3f}), {_recall_at_k(exact_sims, found_sims):.3f} "
                     f"of all {n_neighbors}"
                 )
@@ -433,14 +461,19 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
             return indices, sims, 1.0
         indices = np.empty((n, n_neighbors), dtype=np.int32)
         sims = np.empty((n, n_neighbors), dtype=np.float32)
+        # The rows are searched cell by cell: consecutive queries probe
+        # mostly the same cells and re-rank mostly the same candidates,
+        # which stay in the caches (a fifth less time at 584,013 faces).
+        order = _rows_by_cell(faiss, ivf)
         block = _IVF_BLOCK_ROWS
         bar = progress(f"kNN (IVF, nprobe {nprobe})", n, verbose, unit="sample")
-        with bar:
+        with _timed(f"{n:,} rows searched", verbose), bar:
             for start in range(0, n, block):
-                found_sims, found = index.search(Xn[start : start + block], n_neighbors)
-                indices[start : start + found.shape[0]] = found
-                sims[start : start + found.shape[0]] = found_sims
-                bar.update(found.shape[0])
+                rows = order[start : start + block]
+                found_sims, found = index.search(Xn[rows], n_neighbors)
+                indices[rows] = found
+                sims[rows] = found_sims
+                bar.update(rows.size)
     del index, ivf
     rows = np.arange(n)
     # Rows whose probed cells held fewer than k samples (faiss's -1), or that
