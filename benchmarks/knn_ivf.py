@@ -10,7 +10,7 @@ search (ties at the k-th cosine count as found). ``--fit`` also runs
 ``NDDeTPDiClustering().fit`` end to end in a fresh process (time, peak
 memory, BCubed F against the generator's labels).
 
-    python benchmarks/knn_ivf.py [--n 584013] [--recall 0.95] [--fit | --fit-only]
+    python benchmarks/knn_ivf.py [--n 584013] [--recall 0.99] [--fit | --fit-only]
 """
 
 import argparse
@@ -83,7 +83,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=584_013)
     parser.add_argument("--k", type=int, default=80)
-    parser.add_argument("--recall", type=float, default=0.95)
+    parser.add_argument("--recall", type=float, default=0.99)
     parser.add_argument("--fit", action="store_true")
     parser.add_argument("--skip-pynndescent", action="store_true")
     parser.add_argument(

@@ -3,8 +3,8 @@
 For each n, a fresh process generates ``make_face_embeddings(n, n // 68,
 dim=256)`` (MS1M part1: 584,013 faces of 8,573 identities, about 68 each)
 and runs the stages of ``NDDeTPDiClustering().fit`` one by one, with the
-same public functions: kNN (the default search: faiss IVF at recall 0.95
-above 30,000 samples), the
+same public functions: kNN (the default search: faiss IVF at its default
+recall target above 30,000 samples), the
 training-free similarity, the two transition matrices, NDDe, TPDi and the
 density peaks. The peak resident memory of each stage is read from VmHWM,
 reset before the stage (``/proc/self/clear_refs``). Prints one row per n and

@@ -845,3 +845,11 @@ def test_knn_graph_auto_is_pynndescent_past_the_ivf_size(monkeypatch):
     )
     exact, _ = knn_graph(X, 10, method="exact")
     assert reached > 0.9 and _true_recall(exact, indices) > 0.9
+
+
+def test_ivf_search_says_each_part_and_both_recalls_with_verbose(capfd):
+    X, _ = make_face_embeddings(6000, 300, dim=32, random_state=0)
+    knn_graph(X, 20, method="ivf", recall=0.9, random_state=0, verbose=True)
+    err = capfd.readouterr().err
+    assert "cells trained on" in err and "6,000 rows searched" in err
+    assert "of the likely neighbours (cosine >= " in err and "of all 20" in err
