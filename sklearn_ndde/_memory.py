@@ -3,11 +3,12 @@
 import os
 
 # Bytes per (sample, neighbour) entry of the stages after the kNN graph: the
-# graph, the pair similarities, two CSR transition matrices, TPDi and the
-# sort buffers (``benchmarks/speed_after_knn.py`` measured about 15 extra
-# bytes at 584,013 x 80 on top of the 8 of the graph itself; this is a
-# generous bound).
-_BYTES_PER_ENTRY = 48
+# graph, the pair similarities, two CSR transition matrices, TPDi, the sort
+# buffers, the flow merge and the recalibration. ``benchmarks/scale_fit.py``
+# measured 3.70 GiB at the peak of these stages at 584,013 x 80 x 256-d,
+# of which 0.56 GiB the memory-mapped input and 0.56 GiB its unit rows:
+# 59 bytes per entry.
+_BYTES_PER_ENTRY = 60
 # pynndescent's working set per entry (measured by ``benchmarks/scale.py``:
 # about 4.2 GB peak at 584,013 x 80 x 256-d, embeddings included).
 _PYNNDESCENT_BYTES_PER_ENTRY = 64
@@ -65,16 +66,25 @@ def knn_bytes(n_samples, n_features, n_neighbors, method):
 
 
 def fit_bytes(n_samples, n_features, n_neighbors, method):
-    """A bound on the peak memory of ``NDDeTPDiClustering.fit``.
+    """The peak memory of ``NDDeTPDiClustering.fit`` beyond the input.
 
-    ``n_features`` is 0 for a precomputed graph (no search, no embeddings
-    kept): then only the stages after the graph count.
+    The larger of its two phases: the neighbour search
+    (:func:`knn_bytes`), and the stages after it (the unit rows, kept for
+    ``predict``, and ``_BYTES_PER_ENTRY`` per neighbour pair); the search's
+    working set is freed before the later stages start. ``n_features`` is
+    0 for a precomputed graph (no search, no embeddings kept): then only
+    the stages after the graph count. At 584,013 x 80 x 256-d with the IVF
+    search it says 3.4 GB where ``benchmarks/scale_fit.py`` measured 3.4 GB
+    beyond the input.
     """
     n_samples, n_features, n_neighbors = map(int, (n_samples, n_features, n_neighbors))
     after_graph = _BYTES_PER_ENTRY * n_samples * n_neighbors
     if not n_features:
         return after_graph
-    return after_graph + knn_bytes(n_samples, n_features, n_neighbors, method)
+    return max(
+        knn_bytes(n_samples, n_features, n_neighbors, method),
+        after_graph + 4 * n_samples * n_features,
+    )
 
 
 def check_memory(needed, what):

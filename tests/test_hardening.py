@@ -348,8 +348,10 @@ def test_memory_estimate_scales_with_the_input():
     # The 584K x 80 run measured 4.2 GB at its peak (benchmarks/scale.py).
     assert 4.2e9 < large < 8e9
     assert small < 0.5e9
-    # fit with the IVF search peaked at 3.5 GB (benchmarks/knn_ivf.py --fit).
-    assert 3.5e9 < _memory.fit_bytes(584_013, 256, 80, "ivf") < 8e9
+    # fit with the IVF search peaked at 3.70 GiB, 3.14 GiB beyond its
+    # memory-mapped input (benchmarks/scale_fit.py): within 20 %.
+    measured = 3.14 * 1024**3
+    assert 0.8 * measured < _memory.fit_bytes(584_013, 256, 80, "ivf") < 1.2 * measured
 
 
 @pytest.mark.parametrize("refit", [False, True])
