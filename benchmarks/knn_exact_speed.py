@@ -16,7 +16,8 @@ import faiss
 import numpy as np
 
 from sklearn_ndde import knn_graph
-from sklearn_ndde._knn import _exact_knn_numpy, _normalize_rows
+from sklearn_ndde._knn import _exact_knn_numpy
+from sklearn_ndde._validation import _normalize_rows
 from sklearn_ndde.datasets import make_face_embeddings
 
 

@@ -30,15 +30,14 @@ import numpy as np
 from sklearn_ndde import NDDeTPDiClustering, knn_graph
 from sklearn_ndde._knn import (
     _TRAIN_PER_LIST,
-    _exact_knn,
     _faiss,
     _ivf_index,
     _ivf_lists,
-    _recall_at_k,
-    _recall_of_likely,
-    _rows_by_cell,
+    _search_by_cell,
+    _search_short_rows,
     _sort_rows,
 )
+from sklearn_ndde._recall import _recall_at_k, _recall_of_likely
 from sklearn_ndde.datasets import make_face_embeddings
 from sklearn_ndde.metrics import bcubed_fscore
 from sklearn_ndde.similarity import CalibratedCosineSimilarity
@@ -80,23 +79,14 @@ def fixed_nprobe(X, k, probes):
     seconds = time.perf_counter() - start
     print(f"index of {nlist:,} cells trained and filled in {seconds:.1f} s")
     print("nprobe  search s  likely (all rows)  all 80  BCubed F  gap")
-    order = _rows_by_cell(faiss, ivf)
     for nprobe in probes:
         ivf.nprobe = nprobe
-        indices = np.empty((n, k), dtype=np.int32)
-        cosines = np.empty((n, k), dtype=np.float32)
         start = time.perf_counter()
-        for at in range(0, n, 16384):
-            rows = order[at : at + 16384]
-            cosines[rows], indices[rows] = index.search(X[rows], k)
+        indices, cosines = _search_by_cell(faiss, index, ivf, X, k)
         seconds = time.perf_counter() - start
         # As knn_graph does: rows short of k results, or missing themselves,
         # are searched exactly.
-        redo = np.flatnonzero(
-            (indices < 0).any(axis=1) | ~(indices == np.arange(n)[:, None]).any(axis=1)
-        )
-        if redo.size:
-            indices[redo], cosines[redo] = _exact_knn(X, k, redo)
+        _search_short_rows(X, indices, cosines)
         yield nprobe, seconds, *_sort_rows(indices, cosines)
 
 

@@ -83,6 +83,14 @@ def background_level(cosines, n_samples, n_neighbors):
     return float(median + scale * norm.ppf(1 - share)), float(scale)
 
 
+def background_of(X, n_samples, n_neighbors):
+    """:func:`background_level` of the in-memory rows ``X``, from
+    :func:`random_pair_cosines` of the rows :func:`row_hashes` draws."""
+    X = np.asarray(X)
+    cosines = random_pair_cosines(row_hashes(X), X.__getitem__)
+    return background_level(cosines, n_samples, n_neighbors)
+
+
 def cosine_quantiles(similarities, n_quantiles, exclude=None):
     """Evenly spaced quantiles of the kNN cosines.
 

@@ -44,7 +44,6 @@ from ._calibration import (
     random_pair_cosines,
 )
 from ._kernels import bhattacharyya_pairs
-from ._knn import DUPLICATE_GAP
 from ._knn_dask import (
     _persist,
     _task_slots,
@@ -70,6 +69,7 @@ from ._peaks import (
 )
 from ._progress import log
 from ._transition import row_softmax
+from ._validation import DUPLICATE_GAP
 from .similarity import CalibratedCosineSimilarity
 from .similarity._calibrated import shared_histograms
 

@@ -9,15 +9,16 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from ._calibration import (
-    background_level,
-    likely_floor,
-    random_pair_cosines,
-    row_hashes,
+from ._knn_torch import _cuda_device, _exact_knn_torch
+from ._memory import (
+    _EXACT_BLOCK_ELEMENTS,
+    _IVF_BLOCK_ROWS,
+    check_memory,
+    knn_bytes,
 )
-from ._memory import _IVF_BLOCK_ROWS, check_memory, knn_bytes
 from ._progress import log, progress
-from ._validation import DUPLICATE_GAP, N_JOBS_CONSTRAINT, _normalize_rows  # noqa: F401
+from ._recall import _likely_cosine, _recall_at_k, _recall_of_likely
+from ._validation import N_JOBS_CONSTRAINT, _normalize_rows
 
 #: Above this many samples, ``method="auto"`` switches to the IVF search.
 EXACT_MAX_SAMPLES = 30_000
@@ -40,10 +41,6 @@ _TRAIN_PER_LIST = 20
 #: Below this many samples the IVF search runs exactly instead: its
 #: 4-bit codes need 16 x 39 training rows, and the exact search is as fast.
 _IVF_MIN_SAMPLES = 1000
-
-# Rows of the query block times all samples, as float32: bounds the memory of
-# the numpy exact search to about 256 MB whatever n is.
-_BLOCK_ELEMENTS = 2**26
 
 # Queries per faiss call (its buffers are tiles of fixed size).
 _FAISS_QUERY_BLOCK = 16384
@@ -145,7 +142,7 @@ def exact_knn_to(Xq, Y, n_neighbors, n_jobs=None):
     if faiss is not None:
         block = _FAISS_QUERY_BLOCK
     else:
-        block = max(1, _BLOCK_ELEMENTS // Y.shape[0])
+        block = max(1, _EXACT_BLOCK_ELEMENTS // Y.shape[0])
     with _faiss_threads(faiss, n_jobs):
         for start in range(0, Xq.shape[0], block):
             part = Xq[start : start + block]
@@ -166,7 +163,7 @@ def _exact_knn_numpy(Xn, n_neighbors, rows=None, verbose=False):
     """Blocked exact search in numpy (the fallback without faiss)."""
     n = Xn.shape[0]
     rows = np.arange(n) if rows is None else rows
-    block = max(1, _BLOCK_ELEMENTS // n)
+    block = max(1, _EXACT_BLOCK_ELEMENTS // n)
     indices = np.empty((rows.size, n_neighbors), dtype=np.int32)
     sims = np.empty((rows.size, n_neighbors), dtype=np.float32)
     bar = progress("kNN (exact)", rows.size, verbose, unit="sample")
@@ -183,84 +180,6 @@ def _exact_knn_numpy(Xn, n_neighbors, rows=None, verbose=False):
     bar.close()
     self_col = indices == rows[:, None]
     sims[self_col] = np.einsum("ij,ij->i", Xn[rows], Xn[rows])
-    return indices, sims
-
-
-def _cuda_device(device):
-    """The torch device for the exact search, or None for numpy on the CPU.
-
-    ``"auto"`` is CUDA when torch is installed and sees a GPU; ``"cpu"`` is
-    numpy; any other value is a torch device that must exist.
-    """
-    if device == "cpu":
-        return None
-    try:
-        import torch
-    except ImportError:
-        if device == "auto":
-            return None
-        raise ImportError(
-            f"device={device!r} needs PyTorch: pip install 'sklearn-ndde[torch]'."
-        ) from None
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else None
-    return check_torch_device(torch, device)
-
-
-def check_torch_device(torch, device):
-    """``device`` if this torch can run the package on it, else a ValueError.
-
-    The one place device strings are resolved (the estimator, the learned
-    similarity and the command line all come here). Only the CPU and CUDA
-    are supported: other torch devices (``"mps"``, ``"xpu"``, ``"meta"``...)
-    lack operations the package uses or hold no data.
-    """
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={device!r} is not a torch device.") from exc
-    if parsed.type not in ("cpu", "cuda"):
-        raise ValueError(
-            f"device={device!r} is not supported: use 'auto', 'cpu', 'cuda' or "
-            "'cuda:N'."
-        )
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"device={device!r} but CUDA is not available.")
-        if parsed.index is not None and parsed.index >= count:
-            raise ValueError(
-                f"device={device!r} but this machine has {count} CUDA device(s)."
-            )
-    return device
-
-
-def _exact_knn_torch(Xn, n_neighbors, device, verbose=False):
-    """The blocked exact search as torch matrix products on ``device``.
-
-    Same blocks and the same result as :func:`_exact_knn` up to float
-    rounding (and the order of exact ties); on a GPU it is the fast path.
-    """
-    import torch
-
-    n = Xn.shape[0]
-    X = torch.from_numpy(np.ascontiguousarray(Xn)).to(device)
-    block = max(1, _BLOCK_ELEMENTS // n)
-    indices = np.empty((n, n_neighbors), dtype=np.int32)
-    sims = np.empty((n, n_neighbors), dtype=np.float32)
-    bar = progress(f"kNN (exact, {device})", n, verbose, unit="sample")
-    with torch.inference_mode():
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            S = X[start:stop] @ X.T
-            rows = torch.arange(stop - start, device=S.device)
-            S[rows, rows + start] = float("inf")  # the point itself first
-            vals, part = torch.topk(S, n_neighbors, dim=1)
-            indices[start:stop] = part.cpu().numpy()
-            sims[start:stop] = vals.cpu().numpy()
-            bar.update(stop - start)
-    bar.close()
-    sims[:, 0] = np.einsum("ij,ij->i", Xn, Xn)
     return indices, sims
 
 
@@ -289,20 +208,6 @@ def _recall_sample(Xn, n_neighbors, rng, n_jobs):
     return sample, _exact_knn(Xn, n_neighbors, sample, n_jobs=n_jobs)[1]
 
 
-def _recall_at_k(exact_sims, found_sims):
-    """Share of the exact ``k`` neighbours of sample rows that a search found.
-
-    Counted by cosine, not by id, so that neighbours tied with the k-th
-    exact one count whichever of them a search returns: a row's hits are
-    its found cosines at or above its k-th exact cosine (float32 rounding
-    allowed), at most k. Missing results (faiss's -1) carry no cosine.
-    """
-    k = exact_sims.shape[1]
-    kth = exact_sims.min(axis=1, keepdims=True) - 1e-6
-    hits = np.minimum((found_sims >= kth).sum(axis=1), k)
-    return float(hits.mean() / k)
-
-
 @contextmanager
 def _timed(what, verbose):
     """Log ``what`` and its time (and any words added to the yielded list)
@@ -324,39 +229,6 @@ def _rows_by_cell(faiss, ivf):
         if lists.list_size(c)
     ]
     return np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
-
-
-def _likely_cosine(Xn, exact_sims, n_neighbors):
-    """:func:`likely_floor` of the sample rows' exact cosines, with the
-    background of the unit rows ``Xn`` (as the estimator calibrates)."""
-    background = background_level(
-        random_pair_cosines(row_hashes(Xn), Xn.__getitem__), Xn.shape[0], n_neighbors
-    )
-    return likely_floor(exact_sims, background)
-
-
-def _recall_of_likely(exact_sims, found_sims, floor):
-    """Share of the likely exact neighbours of sample rows that a search found.
-
-    The likely neighbours of a row are its exact neighbours at cosine
-    ``floor`` or above (:func:`likely_floor`: a calibrated similarity of
-    at least 0.5), the row itself left out: the pairs the clustering
-    acts on. The rest of a list is other people at cosines near the
-    top of ``n`` random draws, which no index finds without scanning a
-    share of the rows that grows with ``n``, and which the clustering
-    ignores. Counted by cosine as :func:`_recall_at_k`; 1.0 when no row
-    has a likely neighbour.
-    """
-    exact = -np.sort(-exact_sims, axis=1)[:, 1:]
-    likely = exact >= floor
-    counts = likely.sum(axis=1)
-    total = int(counts.sum())
-    if total == 0:
-        return 1.0
-    lowest = np.where(likely, exact, np.inf).min(axis=1) - 1e-6
-    # One found cosine at or above the lowest is the row itself.
-    found = (found_sims >= lowest[:, None]).sum(axis=1) - 1
-    return float(np.clip(found, 0, counts).sum() / total)
 
 
 def _ivf_lists(n_samples):
@@ -459,33 +331,45 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
             del index, ivf
             indices, sims = _exact_knn(Xn, n_neighbors, verbose=verbose, n_jobs=n_jobs)
             return indices, sims, 1.0
-        indices = np.empty((n, n_neighbors), dtype=np.int32)
-        sims = np.empty((n, n_neighbors), dtype=np.float32)
-        # The rows are searched cell by cell: consecutive queries probe
-        # mostly the same cells and re-rank mostly the same candidates,
-        # which stay in the caches (a fifth less time at 584,013 faces).
-        order = _rows_by_cell(faiss, ivf)
-        block = _IVF_BLOCK_ROWS
-        bar = progress(f"kNN (IVF, nprobe {nprobe})", n, verbose, unit="sample")
-        with _timed(f"{n:,} rows searched", verbose), bar:
-            for start in range(0, n, block):
-                rows = order[start : start + block]
-                found_sims, found = index.search(Xn[rows], n_neighbors)
-                indices[rows] = found
-                sims[rows] = found_sims
-                bar.update(rows.size)
+        indices, sims = _search_by_cell(faiss, index, ivf, Xn, n_neighbors, verbose)
     del index, ivf
-    rows = np.arange(n)
-    # Rows whose probed cells held fewer than k samples (faiss's -1), or that
-    # missed the sample itself (more exact copies than k), are redone exactly.
+    _search_short_rows(Xn, indices, sims, n_jobs)
+    return indices, sims, reached
+
+
+def _search_by_cell(faiss, index, ivf, Xn, n_neighbors, verbose=False):
+    """Every row's neighbours in the filled IVF ``index`` at its ``nprobe``.
+
+    The rows are searched cell by cell: consecutive queries probe mostly
+    the same cells and re-rank mostly the same candidates, which stay in
+    the caches (a fifth less time at 584,013 faces).
+    """
+    n = Xn.shape[0]
+    indices = np.empty((n, n_neighbors), dtype=np.int32)
+    sims = np.empty((n, n_neighbors), dtype=np.float32)
+    order = _rows_by_cell(faiss, ivf)
+    bar = progress(f"kNN (IVF, nprobe {ivf.nprobe})", n, verbose, unit="sample")
+    with _timed(f"{n:,} rows searched", verbose), bar:
+        for start in range(0, n, _IVF_BLOCK_ROWS):
+            rows = order[start : start + _IVF_BLOCK_ROWS]
+            sims[rows], indices[rows] = index.search(Xn[rows], n_neighbors)
+            bar.update(rows.size)
+    return indices, sims
+
+
+def _search_short_rows(Xn, indices, sims, n_jobs=None):
+    """Search exactly, in place, the rows of an approximate graph whose
+    probed cells held fewer than k samples (faiss's -1) or that missed the
+    sample itself (more exact copies than k); set each self cosine."""
+    rows = np.arange(Xn.shape[0])
     redo = np.flatnonzero(
         (indices < 0).any(axis=1) | ~(indices == rows[:, None]).any(axis=1)
     )
     if redo.size:
-        indices[redo], sims[redo] = _exact_knn(Xn, n_neighbors, redo, n_jobs=n_jobs)
-    self_col = indices == rows[:, None]
-    sims[self_col] = np.einsum("ij,ij->i", Xn, Xn)
-    return indices, sims, reached
+        indices[redo], sims[redo] = _exact_knn(
+            Xn, indices.shape[1], redo, n_jobs=n_jobs
+        )
+    sims[indices == rows[:, None]] = np.einsum("ij,ij->i", Xn, Xn)
 
 
 def _measured_recall(Xn, n_neighbors, indices, sims, seed, n_jobs):

@@ -37,11 +37,11 @@ from ._knn import (
     _faiss_threads,
     _ivf_index,
     _ivf_lists,
-    _normalize_rows,
     _nprobe_steps,
     _recall_of_likely,
     _sort_rows,
 )
+from ._validation import _normalize_rows
 
 # The IVF search on blocks (measured at 584,013 faces: NOTES.md, tenth
 # session). A query's neighbours crowd into the groups of its nearest cells,

@@ -12,8 +12,8 @@ _BYTES_PER_ENTRY = 60
 # pynndescent's working set per entry (measured by ``benchmarks/scale.py``:
 # about 4.2 GB peak at 584,013 x 80 x 256-d, embeddings included).
 _PYNNDESCENT_BYTES_PER_ENTRY = 64
-# The exact search's similarity block (at most 2**26 float32) and its int64
-# argpartition output.
+# The exact search's similarity block (at most 2**26 float32: about 256 MB
+# whatever n is) and its int64 argpartition output.
 _EXACT_BLOCK_ELEMENTS = 2**26
 _EXACT_BYTES_PER_ELEMENT = 12
 # Query rows per block of the IVF search (its int64 ids and float32 cosines).

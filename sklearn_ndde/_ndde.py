@@ -19,13 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._calibration import same_above
 from ._density import ndde_density
 from ._kernels import bhattacharyya_pairs, nearest_denser, numba_threads
-from ._knn import (
-    DUPLICATE_GAP,
-    _normalize_rows,
-    _search_method,
-    exact_knn_to,
-    knn_graph,
-)
+from ._knn import _search_method, exact_knn_to, knn_graph
 from ._knn_dask import is_dask_array
 from ._memory import check_memory, fit_bytes
 from ._merge import likely_connectivity, merge_by_flow
@@ -40,7 +34,7 @@ from ._peaks import (
 from ._progress import log, progress
 from ._tpdi import tpdi
 from ._transition import row_softmax, transition_matrix
-from ._validation import N_JOBS_CONSTRAINT
+from ._validation import DUPLICATE_GAP, N_JOBS_CONSTRAINT, _normalize_rows
 from .similarity import CalibratedCosineSimilarity
 
 

@@ -360,9 +360,9 @@ def cluster_faces(X, photo, *, k=80, random_state=0):
     array([ 1,  9, 10, 10])
     """
     from . import NDDeTPDiClustering
-    from ._knn import _normalize_rows
     from ._ndde import _duplicate_links
     from ._peaks import components_from_parents
+    from ._validation import _normalize_rows
 
     X = np.asarray(X, dtype=np.float32)
     photo = np.asarray(photo)

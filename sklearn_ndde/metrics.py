@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.metrics import make_scorer
 from sklearn.metrics.cluster import contingency_matrix
 
-from ._knn import _normalize_rows
+from ._validation import _normalize_rows
 
 __all__ = [
     "bcubed_fscore",

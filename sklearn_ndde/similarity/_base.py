@@ -4,7 +4,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .._knn import _normalize_rows
+from .._validation import _normalize_rows
 
 
 @runtime_checkable

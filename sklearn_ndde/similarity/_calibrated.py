@@ -12,11 +12,9 @@ from sklearn.utils.validation import check_is_fitted
 from .._calibration import (
     _GRID_SIZE,
     _HISTOGRAM_BINS,
-    background_level,
+    background_of,
     cosine_quantiles,
     mixture_curve,
-    random_pair_cosines,
-    row_hashes,
 )
 from .._kernels import interp_uniform, kept_range, pair_histograms
 from .._knn import knn_graph
@@ -240,12 +238,7 @@ class CalibratedCosineSimilarity(BaseEstimator):
         indices, similarities = check_neighbors(indices, similarities)
         background = None
         if X is not None:
-            X = np.asarray(X)
-            background = background_level(
-                random_pair_cosines(row_hashes(X), X.__getitem__),
-                indices.shape[0],
-                indices.shape[1],
-            )
+            background = background_of(X, indices.shape[0], indices.shape[1])
         return self._fit_sample(
             cosine_quantiles(
                 similarities,
@@ -320,7 +313,7 @@ class CalibratedCosineSimilarity(BaseEstimator):
 
     def _fit_sample(self, sample, background=None):
         """Fit the mixture and the curve to the quantiles ``sample``, with
-        the :func:`background_level` of the data, if known."""
+        the background of the data (:func:`background_of`), if known."""
         self.background_ = None if background is None else background[0]
         self.background_scale_ = None if background is None else background[1]
         self.grid_, self.curve_, self.mixture_, self.same_components_ = mixture_curve(
