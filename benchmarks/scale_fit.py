@@ -42,7 +42,7 @@ def data_files(n, cache):
 
 
 def child(n, cache):
-    from sklearn_ndde import NDDeTPDiClustering
+    from sklearn_ndde import NDDeTPDiClustering, _pipeline
     from sklearn_ndde._knn import _search_method
     from sklearn_ndde._memory import fit_bytes
     from sklearn_ndde.metrics import bcubed_fscore
@@ -53,7 +53,7 @@ def child(n, cache):
     stages = {}
     est = NDDeTPDiClustering(random_state=0)
 
-    def stage_logger():
+    def stage_logger(verbose):
         @contextmanager
         def stage(name):
             reset_peak()
@@ -63,7 +63,7 @@ def child(n, cache):
 
         return stage
 
-    est._stage_logger = stage_logger
+    _pipeline.stage_logger = stage_logger
     reset_peak()
     start = time.perf_counter()
     est.fit(X)

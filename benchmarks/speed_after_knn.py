@@ -106,10 +106,11 @@ def reset_peak():
 
 def run_faces(folder):
     """Every stage after the graph as ``NDDeTPDiClustering`` runs them at
-    its defaults (its own ``_cluster_graph``, timed stage by stage)."""
+    its defaults (``_pipeline.cluster_graph``, timed stage by stage)."""
     from contextlib import contextmanager
 
     from sklearn_ndde import NDDeTPDiClustering
+    from sklearn_ndde._pipeline import cluster_graph
 
     indices = np.load(folder / "indices.npy")
     cosines = np.load(folder / "cosines.npy")
@@ -124,7 +125,7 @@ def run_faces(folder):
 
     reset_peak()
     rss0 = peak_rss_gb()
-    out = NDDeTPDiClustering()._cluster_graph(indices, cosines, X, X, stage)
+    out = cluster_graph(NDDeTPDiClustering(), indices, cosines, X, X, stage)
     times["total"] = sum(times.values())
     times["total after the similarity"] = times["total"] - times["pair similarity"]
     times["extra_memory_gb"] = peak_rss_gb() - rss0

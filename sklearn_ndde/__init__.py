@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _WHERE = {
     "NDDeTPDiClustering": "._ndde",
     "density_peaks": "._peaks",
-    "knn_graph": "._knn",
+    "knn_graph": "._neighbors",
     "link_isolated_peaks": "._peaks",
     "link_saturated_peaks": "._peaks",
     "merge_by_flow": "._merge",

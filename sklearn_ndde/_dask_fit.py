@@ -37,13 +37,32 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from ._calibration import (
-    _cosine_histogram,
     _histogram_quantiles,
-    _included,
     background_level,
     random_pair_cosines,
 )
-from ._kernels import bhattacharyya_pairs
+from ._dask_blocks import (
+    _around,
+    _block_flows,
+    _block_parents,
+    _block_tpdi,
+    _calibrated,
+    _compute,
+    _delayed,
+    _duplicates,
+    _histogram,
+    _isolated,
+    _merged,
+    _pairwise_sum,
+    _recalibrated_flows,
+    _rows_of,
+    _saturated_in_list,
+    _shared_histograms,
+    _tpdi_step,
+    _transitions,
+    _value_ranges,
+    _wanted,
+)
 from ._knn_dask import (
     _persist,
     _task_slots,
@@ -53,38 +72,21 @@ from ._knn_dask import (
     checked_blocks,
     gather_rows,
 )
-from ._merge import likely_pairs, merge_on_flows, pair_flows
-from ._ndde import _duplicate_links, _sort_by_similarity, _unconfirmed
 from ._peaks import (
-    ISOLATED_DENSITY,
-    ISOLATED_SIMILARITY,
     MIN_SHARED,
     components_from_parents,
-    denser_in_list,
-    isolated_links,
     link_saturated_peaks,
-    links_below_tau,
     rank_by_density,
     shared_fraction,
 )
+from ._pipeline import (
+    recalibrates,
+    sort_by_similarity,
+)
 from ._progress import log
 from ._transition import row_softmax
-from ._validation import DUPLICATE_GAP
+from ._validation import DUPLICATE_GAP, clipped_k
 from .similarity import CalibratedCosineSimilarity
-from .similarity._calibrated import shared_histograms
-
-
-def _delayed(function, nout=None):
-    import dask
-
-    return dask.delayed(function, nout=nout, pure=True)
-
-
-def _compute(*objects):
-    import dask
-
-    return dask.compute(*objects)
-
 
 #: Called with the name of each stage as it starts (benchmarks/dask_scale.py).
 _stage_hook = None
@@ -105,218 +107,6 @@ class _Stages:
         self.name, self.start = name, now
         if _stage_hook is not None:
             _stage_hook(name)
-
-
-# ------------------------------------------------------- per-block steps
-
-
-def _excluded(indices, cosines, offset, with_duplicates):
-    """Pairs the calibration leaves out: a sample with itself, and near
-    duplicates unless the whole graph is made of them."""
-    rows = offset + np.arange(indices.shape[0])
-    out = indices == rows[:, None]
-    if with_duplicates:
-        out |= cosines >= 1.0 - DUPLICATE_GAP
-    return out
-
-
-def _value_ranges(indices, cosines, offset):
-    """``(count, min, max)`` of the cosines the calibration keeps, without
-    and with the near duplicates left out."""
-    out = []
-    for with_duplicates in (False, True):
-        values = _included(
-            cosines, _excluded(indices, cosines, offset, with_duplicates)
-        )
-        if values.size == 0:
-            out.append((0, np.inf, -np.inf))
-        else:
-            out.append((values.size, float(values.min()), float(values.max())))
-    return out
-
-
-def _histogram(indices, cosines, offset, with_duplicates, lo, hi):
-    values = _included(cosines, _excluded(indices, cosines, offset, with_duplicates))
-    return _cosine_histogram(values, lo, hi)
-
-
-def _shared_histograms(indices, cosines, offset, with_duplicates, labels, lo, hi):
-    """The block's :func:`shared_histograms`: its pairs' cosines, all and
-    those in one cluster of ``labels``."""
-    floor = 1.0 - DUPLICATE_GAP if with_duplicates else np.inf
-    rows = offset + np.arange(indices.shape[0])
-    values = np.ascontiguousarray(cosines, dtype=np.float32)
-    return shared_histograms(indices, values, rows, labels, floor, lo, hi)
-
-
-def _transitions(indices, cosines, similarity, params, n):
-    """Pair similarities, rows by decreasing similarity, the density and
-    distance transition rows, and this block's share of the density."""
-    s = np.clip(similarity.calibrate(cosines), 0.0, 1.0).astype(np.float32)
-    indices, s, cosines = _sort_by_similarity(indices, s, cosines)
-    top = params["top"]
-    p = row_softmax(s[:, :top], params["density_sigma"])
-    q = row_softmax(s, params["distance_sigma"])
-    share = np.bincount(
-        indices[:, :top].ravel(), weights=p.ravel().astype(np.float64), minlength=n
-    )
-    return indices, s, cosines, p, q, share
-
-
-def _wanted(listed, lo, hi):
-    """The ids in ``[lo, hi)`` of ``listed`` (the sorted ids a block lists)."""
-    return listed[np.searchsorted(listed, lo) : np.searchsorted(listed, hi)]
-
-
-def _rows_of(indices, q, offset, wanted):
-    """The transition rows of ``wanted`` (ids of this block), as square
-    roots (what the TPDi kernel reads)."""
-    local = wanted - offset
-    return wanted, indices[local], np.sqrt(q[local], dtype=np.float32)
-
-
-def _tpdi_step(indices, q, n, out, fetched):
-    """TPDi of the pairs of a block whose partner is among the rows
-    ``fetched`` (from :func:`_rows_of`: one owner block's rows, in order of
-    id), written into a copy of ``out`` (a new array of ones when None)."""
-    ids, partner_cols, partner_roots = fetched
-    rows, k = indices.shape
-    out = np.ones((rows, k), dtype=np.float32) if out is None else out.copy()
-    if ids.size == 0:
-        return out
-    index_dtype = np.int64 if n >= 2**31 - 1 else np.int32
-    at = np.minimum(np.searchsorted(ids, indices), ids.size - 1)
-    pairs = np.where(ids[at] == indices, at, -1).astype(index_dtype)
-    return bhattacharyya_pairs(
-        np.arange(0, rows * k + 1, k, dtype=np.int64),
-        indices.astype(index_dtype).ravel(),
-        np.sqrt(q, dtype=np.float32).ravel(),
-        pairs,
-        np.arange(rows, dtype=np.int64),
-        1,
-        np.arange(0, ids.size * k + 1, k, dtype=np.int64),
-        partner_cols.astype(index_dtype, copy=False).ravel(),
-        partner_roots.ravel(),
-        n,
-        out,
-    )
-
-
-def _block_tpdi(indices, q, n, *fetched):
-    """TPDi of a block's pairs from its own rows and its partners' rows
-    (``fetched``: from :func:`_rows_of`, each owner's rows once)."""
-    out = None
-    for piece in fetched:
-        out = _tpdi_step(indices, q, n, out, piece)
-    return out
-
-
-def _around(indices, density):
-    return density[indices].sum(axis=1)
-
-
-def _block_parents(indices, distances, rank, tau, offset):
-    """:func:`density_peaks`'s links of a block's rows (global ids)."""
-    from ._kernels import nearest_denser
-
-    # The kernel reads row i's rank at rank[i]: number the block's own rows
-    # first, then every other id it lists.
-    rows = offset + np.arange(indices.shape[0])
-    others = np.setdiff1d(np.unique(indices), rows)
-    ids = np.concatenate([rows, others])
-    order = np.argsort(ids, kind="stable")
-    local = order[np.searchsorted(ids[order], indices)]
-    column = nearest_denser(rank[ids], local, distances)
-    return links_below_tau(column, indices, distances, tau)
-
-
-def _calibrated(calibration, cosines):
-    """The similarities of ``calibration`` for ``cosines``, as the
-    transitions read them."""
-    return np.clip(calibration.calibrate(cosines), 0.0, 1.0).astype(np.float32)
-
-
-def _saturated_in_list(indices, cosines, parents, rank, offset, threshold, sim):
-    """The saturated peaks of a block under the similarity ``sim`` (see
-    :func:`link_saturated_peaks`), with :func:`denser_in_list`'s candidate
-    and its cosine for each."""
-    s = _calibrated(sim, cosines)
-    rows = offset + np.arange(indices.shape[0])
-    own = indices == rows[:, None]
-    saturated = ((s >= threshold) | own).all(axis=1) & ~own.all(axis=1)
-    at = np.flatnonzero((parents < 0) & saturated)
-    candidate, cosine = denser_in_list(rows[at], indices[at], cosines[at], rank)
-    return rows[at], candidate, cosine
-
-
-def _isolated(indices, cosines, parents, density, rank, offset, refit, first):
-    """:func:`link_isolated_peaks`'s links of a block's rows (global ids),
-    under the similarity the single-machine path gives them
-    (:func:`_unconfirmed`: the refitted and the ``first`` calibration)."""
-    own = density[offset : offset + parents.size]
-    rows = offset + np.flatnonzero((parents < 0) & (own < ISOLATED_DENSITY))
-    local = rows - offset
-    cos = cosines[local]
-    similarities = _unconfirmed(
-        _calibrated(refit, cos), _calibrated(first, cos), cos, first
-    )
-    return isolated_links(rows, indices[local], similarities, rank, ISOLATED_SIMILARITY)
-
-
-def _block_flows(indices, p, offset, labels, n_clusters):
-    """The cluster flows of a block's density transitions."""
-    top = p.shape[1]
-    rows = offset + np.repeat(np.arange(indices.shape[0]), top)
-    return pair_flows(rows, indices[:, :top].ravel(), p.ravel(), labels, n_clusters)
-
-
-def _recalibrated_flows(
-    indices, cosines, similarity, params, offset, labels, n_clusters
-):
-    """:func:`_block_flows` of the density transitions of ``similarity``
-    over the same neighbours as the first (the ``top`` first columns), and
-    the counts of their :func:`likely_pairs` between clusters."""
-    top = params["top"]
-    s = np.clip(similarity.calibrate(cosines[:, :top]), 0.0, 1.0)
-    rows, cols = likely_pairs(indices[:, :top], s, offset)
-    connected = pair_flows(rows, cols, np.ones(rows.size), labels, n_clusters)
-    p = row_softmax(s.astype(np.float32), params["density_sigma"])
-    return _block_flows(indices, p, offset, labels, n_clusters), connected
-
-
-def _merged(estimator, linked, labels, flows, connected=None):
-    """:func:`merge_on_flows` from the links ``linked`` (not modified), their
-    clusters ``labels``, the blocks' delayed cluster ``flows`` and counts of
-    ``connected`` pairs (None: no constraint), each summed pairwise on the
-    workers (exact in any order, as the density): one matrix each comes to
-    the client."""
-    if connected is None:
-        (F,) = _compute(_pairwise_sum(flows))
-    else:
-        F, connected = _compute(_pairwise_sum(flows), _pairwise_sum(connected))
-        connected = connected.tocsr()
-    return merge_on_flows(
-        linked.copy(), labels, F.tocsr(), estimator.merge_threshold, 10, connected
-    )
-
-
-def _add(a, b):
-    return a + b
-
-
-def _pairwise_sum(parts):
-    """The delayed sum of ``parts`` (arrays or sparse matrices), added in
-    pairs on the workers (a tree of depth log2 of their number)."""
-    add = _delayed(_add)
-    while len(parts) > 1:
-        parts = [add(a, b) for a, b in zip(parts[::2], parts[1::2])] + (
-            parts[-1:] if len(parts) % 2 else []
-        )
-    return parts[0]
-
-
-def _duplicates(indices, cosines, offset):
-    return _duplicate_links(indices, cosines, offset + np.arange(indices.shape[0]))
 
 
 # ---------------------------------------------------------- the driver
@@ -348,6 +138,40 @@ class _Blocks:
         if hasattr(arrays, "to_delayed"):
             arrays = arrays.to_delayed().ravel().tolist()
         return gather_rows(arrays, self.offsets, ids)
+
+
+def fit_on_dask(est, X):
+    """``fit`` on a row-chunked dask array, on the current Dask client."""
+    unsupported = []
+    if est.metric != "cosine":
+        unsupported.append(f"metric={est.metric!r}")
+    if est.similarity is not None and not isinstance(
+        est.similarity, CalibratedCosineSimilarity
+    ):
+        unsupported.append(f"similarity={type(est.similarity).__name__}()")
+    if est.knn_method == "pynndescent":
+        unsupported.append("knn_method='pynndescent'")
+    if est.density_iter != 1:
+        unsupported.append(f"density_iter={est.density_iter!r}")
+    if unsupported:
+        raise ValueError(
+            "On a dask array, fit runs the exact or IVF search, the "
+            "calibrated similarity and the one-step density; not "
+            + ", ".join(unsupported)
+            + "."
+        )
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got an array of shape {X.shape}.")
+    if any(np.isnan(size) for size in X.shape):
+        raise ValueError(
+            "X has unknown chunk sizes; call X.compute_chunk_sizes() first."
+        )
+    n = int(X.shape[0])
+    if n < 2:
+        raise ValueError(f"X has {n} sample(s); clustering needs at least 2.")
+    fitted = fit_dask(est, X, clipped_k(est.k, n, stacklevel=4))
+    fitted["n_features_in_"] = int(X.shape[1])
+    return fitted
 
 
 def fit_dask(estimator, X, k):
@@ -503,7 +327,7 @@ def fit_dask(estimator, X, k):
     # duplicates.
     _stage("recalibration")
     merge_calibration = None
-    if estimator._recalibrates(similarity):
+    if recalibrates(estimator, similarity):
         counts = _compute(
             *[
                 _delayed(_shared_histograms)(i, c, o, with_duplicates, labels, lo, hi)
@@ -708,7 +532,7 @@ def predict_dask(estimator, Xq, query_zero, tie_tolerance):
     duplicate = (cosines[:, 0] >= 1.0 - DUPLICATE_GAP) & ~query_zero
     copy_of = indices[:, 0]
     s = np.clip(estimator.similarity_.calibrate(cosines), 0.0, 1.0).astype(np.float32)
-    indices, s = _sort_by_similarity(indices, s)
+    indices, s = sort_by_similarity(indices, s)
     # The training rows the queries list, with their own transition rows.
     ids = np.unique(indices)
     partners = (

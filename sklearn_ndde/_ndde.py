@@ -1,13 +1,11 @@
 """NDDeTPDiClustering: the estimator over the pure functions."""
 
 import numbers
-import time
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClusterMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
@@ -16,91 +14,13 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._calibration import same_above
-from ._density import ndde_density
-from ._kernels import bhattacharyya_pairs, nearest_denser, numba_threads
-from ._knn import _search_method, exact_knn_to, knn_graph
+from ._dask_fit import fit_on_dask
 from ._knn_dask import is_dask_array
-from ._memory import check_memory, fit_bytes
-from ._merge import likely_connectivity, merge_by_flow
-from ._peaks import (
-    ISOLATED_CLEARANCE,
-    components_from_parents,
-    density_rank,
-    isolated_peak_links,
-    links_below_tau,
-    saturated_links,
-)
-from ._progress import log, progress
-from ._tpdi import tpdi
-from ._transition import row_softmax, transition_matrix
-from ._validation import DUPLICATE_GAP, N_JOBS_CONSTRAINT, _normalize_rows
-from .similarity import CalibratedCosineSimilarity
+from ._pipeline import fit_stages
+from ._predict import predict_labels, predict_on_dask_fit
+from ._rows import originals, spread_to_all_rows, unit_rows_warning_zeros
+from ._validation import N_JOBS_CONSTRAINT
 
-
-def _graph_to_neighbors(G, n_neighbors, square):
-    """Rows of a sparse distance graph as ``(indices, distances)`` arrays.
-
-    Each row keeps its ``n_neighbors`` smallest stored distances. For a
-    square (training) graph the sample itself is put in column 0 at distance
-    0 whether or not it is stored, and counts towards ``n_neighbors``.
-    """
-    # A copy: sum_duplicates sorts the index arrays in place, and a
-    # converted matrix may still share them with the caller's graph.
-    G = sp.csr_matrix(G, dtype=np.float64, copy=True)
-    G.sum_duplicates()
-    n = G.shape[0]
-    if not np.all(np.isfinite(G.data)) or (G.data < 0).any():
-        raise ValueError(
-            "The precomputed graph must hold finite non-negative distances."
-        )
-    if G.data.size and G.data.max() > 2.0 + 1e-6:
-        raise ValueError(
-            f"The precomputed graph holds distances up to {G.data.max():.4g}; "
-            "cosine distances (1 - cos) lie in [0, 2]. Build it with "
-            "metric='cosine'."
-        )
-    rows = np.repeat(np.arange(n), np.diff(G.indptr))
-    cols, dist = G.indices, G.data
-    wanted = n_neighbors
-    if square:
-        other = cols != rows
-        rows, cols, dist = rows[other], cols[other], dist[other]
-        wanted -= 1
-    counts = np.bincount(rows, minlength=n)
-    short = np.flatnonzero(counts < wanted)
-    if short.size:
-        raise ValueError(
-            f"The precomputed graph has fewer than {wanted} neighbours (besides the "
-            f"sample itself) in {short.size} row(s), e.g. row {short[0]} has "
-            f"{counts[short[0]]}; build it with at least n_neighbors={wanted} or "
-            f"lower k."
-        )
-    order = np.lexsort((cols, dist, rows))
-    rows, cols, dist = rows[order], cols[order], dist[order]
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(rows.size) - start[rows]
-    keep = rank < wanted
-    indices = cols[keep].reshape(n, wanted)
-    distances = dist[keep].reshape(n, wanted)
-    if square:
-        indices = np.hstack([np.arange(n)[:, None], indices])
-        distances = np.hstack([np.zeros((n, 1)), distances])
-    return indices.astype(np.int32), distances
-
-
-# TPDi values this close count as equal in predict (float32 rounding).
-_TIE_TOLERANCE = 1e-6
-
-_STAGES = (
-    "kNN graph",
-    "pair similarity",
-    "NDDe density",
-    "TPDi distance",
-    "density peaks",
-    "flow merge",
-    "recalibration",
-)
 _FITTED_ATTRIBUTES = (
     "_fit_X",
     "_fit_distinct",
@@ -117,29 +37,6 @@ _FITTED_ATTRIBUTES = (
     "n_features_in_",
     "feature_names_in_",
 )
-
-
-def _duplicate_links(indices, cosines, rows=None):
-    """Links ``(a, b)`` between near-duplicates, to put them in one cluster.
-
-    Pairs of the kNN graph at cosine 1 within float rounding
-    (``DUPLICATE_GAP``), such as one photo encoded twice, are linked; exact
-    copies never get here (``fit`` clusters one of each). ``rows`` are the
-    sample ids of the rows (default ``0 .. n - 1``; a Dask block's own).
-    """
-    rows = np.arange(indices.shape[0]) if rows is None else rows
-    near = cosines >= 1.0 - DUPLICATE_GAP
-    near &= indices != rows[:, None]
-    r, c = np.nonzero(near)
-    return rows[r], indices[r, c]
-
-
-def _sort_by_similarity(indices, similarities, *aligned):
-    """Each row by decreasing similarity; ``aligned`` arrays follow along."""
-    order = np.argsort(-similarities, axis=1, kind="stable")
-    return tuple(
-        np.take_along_axis(a, order, axis=1) for a in (indices, similarities, *aligned)
-    )
 
 
 class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
@@ -441,7 +338,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         self._forget_fit()
         try:
             if is_dask_array(X):
-                fitted = self._fit_dask(X)
+                fitted = fit_on_dask(self, X)
             else:
                 fitted = self._fit(X)
         except BaseException:
@@ -485,74 +382,6 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 stacklevel=4,
             )
 
-    def _clipped_k(self, n, stacklevel, n_rows=None):
-        """``k`` as a Python integer (numpy ones overflow in products), at
-        most ``n``, with a warning when clipped (``stacklevel`` counted from
-        the caller of this method); ``n_rows``: the rows of ``X`` when ``n``
-        counts its distinct ones."""
-        k = int(self.k)
-        if k > n:
-            what = (
-                f"the number of samples ({n})"
-                if n_rows is None or n_rows == n
-                else f"the number of distinct samples ({n} of {n_rows} rows: "
-                "exact copies are clustered once)"
-            )
-            warnings.warn(
-                f"k={k} is larger than {what}; using k={n}.",
-                UserWarning,
-                stacklevel=stacklevel,
-            )
-            k = n
-        return k
-
-    def _predict_dask(self, X):
-        """``predict`` after a fit on a dask array (queries in memory)."""
-        from ._dask_fit import predict_dask
-
-        if is_dask_array(X):
-            X = X.compute()
-        X = self._validate_input(X, reset=False)
-        Xq, query_zero = _unit_rows_warning_zeros(X, "so they get -1", stacklevel=4)
-        if query_zero.any():
-            Xq[query_zero, 0] = 1.0
-        return predict_dask(self, Xq, query_zero, _TIE_TOLERANCE)
-
-    def _fit_dask(self, X):
-        """``fit`` on a row-chunked dask array, on the current Dask client."""
-        from ._dask_fit import fit_dask
-
-        unsupported = []
-        if self.metric != "cosine":
-            unsupported.append(f"metric={self.metric!r}")
-        if self.similarity is not None and not isinstance(
-            self.similarity, CalibratedCosineSimilarity
-        ):
-            unsupported.append(f"similarity={type(self.similarity).__name__}()")
-        if self.knn_method == "pynndescent":
-            unsupported.append("knn_method='pynndescent'")
-        if self.density_iter != 1:
-            unsupported.append(f"density_iter={self.density_iter!r}")
-        if unsupported:
-            raise ValueError(
-                "On a dask array, fit runs the exact or IVF search, the "
-                "calibrated similarity and the one-step density; not "
-                + ", ".join(unsupported)
-                + "."
-            )
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D, got an array of shape {X.shape}.")
-        if any(np.isnan(size) for size in X.shape):
-            raise ValueError(
-                "X has unknown chunk sizes; call X.compute_chunk_sizes() first."
-            )
-        n = int(X.shape[0])
-        if n < 2:
-            raise ValueError(f"X has {n} sample(s); clustering needs at least 2.")
-        fitted = fit_dask(self, X, self._clipped_k(n, stacklevel=4))
-        fitted["n_features_in_"] = int(X.shape[1])
-        return fitted
-
     def _forget_fit(self):
         for name in _FITTED_ATTRIBUTES:
             self.__dict__.pop(name, None)
@@ -573,11 +402,11 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 f"{X.shape}."
             )
         if precomputed:
-            return self._fit_stages(X, None)
-        Xn, zero = _unit_rows_warning_zeros(
+            return fit_stages(self, X, None)
+        Xn, zero = unit_rows_warning_zeros(
             X, "so each is a cluster of its own", stacklevel=5
         )
-        original = _originals(Xn, zero)
+        original = originals(Xn, zero)
         keep = np.flatnonzero(original == np.arange(original.size))
         if keep.size < 2:
             # One vector, repeated: cluster the copies themselves.
@@ -589,189 +418,12 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 "under the cosine metric."
             )
         if keep.size == original.size:
-            return self._fit_stages(X, Xn)
-        return _spread_to_all_rows(
-            self._fit_stages(X[keep], Xn[keep], n_rows=original.size),
+            return fit_stages(self, X, Xn)
+        return spread_to_all_rows(
+            fit_stages(self, X[keep], Xn[keep], n_rows=original.size),
             keep,
             original,
             Xn,
-        )
-
-    def _fit_stages(self, X, Xn, n_rows=None):
-        """The stages on validated ``X`` (``Xn``: its unit rows, or None;
-        ``n_rows``: the rows of the user's data, copies included)."""
-        precomputed = self.metric == "precomputed"
-        n = X.shape[0]
-        k = self._clipped_k(n, stacklevel=5, n_rows=n_rows)
-        method = self.knn_method
-        if method == "auto" and not precomputed:
-            method, _ = _search_method(n, method, self.device)
-        check_memory(
-            fit_bytes(n, 0 if precomputed else X.shape[1], k, method),
-            f"NDDeTPDiClustering.fit on {n} samples with k={k}",
-        )
-        out = {}
-        stage = self._stage_logger()
-
-        with stage("kNN graph"):
-            if precomputed:
-                indices, distances = _graph_to_neighbors(X, k, square=True)
-                cosines = (1.0 - distances).astype(np.float32)
-                out["_fit_X"] = None
-                out["knn_recall_"] = None
-            else:
-                indices, cosines, out["knn_recall_"] = knn_graph(
-                    Xn,
-                    k,
-                    method=self.knn_method,
-                    recall=self.knn_recall,
-                    random_state=self.random_state,
-                    n_jobs=self.n_jobs,
-                    device=self.device,
-                    verbose=self.verbose,
-                    return_recall=True,
-                )
-                out["_fit_X"] = Xn
-                if self.verbose:
-                    log(
-                        "[NDDeTPDiClustering] kNN recall of the likely neighbours: "
-                        f"{out['knn_recall_']:.3f}"
-                    )
-
-        out.update(
-            self._cluster_graph(
-                indices, cosines, None if precomputed else X, out["_fit_X"], stage
-            )
-        )
-        out["n_features_in_"] = self.n_features_in_
-        if hasattr(self, "feature_names_in_"):
-            out["feature_names_in_"] = self.feature_names_in_
-        return out
-
-    def _cluster_graph(self, indices, cosines, X, Xn, stage):
-        """Every stage after the kNN graph (``indices``, ``cosines``; ``X``:
-        the embeddings for a learned similarity, ``Xn`` their unit rows, or
-        None), each inside ``stage(name)``; returns the fitted attributes.
-        ``benchmarks/speed_after_knn.py`` times them through this method."""
-        k = indices.shape[1]
-        with stage("pair similarity"):
-            similarity = self._fitted_similarity(indices, cosines, Xn)
-            s = self._pair_similarity(similarity, X, indices, cosines)
-            indices, s, cosines = _sort_by_similarity(indices, s, cosines)
-
-        with stage("NDDe density"):
-            P = transition_matrix(
-                indices, s, sigma=self.density_sigma, top=min(int(self.density_k), k)
-            )
-            density = ndde_density(P, n_iter=self.density_iter)
-
-        with stage("TPDi distance"):
-            Q = transition_matrix(indices, s, sigma=self.distance_sigma)
-            distances = tpdi(Q, indices, n_jobs=self.n_jobs, verbose=self.verbose)
-            del Q
-
-        with stage("density peaks"):
-            # The strict density order, once for every kind of link.
-            rank = density_rank(density, indices)
-            peaks = links_below_tau(
-                nearest_denser(rank, indices, distances), indices, distances, self.tau
-            )
-            parents = self._saturated_links(
-                peaks, rank, indices, s, Xn, similarity, cosines
-            )
-            labels = components_from_parents(parents)
-
-        with stage("flow merge"):
-            if self.merge_threshold is not None:
-                labels, parents = merge_by_flow(
-                    parents, P, threshold=self.merge_threshold
-                )
-            del P
-
-        with stage("recalibration"):
-            merge_calibration = None
-            if self._recalibrates(similarity):
-                refit = clone(similarity).fit_labels(indices, cosines, labels)
-                # A curve of zeros: no pair of the graph shares a cluster.
-                merge_calibration = refit if refit.curve_.any() else None
-            if merge_calibration is not None:
-                # The links again with the refitted similarities (the
-                # saturated peaks, then the peaks that no neighbour lists);
-                # then the merge over the density neighbours of the first
-                # (the first columns: rows are sorted by the first
-                # similarity). A merge needs a pair of the two clusters that
-                # is more likely one identity than not.
-                refitted = merge_calibration.calibrate(cosines)
-                relinked = self._saturated_links(
-                    peaks, rank, indices, refitted, Xn, merge_calibration, cosines
-                )
-                # A link that no flow back confirms needs both calibrations,
-                # and a pair clear of the unrelated samples.
-                relinked = isolated_peak_links(
-                    relinked,
-                    density,
-                    indices,
-                    _unconfirmed(refitted, s, cosines, similarity),
-                    rank,
-                )
-                top = min(int(self.density_k), k)
-                refitted = refitted[:, :top]
-                P = transition_matrix(
-                    indices[:, :top], refitted, sigma=self.density_sigma
-                )
-                labels, parents = merge_by_flow(
-                    relinked,
-                    P,
-                    threshold=self.merge_threshold,
-                    connectivity=likely_connectivity(indices[:, :top], refitted),
-                )
-                del P, refitted
-            duplicates = _duplicate_links(indices, cosines)
-            if duplicates[0].size:
-                labels = components_from_parents(parents, duplicates)
-
-        return {
-            "similarity_": similarity,
-            "merge_calibration_": merge_calibration,
-            "neighbors_": indices,
-            "pair_similarities_": s,
-            "density_": density,
-            "tpdi_": distances,
-            "labels_": labels,
-            "parents_": parents,
-            "n_clusters_": int(labels.max()) + 1,
-        }
-
-    def _saturated_links(self, peaks, rank, indices, s, Xn, similarity, cosines):
-        """The density peaks' links ``peaks`` with the saturated peaks
-        linked under the similarities ``s`` of ``similarity`` (with
-        ``link_saturated`` and the unit rows ``Xn`` at hand), as a new
-        array; ``rank``: the strict density order."""
-        if not self.link_saturated or Xn is None:
-            return peaks.copy()
-        return saturated_links(
-            peaks.copy(),
-            indices,
-            s,
-            Xn,
-            similarity,
-            rank,
-            cosines=cosines,
-            n_jobs=self.n_jobs,
-        )
-
-    def _recalibrates(self, similarity):
-        """Whether the fit merges again with a calibration refitted to its
-        first clustering (``recalibrate``): with the flow merge and a
-        training-free similarity that has ``fit_labels``."""
-        training_free = self.similarity is None or hasattr(
-            self.similarity, "fit_neighbors"
-        )
-        return (
-            self.recalibrate
-            and self.merge_threshold is not None
-            and training_free
-            and hasattr(similarity, "fit_labels")
         )
 
     def predict(self, X):
@@ -802,73 +454,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         """
         check_is_fitted(self, "labels_")
         if is_dask_array(self.labels_):
-            return self._predict_dask(X)
-        precomputed = self.metric == "precomputed"
-        X = self._validate_input(X, reset=False)
-        n_fit, k = self.neighbors_.shape
-        if precomputed:
-            if X.shape[1] != n_fit:
-                raise ValueError(
-                    f"With metric='precomputed', X must have one column per training "
-                    f"sample ({n_fit}), got {X.shape[1]}."
-                )
-            indices, distances = _graph_to_neighbors(X, k, square=False)
-            duplicate = distances[:, 0] <= DUPLICATE_GAP
-            s = self._pair_similarity(
-                self.similarity_, None, indices, (1.0 - distances).astype(np.float32)
-            )
-        else:
-            Xq, query_zero = _unit_rows_warning_zeros(X, "so they get -1", stacklevel=3)
-            if query_zero.any():
-                # Any unit row keeps the similarity defined; the label is -1.
-                Xq[query_zero, 0] = 1.0
-            # Zero rows of the training data match nothing either, and an
-            # exact copy stands for its original only once, as in fit.
-            distinct = getattr(self, "_fit_distinct", None)
-            candidates = (
-                np.arange(n_fit) if distinct is None else np.flatnonzero(distinct)
-            )
-            Y = self._fit_X if candidates.size == n_fit else self._fit_X[candidates]
-            indices = exact_knn_to(Xq, Y, k, n_jobs=self.n_jobs)
-            s = self._pair_similarity(self.similarity_, Xq, indices, None, Y=Y)
-            if candidates.size < n_fit:
-                indices = candidates[indices]
-            duplicate = np.einsum("ij,ij->i", Xq, self._fit_X[indices[:, 0]]) >= (
-                1.0 - DUPLICATE_GAP
-            )
-            duplicate &= ~query_zero
-        # An exact copy of a training sample takes its cluster, as in fit.
-        copy_of = indices[:, 0]
-        indices, s = _sort_by_similarity(indices, s)
-        Q = transition_matrix(
-            self.neighbors_, self.pair_similarities_, sigma=self.distance_sigma
-        )
-        rows = row_softmax(s.astype(Q.dtype), self.distance_sigma)
-        m = indices.shape[0]
-        with numba_threads(self.n_jobs) as threads:
-            dist = bhattacharyya_pairs(
-                np.arange(0, m * k + 1, k, dtype=np.int64),
-                indices.astype(np.int32).ravel(),
-                np.sqrt(rows).ravel(),
-                indices.astype(np.int32),
-                np.argsort(indices[:, 0], kind="stable"),
-                max(1, min(m, 4 * threads)),
-                Q.indptr.astype(np.int64),
-                Q.indices.astype(np.int32),
-                np.sqrt(Q.data),
-                n_fit,
-                np.empty((m, k), dtype=Q.dtype),
-            )
-        # Distances equal up to float rounding are ties, won by the earlier
-        # (more similar) column: a training point queried again finds itself.
-        nearest = dist.min(axis=1)
-        column = np.argmax(dist <= nearest[:, None] + _TIE_TOLERANCE, axis=1)
-        labels = self.labels_[indices[np.arange(m), column]]
-        labels = np.where(nearest < self.tau, labels, -1)
-        labels[duplicate] = self.labels_[copy_of[duplicate]]
-        if not precomputed:
-            labels[query_zero] = -1
-        return labels
+            return predict_on_dask_fit(self, X)
+        return predict_labels(self, X)
 
     def _validate_input(self, X, reset):
         """Dense embeddings, or a sparse graph with ``metric="precomputed"``."""
@@ -892,184 +479,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
             reset=reset,
         )
 
-    def _fitted_similarity(self, indices, cosines, X):
-        """The pair similarity fitted on the graph (a training-free one; the
-        calibration also reads random pairs of the unit rows ``X``)."""
-        if self.similarity is None:
-            return CalibratedCosineSimilarity().fit_neighbors(indices, cosines, X=X)
-        if isinstance(self.similarity, CalibratedCosineSimilarity):
-            return clone(self.similarity).fit_neighbors(indices, cosines, X=X)
-        if hasattr(self.similarity, "fit_neighbors"):
-            return clone(self.similarity).fit_neighbors(indices, cosines)
-        if self.metric == "precomputed":
-            raise ValueError(
-                f"{type(self.similarity).__name__} needs the embeddings, which "
-                "metric='precomputed' does not give; use metric='cosine' or a "
-                "training-free similarity."
-            )
-        return self.similarity
-
-    def _pair_similarity(self, sim, X, indices, cosines, Y=None):
-        if X is None or (hasattr(sim, "calibrate") and cosines is not None):
-            s = sim.calibrate(cosines)
-        else:
-            s = sim.pair_similarity(X, indices, Y)
-        s = np.asarray(s)
-        if s.shape != indices.shape:
-            raise ValueError(
-                f"{type(sim).__name__}.pair_similarity returned shape {s.shape}, "
-                f"expected {indices.shape}."
-            )
-        if not np.all((s >= -1e-6) & (s <= 1 + 1e-6)):
-            raise ValueError(
-                f"{type(sim).__name__}.pair_similarity must return values in [0, 1] "
-                "(NaN included in the check)."
-            )
-        return np.clip(s, 0.0, 1.0).astype(np.float32, copy=False)
-
-    def _stage_logger(self):
-        """``with stage(name):`` shows the stage as a step of a progress bar."""
-        bar = progress(
-            "NDDeTPDiClustering", len(_STAGES), self.verbose, "stage", leave=True
-        )
-
-        @contextmanager
-        def stage(name):
-            bar.set_postfix_str(name)
-            start = time.perf_counter()
-            try:
-                yield
-            except BaseException:
-                bar.close()
-                raise
-            if self.verbose:
-                log(f"[NDDeTPDiClustering] {name}: {time.perf_counter() - start:.2f} s")
-            bar.update(1)
-            if bar.n == len(_STAGES):
-                bar.close()
-
-        return stage
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.pairwise = self.metric == "precomputed"
         tags.input_tags.sparse = self.metric == "precomputed"
         return tags
-
-
-def _unconfirmed(refitted, first, cosines, similarity):
-    """The similarity of a link that no flow back confirms: the smaller of
-    the refitted and the first one, and 0 for a pair whose cosine is not
-    ``ISOLATED_CLEARANCE`` scales above the calibration's background
-    (where known)."""
-    out = np.minimum(refitted, first)
-    if getattr(similarity, "background_", None) is not None:
-        ceiling = same_above(
-            (similarity.background_, similarity.background_scale_),
-            ISOLATED_CLEARANCE,
-        )
-        out[cosines < ceiling] = 0.0
-    return out
-
-
-def _unit_rows_warning_zeros(X, consequence, stacklevel):
-    """Unit rows of ``X`` and its zero rows, with one warning naming them
-    (``stacklevel`` counted from here to the user's call)."""
-    Xn = _normalize_rows(X, allow_zero=True)
-    zero = ~Xn.any(axis=1)
-    if zero.any():
-        warnings.warn(
-            f"X has {int(zero.sum())} all-zero row(s) (first at row "
-            f"{int(np.argmax(zero))}); the cosine metric matches a zero vector "
-            f"with nothing, {consequence}.",
-            UserWarning,
-            stacklevel=stacklevel,
-        )
-    return Xn, zero
-
-
-def _originals(Xn, zero, block=65536):
-    """For each row of ``Xn``, the first row with the same unit vector
-    (itself for a distinct row); -1 for zero rows.
-
-    Rows are hashed (64 bits of their float32 bits, in blocks) and only rows
-    whose hashes collide are compared byte for byte, so the cost is one pass
-    over ``Xn`` rather than a sort of its rows.
-    """
-    n = Xn.shape[0]
-    original = np.full(n, -1, dtype=np.intp)
-    rows = np.flatnonzero(~zero)
-    original[rows] = rows
-    bits = np.ascontiguousarray(Xn, dtype=np.float32).view(np.uint32)
-    multipliers = np.random.default_rng(0).integers(
-        1, 2**63, size=bits.shape[1], dtype=np.uint64
-    )
-    hashes = np.empty(n, dtype=np.uint64)
-    for start in range(0, n, block):
-        part = bits[start : start + block].astype(np.uint64)
-        hashes[start : start + block] = (part * multipliers).sum(axis=1)
-    hashes = hashes[rows]
-    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-    suspects = rows[counts[inverse.ravel()] > 1]
-    if suspects.size:
-        as_bytes = np.ascontiguousarray(Xn[suspects])
-        as_bytes = as_bytes.view(np.dtype((np.void, as_bytes.strides[0]))).ravel()
-        _, first, group = np.unique(as_bytes, return_index=True, return_inverse=True)
-        original[suspects] = suspects[first[group.ravel()]]
-    return original
-
-
-def _spread_to_all_rows(out, keep, original, Xn):
-    """Fitted attributes of the rows ``keep`` spread over all rows of ``Xn``.
-
-    ``original[r]`` is the fitted row that row ``r`` copies exactly (the
-    same unit vector), or -1 for a zero row. A copy repeats its original's
-    neighbours, similarities, TPDi and density, links to it and shares its
-    cluster, so copies change nothing else in the partition. A zero vector
-    matches nothing: it is its own only neighbour (similarity 1 to itself,
-    0 elsewhere, TPDi 1), keeps a density of 1 as a sample whose walk stays
-    put, and is a cluster alone.
-    """
-    n = Xn.shape[0]
-    zero = original < 0
-    copy = ~zero & (original != np.arange(n))
-    k = out["neighbors_"].shape[1]
-    # Zero rows first: each its own only neighbour, a root of density 1.
-    neighbors = np.repeat(np.arange(n, dtype=out["neighbors_"].dtype), k).reshape(n, k)
-    s = np.zeros((n, k), dtype=out["pair_similarities_"].dtype)
-    s[zero, 0] = 1.0
-    distances = np.ones((n, k), dtype=out["tpdi_"].dtype)
-    distances[zero, 0] = 0.0
-    density = np.ones(n)
-    labels = np.full(n, -1, dtype=np.intp)
-    labels[zero] = out["labels_"].max() + 1 + np.arange(int(zero.sum()))
-    neighbors[keep] = keep[out["neighbors_"]]
-    parents = np.full(n, -1, dtype=np.intp)
-    linked = out["parents_"] >= 0
-    parents[keep[linked]] = keep[out["parents_"][linked]]
-    parents[copy] = original[copy]
-    # Then the fitted rows, and each copy as its original (a fitted row).
-    for full, fitted in [
-        (s, "pair_similarities_"),
-        (distances, "tpdi_"),
-        (density, "density_"),
-        (labels, "labels_"),
-    ]:
-        full[keep] = out[fitted]
-    for full in (neighbors, s, distances, density, labels):
-        full[copy] = full[original[copy]]
-    # Consecutive ids numbered by the first sample of each cluster, as always.
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    labels = np.argsort(np.argsort(first))[inverse]
-    out.update(
-        _fit_X=Xn,
-        _fit_distinct=~zero & ~copy,
-        neighbors_=neighbors,
-        pair_similarities_=s,
-        tpdi_=distances,
-        density_=density,
-        parents_=parents,
-        labels_=labels,
-        n_clusters_=int(labels.max()) + 1,
-    )
-    return out

@@ -1,6 +1,7 @@
 """Checks shared by the pure functions."""
 
 import numbers
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -119,3 +120,25 @@ def _normalize_rows(X, block=65536, allow_zero=False):
             "metric is undefined for them. Remove them or use metric='precomputed'."
         )
     return out
+
+
+def clipped_k(k, n, stacklevel, n_rows=None):
+    """``k`` as a Python integer (numpy ones overflow in products), at
+    most ``n``, with a warning when clipped (``stacklevel`` counted from
+    the caller of this method); ``n_rows``: the rows of ``X`` when ``n``
+    counts its distinct ones."""
+    k = int(k)
+    if k > n:
+        what = (
+            f"the number of samples ({n})"
+            if n_rows is None or n_rows == n
+            else f"the number of distinct samples ({n} of {n_rows} rows: "
+            "exact copies are clustered once)"
+        )
+        warnings.warn(
+            f"k={k} is larger than {what}; using k={n}.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+        k = n
+    return k

@@ -259,7 +259,7 @@ def test_cell_groups_hold_every_row_once():
 def test_tpdi_from_owner_pieces_is_the_bhattacharyya_distance():
     """TPDi of a block from its partners' rows fetched owner by owner (the
     chain of tasks) equals ``1 - sum_m sqrt(q_im q_jm)`` computed densely."""
-    from sklearn_ndde._dask_fit import _block_tpdi, _rows_of, _wanted
+    from sklearn_ndde._dask_blocks import _block_tpdi, _rows_of, _wanted
 
     rng = np.random.default_rng(0)
     n, k = 60, 6
@@ -296,7 +296,7 @@ def test_saturated_peaks_in_their_own_lists():
     """Each block's saturated peaks take the listed sample ranked above them
     of highest cosine, ties to the smaller id, -1 when none is ranked above;
     on an exact graph that is the best denser sample two steps away."""
-    from sklearn_ndde._dask_fit import _saturated_in_list
+    from sklearn_ndde._dask_blocks import _saturated_in_list
     from sklearn_ndde._kernels import nearest_denser_two_hops
 
     rng = np.random.default_rng(1)

@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_ndde import NDDeTPDiClustering, _memory
-from sklearn_ndde import _ndde as ndde_module
+from sklearn_ndde import _pipeline as pipeline_module
 from sklearn_ndde.__main__ import main
 from sklearn_ndde.datasets import make_face_embeddings
 from sklearn_ndde.io import load_features, save_labels
@@ -323,7 +323,7 @@ def test_a_replaced_output_keeps_its_mode(tmp_path):
 def test_memory_guard_raises_before_any_stage(monkeypatch):
     monkeypatch.setattr(_memory, "available_bytes", lambda: 10**3)
     monkeypatch.setattr(
-        ndde_module,
+        pipeline_module,
         "knn_graph",
         lambda *a, **k: pytest.fail("the kNN search ran despite the guard"),
     )
@@ -363,7 +363,7 @@ def test_interrupted_fit_leaves_the_estimator_unfitted(monkeypatch, refit):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ndde_module, "tpdi", interrupted)
+    monkeypatch.setattr(pipeline_module, "tpdi", interrupted)
     with pytest.raises(KeyboardInterrupt):
         est.fit(X)
     with pytest.raises(NotFittedError):

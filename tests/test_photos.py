@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from sklearn_ndde.__main__ import main
+from sklearn_ndde._photos.clustering import _cut_cannot_links
 from sklearn_ndde.faces import (
     FaceEmbedder,
-    _cut_cannot_links,
     cluster_faces,
     find_photos,
     load_photo,
@@ -436,16 +436,16 @@ def test_photos_options_out_of_range_are_refused(tmp_path, capsys, option, messa
 def test_a_pixel_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     from PIL import Image
 
-    from sklearn_ndde import faces
+    from sklearn_ndde._photos import files
 
     # A picture larger than the limit (lowered here so that the test stays
     # small): refused from its header, never decoded.
-    monkeypatch.setattr(faces, "MAX_PIXELS", 1_000_000)
+    monkeypatch.setattr(files, "MAX_PIXELS", 1_000_000)
     Image.new("L", (2000, 1000)).save(tmp_path / "big.png")
     decoded = []
     monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(1))
     with pytest.raises(ValueError, match="2000 x 1000 pixels, more than the 1"):
-        faces.load_photo(tmp_path / "big.png")
+        files.load_photo(tmp_path / "big.png")
     assert decoded == []
 
 

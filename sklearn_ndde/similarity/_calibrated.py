@@ -17,7 +17,7 @@ from .._calibration import (
     mixture_curve,
 )
 from .._kernels import interp_uniform, kept_range, pair_histograms
-from .._knn import knn_graph
+from .._neighbors import knn_graph
 from .._validation import DUPLICATE_GAP, check_neighbors
 from ._base import pair_cosines
 

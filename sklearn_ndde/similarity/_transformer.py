@@ -14,8 +14,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._kernels import mirror_mean
-from .._knn import knn_graph
 from .._knn_torch import check_torch_device
+from .._neighbors import knn_graph
 from .._progress import progress
 from .._validation import N_JOBS_CONSTRAINT
 from ..io import _replace_keeping_mode
