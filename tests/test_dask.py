@@ -108,6 +108,8 @@ def _fit_both(X, chunks, **params):
 def _assert_same_clustering(ref, est):
     from sklearn.metrics import adjusted_rand_score
 
+    from sklearn_ndde._peaks import components_from_parents
+
     labels = est.labels_.compute()
     assert isinstance(est.labels_, da.Array) and isinstance(est.density_, da.Array)
     assert adjusted_rand_score(ref.labels_, labels) == 1.0
@@ -118,6 +120,20 @@ def _assert_same_clustering(ref, est):
     np.testing.assert_allclose(
         est.tpdi_.compute()[same_rows], ref.tpdi_[same_rows], atol=1e-3
     )
+    np.testing.assert_allclose(
+        est.pair_similarities_.compute()[same_rows],
+        ref.pair_similarities_[same_rows],
+        atol=1e-4,
+    )
+    # The links may name another member of the same cluster where lists
+    # tie; they make the same components.
+    parents = est.parents_.compute()
+    assert (
+        adjusted_rand_score(ref.labels_, components_from_parents(parents)) == 1.0
+        or (parents == ref.parents_).mean() > 0.98
+    )
+    assert est.knn_recall_ == ref.knn_recall_ == 1.0
+    assert est.n_features_in_ == ref.n_features_in_
     # The calibration sees the same cosines up to the blocks' float rounding.
     np.testing.assert_allclose(
         est.similarity_.curve_, ref.similarity_.curve_, atol=1e-5
@@ -129,6 +145,14 @@ def _assert_same_clustering(ref, est):
         np.testing.assert_allclose(
             est.merge_calibration_.curve_, ref.merge_calibration_.curve_, atol=1e-3
         )
+    # Every fitted attribute of the numpy path is compared above.
+    compared = {
+        "labels_", "n_clusters_", "neighbors_", "density_", "tpdi_",
+        "pair_similarities_", "parents_", "knn_recall_", "n_features_in_",
+        "similarity_", "merge_calibration_",
+    }  # fmt: skip
+    fitted = {a for a in vars(ref) if a.endswith("_") and not a.startswith("_")}
+    assert fitted == compared
 
 
 def test_fit_gives_the_numpy_partition_on_20000_faces(client):

@@ -2,9 +2,7 @@
 
 import numbers
 import os
-import tempfile
 import time
-from contextlib import contextmanager
 
 import numpy as np
 from scipy.special import expit
@@ -16,12 +14,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._kernels import mirror_mean
 from .._knn_torch import check_torch_device
 from .._neighbors import knn_graph
-from .._progress import progress
 from .._validation import N_JOBS_CONSTRAINT
-from ..io import _replace_keeping_mode
-from ._calibrated import CalibratedCosineSimilarity
+from ._model_file import model_from_payload, save_model
+from ._training import _import_torch, check_training_data, score, train_network
 
-_FORMAT = "sklearn_ndde.TransformerSimilarity/1"
 _FITTED = (
     "module_",
     "device_",
@@ -32,64 +28,6 @@ _FITTED = (
     "feature_names_in_",
 )
 _ARCHITECTURE = ("d_model", "n_heads", "n_layers", "dim_feedforward")
-
-
-def _import_torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "TransformerSimilarity needs PyTorch: pip install 'sklearn-ndde[torch]' "
-            "(for a CPU-only build first: pip install torch --index-url "
-            "https://download.pytorch.org/whl/cpu)."
-        ) from exc
-    return torch
-
-
-def _random_state_entry(random_state, torch):
-    """A ``RandomState`` seed as file entries of tensors and numbers (the
-    weights-only format holds no Python objects); nothing for an int."""
-    if not isinstance(random_state, np.random.RandomState):
-        return {}
-    name, keys, pos, has_gauss, gauss = random_state.get_state()
-    return {
-        "random_state_mt19937": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(gauss),
-        }
-    }
-
-
-def _random_state_from(entry):
-    state = np.random.RandomState()
-    state.set_state(
-        (
-            "MT19937",
-            entry["keys"].numpy().astype(np.uint32),
-            int(entry["pos"]),
-            int(entry["has_gauss"]),
-            float(entry["cached_gaussian"]),
-        )
-    )
-    return state
-
-
-@contextmanager
-def _torch_session(torch, seed, n_jobs):
-    """Seeded, thread-limited torch work that leaves the global state as it was."""
-    threads = torch.get_num_threads()
-    if n_jobs is not None:
-        torch.set_num_threads(
-            max(1, os.cpu_count() + 1 + n_jobs if n_jobs < 0 else n_jobs)
-        )
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class TransformerSimilarity(BaseEstimator):
@@ -357,19 +295,7 @@ class TransformerSimilarity(BaseEstimator):
                 "without labels use the training-free CalibratedCosineSimilarity."
             )
         X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=False)
-        n = X.shape[0]
-        if n < self.n_neighbors:
-            raise ValueError(
-                f"TransformerSimilarity needs at least n_neighbors={self.n_neighbors} "
-                f"samples to train, got {n}."
-            )
-        if np.unique(y).size < 2:
-            raise ValueError("y holds a single identity; training needs at least two.")
-        if self.d_model % self.n_heads or self.d_model % 2:
-            raise ValueError(
-                f"d_model={self.d_model} must be even and divisible by "
-                f"n_heads={self.n_heads}."
-            )
+        check_training_data(self, X, y)
         start = time.perf_counter()
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -381,145 +307,9 @@ class TransformerSimilarity(BaseEstimator):
             random_state=seed,
             device=self.device_,
         )
-        others = cosines[:, 1:] if cosines.shape[1] > 1 else cosines
-        cosine_scale = [float(others.mean()), max(float(others.std()), 1e-6)]
-        targets = (y[indices] == y[:, None]).astype(np.float32)
-        if self.residual:
-            calibration = CalibratedCosineSimilarity().fit_neighbors(indices, cosines)
-            curve = np.clip(calibration.curve_, 1e-4, 1 - 1e-4)
-            grid, curve = calibration.grid_, np.log(curve / (1 - curve))
-
-        # Held-out identities, not anchors: the model is meant for identities
-        # it never saw, and anchors of a training identity would flatter it.
-        valid = np.array([], dtype=np.int64)
-        if self.validation_fraction is not None:
-            identities = rng.permutation(np.unique(y))
-            n_held = int(round(self.validation_fraction * identities.size))
-            if not 1 <= n_held < identities.size:
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} holds out "
-                    f"{n_held} of {identities.size} identities; it must leave at "
-                    "least one for validation and one for training."
-                )
-            valid = np.flatnonzero(np.isin(y, identities[:n_held]))
-        train = rng.permutation(np.setdiff1d(np.arange(n), valid))
-        n_valid = valid.size
-        batch_size = self.batch_size
-        if batch_size == "auto":
-            batch_size = int(np.clip(train.size // 100, 32, 512))
-        self.batch_size_ = batch_size
-
-        with _torch_session(torch, seed, self.n_jobs):
-            module = self._new_module(X.shape[1])
-            module.cosine_scale.copy_(torch.tensor(cosine_scale))
-            if self.residual:
-                module.calibration_grid.copy_(torch.from_numpy(grid))
-                module.calibration_logit.copy_(torch.from_numpy(curve))
-            module = module.to(self.device_)
-            optimizer = torch.optim.Adam(
-                module.parameters(),
-                lr=self.learning_rate,
-                weight_decay=self.weight_decay,
-            )
-            scheduler = None
-            total_steps = self.max_epochs * -(-train.size // batch_size)
-            # OneCycleLR divides by the length of each phase: the warm-up
-            # needs two steps at least, and a run of under 4 steps keeps the
-            # rate constant.
-            if self.learning_rate_schedule == "cosine" and total_steps >= 4:
-                scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                    optimizer,
-                    max_lr=self.learning_rate,
-                    total_steps=total_steps,
-                    pct_start=max(0.1, 2.0 / total_steps),
-                    anneal_strategy="cos",
-                    cycle_momentum=False,
-                )
-            loss_fn = torch.nn.BCEWithLogitsLoss()
-            features = torch.from_numpy(X).to(self.device_)
-            idx_t = torch.from_numpy(indices.astype(np.int64)).to(self.device_)
-            tgt_t = torch.from_numpy(targets).to(self.device_)
-            generator = torch.Generator().manual_seed(seed)
-            self.history_ = []
-            best, best_state, stale = np.inf, None, 0
-            bar = progress(
-                "TransformerSimilarity",
-                self.max_epochs,
-                self.verbose,
-                "epoch",
-                leave=True,
-                lines=True,
-            )
-            for epoch in range(self.max_epochs):
-                t0 = time.perf_counter()
-                module.train()
-                order = torch.from_numpy(train)[
-                    torch.randperm(train.size, generator=generator)
-                ]
-                total = 0.0
-                for b in range(0, order.numel(), batch_size):
-                    batch = order[b : b + batch_size].to(self.device_)
-                    with self._autocast(torch):
-                        logits = module(features[idx_t[batch]])
-                    loss = loss_fn(logits.float(), tgt_t[batch])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    rate = optimizer.param_groups[0]["lr"]
-                    optimizer.step()
-                    if scheduler is not None:
-                        scheduler.step()
-                    total += float(loss.detach()) * batch.numel()
-                record = {
-                    "epoch": epoch + 1,
-                    "train_loss": total / max(1, train.size),
-                    "learning_rate": float(rate),
-                    "valid_loss": None,
-                }
-                if n_valid:
-                    record["valid_loss"] = self._loss(
-                        torch, module, features, idx_t, tgt_t, valid, loss_fn
-                    )
-                record["seconds"] = time.perf_counter() - t0
-                self.history_.append(record)
-                bar.set_postfix(
-                    train_loss=f"{record['train_loss']:.4f}",
-                    **(
-                        {"valid_loss": f"{record['valid_loss']:.4f}"} if n_valid else {}
-                    ),
-                )
-                bar.update(1)
-                if n_valid:
-                    if record["valid_loss"] < best:
-                        best, stale = record["valid_loss"], 0
-                        best_state = {
-                            k: v.detach().clone()
-                            for k, v in module.state_dict().items()
-                        }
-                    else:
-                        stale += 1
-                        if stale >= self.n_iter_no_change:
-                            break
-            bar.close()
-            if best_state is not None:
-                module.load_state_dict(best_state)
-            module.eval()
-        self.module_ = module
+        self.module_ = train_network(self, torch, X, y, indices, cosines, rng, seed)
         self.fit_time_ = time.perf_counter() - start
         return self
-
-    def _autocast(self, torch):
-        """``torch.autocast`` to bfloat16 when ``precision`` asks for it."""
-        device_type = "cuda" if str(self.device_).startswith("cuda") else "cpu"
-        use = self.precision == "bfloat16"
-        if self.precision == "auto":
-            try:
-                if device_type == "cuda":
-                    use = torch.cuda.is_bf16_supported()
-                else:
-                    use = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-            except (AttributeError, RuntimeError):
-                use = False
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=use)
 
     def _resolve_device(self, torch, fallback=False):
         """The device to use; with ``fallback``, the CPU when CUDA is absent."""
@@ -534,17 +324,6 @@ class TransformerSimilarity(BaseEstimator):
             # A model saved on a GPU loads on a CPU-only machine.
             return "cpu"
         return check_torch_device(torch, self.device)
-
-    def _loss(self, torch, module, features, idx_t, tgt_t, anchors, loss_fn):
-        module.eval()
-        total = 0.0
-        with torch.inference_mode():
-            for b in range(0, anchors.size, 1024):
-                batch = torch.from_numpy(anchors[b : b + 1024]).to(features.device)
-                with self._autocast(torch):
-                    logits = module(features[idx_t[batch]])
-                total += float(loss_fn(logits.float(), tgt_t[batch])) * batch.numel()
-        return total / anchors.size
 
     def pair_similarity(self, X, indices, Y=None):
         """Probability that ``X[i]`` and ``Y[indices[i, c]]`` share an identity.
@@ -595,24 +374,7 @@ class TransformerSimilarity(BaseEstimator):
             Y_arr = validate_data(self, Y, dtype=np.float32, reset=False)
         if indices.size and (indices.min() < 0 or indices.max() >= len(Y_arr)):
             raise ValueError(f"indices must lie in [0, {len(Y_arr) - 1}].")
-        device = next(self.module_.parameters()).device
-        out = np.empty(indices.shape, dtype=np.float32)
-        feats = torch.from_numpy(np.ascontiguousarray(Y_arr)).to(device)
-        anchors = torch.from_numpy(np.ascontiguousarray(X)).to(device)
-        idx_t = torch.from_numpy(indices.astype(np.int64))
-        self.module_.eval()
-        with _torch_session(torch, 0, self.n_jobs), torch.inference_mode():
-            for b in range(0, len(X), 1024):
-                rows = slice(b, b + 1024)
-                seq = feats[idx_t[rows].to(device)]
-                if Y is not None:
-                    seq = torch.cat([anchors[rows, None, :], seq], dim=1)
-                with self._autocast(torch):
-                    logits = self.module_(seq)
-                logits = logits.float()
-                if Y is not None:
-                    logits = logits[:, 1:]
-                out[rows] = logits.cpu().numpy()
+        out = score(self, torch, X, Y, Y_arr, indices)
         if self.symmetrize and Y is None:
             out = mirror_mean(out, np.ascontiguousarray(indices, dtype=np.int64))
         return expit(out)
@@ -670,35 +432,7 @@ class TransformerSimilarity(BaseEstimator):
         """
         check_is_fitted(self, "module_")
         torch = _import_torch()
-        params = {
-            k: v
-            for k, v in self.get_params().items()
-            if isinstance(v, (int, float, str, type(None)))
-        }
-        payload = {
-            "format": _FORMAT,
-            "params": params,
-            **_random_state_entry(self.random_state, torch),
-            "n_features_in": int(self.n_features_in_),
-            "weights": {
-                k: v.detach().cpu() for k, v in self.module_.state_dict().items()
-            },
-        }
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(
-                f"Cannot write {path!r}: the folder {folder!r} does not exist."
-            )
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            _replace_keeping_mode(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        save_model(self, torch, path)
 
     @classmethod
     def load(cls, path, *, device="auto"):
@@ -744,81 +478,4 @@ class TransformerSimilarity(BaseEstimator):
         shape by shape, before anything real is allocated. So a file of a
         few kilobytes cannot ask for gigabytes.
         """
-        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-            raise ValueError(f"{path!r} is not a TransformerSimilarity file.")
-        missing = [
-            k for k in ("params", "n_features_in", "weights") if k not in payload
-        ]
-        if missing:
-            raise ValueError(
-                f"{path!r} is an incomplete TransformerSimilarity file: it has no "
-                f"{', '.join(repr(k) for k in missing)}."
-            )
-        params, weights = payload["params"], payload["weights"]
-        if not isinstance(params, dict) or not isinstance(weights, dict):
-            raise ValueError(f"{path!r}: 'params' and 'weights' must be mappings.")
-        unknown = sorted(set(params) - set(cls().get_params()))
-        if unknown:
-            raise ValueError(f"{path!r} holds unknown parameter(s) {unknown}.")
-        if not all(isinstance(w, torch.Tensor) for w in weights.values()):
-            raise ValueError(f"{path!r}: every weight must be a tensor.")
-        n_features = payload["n_features_in"]
-        if isinstance(n_features, bool) or not isinstance(n_features, int):
-            raise ValueError(f"{path!r}: 'n_features_in' must be an integer.")
-        if n_features < 1:
-            raise ValueError(f"{path!r}: 'n_features_in' must be at least 1.")
-        # Files written before `residual` existed hold the paper's model;
-        # those written before `symmetrize` scored pairs from one end; those
-        # written before `learning_rate_schedule` were trained at a constant
-        # rate.
-        params = {
-            "residual": False,
-            "symmetrize": False,
-            "learning_rate_schedule": "constant",
-            **params,
-            "device": device,
-        }
-        model = cls(**params)
-        try:
-            model._validate_params()
-        except ValueError as exc:
-            raise ValueError(f"{path!r} holds an invalid parameter: {exc}") from None
-        # Each encoder layer carries several tensors: more layers than
-        # tensors cannot match, and is refused before building anything.
-        if model.n_layers > len(weights):
-            raise ValueError(
-                f"The weights in {path!r} do not match the architecture its "
-                f"parameters describe: n_layers={model.n_layers} but only "
-                f"{len(weights)} tensors."
-            )
-        with torch.device("meta"):
-            skeleton = model._new_module(n_features).state_dict()
-        expected = {k: tuple(v.shape) for k, v in skeleton.items()}
-        found = {k: tuple(v.shape) for k, v in weights.items()}
-        if expected != found:
-            key = sorted(set(expected) ^ set(found)) or [
-                k for k in expected if expected[k] != found[k]
-            ]
-            key = key[0]
-            raise ValueError(
-                f"The weights in {path!r} do not match the architecture its "
-                f"parameters describe: {key!r} is {found.get(key, 'missing')} in "
-                f"the file, {expected.get(key, 'not expected')} in the model."
-            )
-        broken = [
-            name
-            for name, w in weights.items()
-            if w.is_floating_point() and not bool(torch.isfinite(w).all())
-        ]
-        if broken:
-            raise ValueError(
-                f"The weights in {path!r} hold NaN or infinite values (first in "
-                f"{broken[0]!r}): the model cannot score pairs."
-            )
-        if "random_state_mt19937" in payload:
-            try:
-                model.random_state = _random_state_from(payload["random_state_mt19937"])
-            except (TypeError, ValueError, KeyError, AttributeError):
-                raise ValueError(f"{path!r} holds an invalid random_state.") from None
-        model.n_features_in_ = n_features
-        return model
+        return model_from_payload(cls, torch, payload, path, device)
