@@ -3,7 +3,7 @@
 On ``make_face_embeddings(n, n // 68, dim=256, random_state=4)`` (default
 n = 584,013, the size of MS1M part1), builds the exact k = 80 graph (cached
 in ``--cache``: it takes minutes), clusters it with the estimator's stages
-after the graph (``_pipeline.cluster_graph``, the defaults),
+after the graph (``_numpy_stages.cluster_graph``, the defaults),
 then for each recall target runs the default search (``knn_graph``, faiss
 IVF above 30,000 samples) and prints its time, the recall it measured on
 its 1,000 sampled rows, its recall over every row against the exact graph
@@ -37,7 +37,7 @@ from sklearn_ndde._knn import (
     _search_short_rows,
     _sort_rows,
 )
-from sklearn_ndde._pipeline import cluster_graph
+from sklearn_ndde._numpy_stages import cluster_graph
 from sklearn_ndde._recall import _recall_at_k, _recall_of_likely
 from sklearn_ndde.datasets import make_face_embeddings
 from sklearn_ndde.metrics import bcubed_fscore

@@ -42,7 +42,7 @@ def data_files(n, cache):
 
 
 def child(n, cache):
-    from sklearn_ndde import NDDeTPDiClustering, _pipeline
+    from sklearn_ndde import NDDeTPDiClustering, _numpy_stages
     from sklearn_ndde._knn import _search_method
     from sklearn_ndde._memory import fit_bytes
     from sklearn_ndde.metrics import bcubed_fscore
@@ -63,7 +63,7 @@ def child(n, cache):
 
         return stage
 
-    _pipeline.stage_logger = stage_logger
+    _numpy_stages.stage_logger = stage_logger
     reset_peak()
     start = time.perf_counter()
     est.fit(X)

@@ -106,11 +106,11 @@ def reset_peak():
 
 def run_faces(folder):
     """Every stage after the graph as ``NDDeTPDiClustering`` runs them at
-    its defaults (``_pipeline.cluster_graph``, timed stage by stage)."""
+    its defaults (``_numpy_stages.cluster_graph``, timed stage by stage)."""
     from contextlib import contextmanager
 
     from sklearn_ndde import NDDeTPDiClustering
-    from sklearn_ndde._pipeline import cluster_graph
+    from sklearn_ndde._numpy_stages import cluster_graph
 
     indices = np.load(folder / "indices.npy")
     cosines = np.load(folder / "cosines.npy")

@@ -1,7 +1,10 @@
 """``NDDeTPDiClustering.fit`` on a row-chunked dask array, stage by stage.
 
-Every stage runs on the row blocks of ``X`` on the current Dask client,
-with the functions of the single-machine path applied to one block:
+:func:`fit_dask` builds the kNN graph and hands it, as :class:`DaskStages`,
+to :func:`._pipeline.run_stages`, which calls the stages in the same order
+as on one machine. Every stage runs on the row blocks of ``X`` on the
+current Dask client, with the functions of the single-machine path applied
+to one block:
 
 - the kNN graph: :mod:`._knn_dask` (exact search, block against block);
 - the calibration: the fine cosine histogram summed over the blocks, then
@@ -31,6 +34,7 @@ holds its own rows, the rows of its neighbours and ``n``-long vectors.
 """
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 from sklearn.base import clone
@@ -46,7 +50,6 @@ from ._dask_blocks import (
     _block_flows,
     _block_parents,
     _block_tpdi,
-    _calibrated,
     _compute,
     _delayed,
     _duplicates,
@@ -56,13 +59,13 @@ from ._dask_blocks import (
     _pairwise_sum,
     _recalibrated_flows,
     _rows_of,
-    _saturated_in_list,
     _shared_histograms,
     _tpdi_step,
     _transitions,
     _value_ranges,
     _wanted,
 )
+from ._dask_links import _link_saturated
 from ._knn_dask import (
     _persist,
     _task_slots,
@@ -73,14 +76,11 @@ from ._knn_dask import (
     gather_rows,
 )
 from ._peaks import (
-    MIN_SHARED,
     components_from_parents,
-    link_saturated_peaks,
     rank_by_density,
-    shared_fraction,
 )
 from ._pipeline import (
-    recalibrates,
+    run_stages,
     sort_by_similarity,
 )
 from ._progress import log
@@ -88,25 +88,23 @@ from ._transition import row_softmax
 from ._validation import DUPLICATE_GAP, clipped_k
 from .similarity import CalibratedCosineSimilarity
 
-#: Called with the name of each stage as it starts (benchmarks/dask_scale.py).
+#: Called with the name of each stage as it starts, and with "end" after the
+#: last (benchmarks/dask_scale.py).
 _stage_hook = None
 
 
-class _Stages:
-    """Marks the start of each stage: calls ``_stage_hook`` and, when the
-    estimator is verbose, writes the time of the stage just ended, as the
+@contextmanager
+def _dask_stage(name, verbose):
+    """One stage of the Dask ``fit``: calls ``_stage_hook`` as it starts
+    and, when the estimator is verbose, writes its time, as the
     single-machine ``fit`` does."""
-
-    def __init__(self, verbose):
-        self.verbose, self.name, self.start = verbose, None, None
-
-    def __call__(self, name):
-        now = time.perf_counter()
-        if self.verbose and self.name is not None:
-            log(f"[NDDeTPDiClustering] {self.name} (Dask): {now - self.start:.2f} s")
-        self.name, self.start = name, now
-        if _stage_hook is not None:
-            _stage_hook(name)
+    if _stage_hook is not None:
+        _stage_hook(name)
+    start = time.perf_counter()
+    yield
+    if verbose:
+        seconds = time.perf_counter() - start
+        log(f"[NDDeTPDiClustering] {name} (Dask): {seconds:.2f} s")
 
 
 # ---------------------------------------------------------- the driver
@@ -176,342 +174,296 @@ def fit_on_dask(est, X):
 
 def fit_dask(estimator, X, k):
     """The fitted attributes of ``estimator`` on the dask array ``X``."""
-    import dask.array as da
-
-    _stage = _Stages(estimator.verbose)
     rows, block_offsets = checked_blocks(X)
     blocks = _Blocks(np.diff(block_offsets))
-    n = blocks.n
-    offsets = [int(o) for o in blocks.offsets[:-1]]
 
-    # 1. The kNN graph: block against block, exact or IVF.
-    _stage("kNN graph")
-    seed = check_random_state(estimator.random_state).randint(np.iinfo(np.int32).max)
-    parts, recall = blocked_knn(
-        rows,
-        block_offsets,
-        k,
-        estimator.knn_method,
-        estimator.knn_recall,
-        seed,
-        1 if estimator.n_jobs is None else estimator.n_jobs,
-    )
-    indices, cosines = _persist_each(_persist(*parts), 2)
-    del parts
+    def stage(name):
+        return _dask_stage(name, estimator.verbose)
 
-    # 2. The calibration, from the cosine histogram summed over the blocks.
-    _stage("calibration")
-    ranges = _compute(
-        *[
-            _delayed(_value_ranges)(i, c, o)
-            for i, c, o in zip(indices, cosines, offsets)
-        ]
-    )
-    if sum(r[0][0] for r in ranges) == 0:
-        raise ValueError("The kNN graph holds no pair of distinct samples.")
-    # Near duplicates are left out unless nothing else is left.
-    with_duplicates = sum(r[1][0] for r in ranges) > 0
-    ranges = [r[int(with_duplicates)] for r in ranges]
-    n_values = sum(r[0] for r in ranges)
-    lo = min(r[1] for r in ranges)
-    hi = max(r[2] for r in ranges)
-    histograms = _compute(
-        *[
-            _delayed(_histogram)(i, c, o, with_duplicates, lo, hi)
-            for i, c, o in zip(indices, cosines, offsets)
-        ]
-    )
-    similarity = (
-        CalibratedCosineSimilarity()
-        if estimator.similarity is None
-        else clone(estimator.similarity)
-    )
-    similarity._validate_params()
-    sample = _histogram_quantiles(
-        np.sum(histograms, axis=0), lo, hi, n_values, similarity.n_quantiles
-    )
-    # Where unrelated samples sit in a list, from random pairs of rows
-    # gathered to the client (as the single-machine path reads its unit rows).
-    hashes = np.concatenate(
-        _compute(*[_delayed(block_hashes)(block) for block in rows])
-    )
-    background = background_level(
-        random_pair_cosines(hashes, lambda ids: _unit(blocks.gather(rows, ids))), n, k
-    )
-    similarity._fit_sample(sample, background)
+    # The kNN graph: block against block, exact or IVF.
+    with stage("kNN graph"):
+        seed = check_random_state(estimator.random_state).randint(
+            np.iinfo(np.int32).max
+        )
+        parts, recall = blocked_knn(
+            rows,
+            block_offsets,
+            k,
+            estimator.knn_method,
+            estimator.knn_recall,
+            seed,
+            1 if estimator.n_jobs is None else estimator.n_jobs,
+        )
+        indices, cosines = _persist_each(_persist(*parts), 2)
+        del parts
+    graph = DaskStages(estimator, blocks, rows, indices, cosines, k)
+    del indices, cosines
+    out = run_stages(estimator, graph, stage)
+    if _stage_hook is not None:
+        _stage_hook("end")  # the last stage's end, for benchmarks/dask_scale.py
+    out["knn_recall_"] = recall
+    # The user's rows (not unit rows: each task normalizes what it reads).
+    out["_fit_X"] = X.rechunk({1: -1})
+    return out
 
-    # 3. Pair similarities, transitions and the NDDe density.
-    _stage("transitions and NDDe")
-    params = {
-        "top": min(int(estimator.density_k), k),
-        "density_sigma": estimator.density_sigma,
-        "distance_sigma": estimator.distance_sigma,
-    }
-    indices, s, cosines, p, q, shares = _persist_each(
-        _persist(
+
+class DaskStages:
+    """The stages after the kNN graph on the row blocks of a Dask array:
+    ``indices`` and ``cosines`` are lists of the blocks' delayed kNN lists,
+    ``rows`` the blocks of the embeddings, ``blocks`` their offsets. The
+    counterpart of :class:`._numpy_stages.NumpyStages`; every method runs
+    per block on the workers and gathers ``n``-long vectors at most."""
+
+    def __init__(self, est, blocks, rows, indices, cosines, k):
+        self.est, self.blocks, self.rows, self.k = est, blocks, rows, k
+        self.indices, self.cosines = indices, cosines
+        self.offsets = [int(o) for o in blocks.offsets[:-1]]
+        self.params = {
+            "top": min(int(est.density_k), k),
+            "density_sigma": est.density_sigma,
+            "distance_sigma": est.distance_sigma,
+        }
+
+    def _each(self, function, *per_block, nout=None):
+        """``function`` applied to each block's items of ``per_block``
+        (lists of one item per block), delayed."""
+        return [_delayed(function, nout=nout)(*items) for items in zip(*per_block)]
+
+    def fit_similarity(self):
+        """The calibration, from the cosine histogram summed over the
+        blocks and random pairs of rows gathered to the client (as the
+        single-machine path reads its unit rows)."""
+        est, blocks, n = self.est, self.blocks, self.blocks.n
+        ranges = _compute(
+            *self._each(_value_ranges, self.indices, self.cosines, self.offsets)
+        )
+        if sum(r[0][0] for r in ranges) == 0:
+            raise ValueError("The kNN graph holds no pair of distinct samples.")
+        # Near duplicates are left out unless nothing else is left.
+        self.with_duplicates = sum(r[1][0] for r in ranges) > 0
+        ranges = [r[int(self.with_duplicates)] for r in ranges]
+        n_values = sum(r[0] for r in ranges)
+        self.lo = min(r[1] for r in ranges)
+        self.hi = max(r[2] for r in ranges)
+        histograms = _compute(
             *[
-                _delayed(_transitions, nout=6)(i, c, similarity, params, n)
-                for i, c in zip(indices, cosines)
-            ]
-        ),
-        6,
-    )
-    # The blocks' shares summed pairwise on the workers, one vector to the
-    # client (exact in any order: see the module docstring).
-    (density,) = _compute(_pairwise_sum(shares))
-    del shares  # the blocks' n-long shares, freed on the workers
-
-    # 4. TPDi: each block fetches its partners' transition rows once, one
-    # owner block after the other (a chain of tasks, so that a block never
-    # holds more than one owner's rows: when the rows are in no particular
-    # order, a block lists nearly every row of the data). In waves of as
-    # many blocks as the cluster runs tasks at once.
-    _stage("TPDi")
-    distances = []
-    step = _delayed(_tpdi_step)
-    wave = _task_slots()
-    for first in range(0, len(blocks), wave):
-        batch = []
-        for i in range(first, min(len(blocks), first + wave)):
-            listed = _delayed(np.unique)(indices[i])
-            out = None
-            # The block's own rows first (no transfer), then the others.
-            for j in [i] + [j for j in range(len(blocks)) if j != i]:
-                start, stop = blocks.offsets[j], blocks.offsets[j + 1]
-                piece = _delayed(_rows_of)(
-                    indices[j], q[j], offsets[j], _delayed(_wanted)(listed, start, stop)
-                )
-                out = step(indices[i], q[i], n, out, piece)
-            batch.append(out)
-        distances.extend(_persist(*batch))
-    del q
-
-    # 5. Density peaks: the rank on the client, the links per block.
-    _stage("density peaks")
-    around = np.concatenate(_compute(*[_delayed(_around)(i, density) for i in indices]))
-    rank = rank_by_density(density, around)
-    parents = np.concatenate(
-        _compute(
-            *[
-                _delayed(_block_parents)(i, d, rank, estimator.tau, o)
-                for i, d, o in zip(indices, distances, offsets)
+                _delayed(_histogram)(i, c, o, self.with_duplicates, self.lo, self.hi)
+                for i, c, o in zip(self.indices, self.cosines, self.offsets)
             ]
         )
-    )
+        similarity = (
+            CalibratedCosineSimilarity()
+            if est.similarity is None
+            else clone(est.similarity)
+        )
+        similarity._validate_params()
+        sample = _histogram_quantiles(
+            np.sum(histograms, axis=0),
+            self.lo,
+            self.hi,
+            n_values,
+            similarity.n_quantiles,
+        )
+        hashes = np.concatenate(_compute(*self._each(block_hashes, self.rows)))
+        rows = self.rows
+        background = background_level(
+            random_pair_cosines(hashes, lambda ids: _unit(blocks.gather(rows, ids))),
+            n,
+            self.k,
+        )
+        similarity._fit_sample(sample, background)
+        return similarity
 
-    # 6. Saturated peaks, solved on the rows they reach in two steps.
-    _stage("saturated peaks")
-    peaks = parents
-    if estimator.link_saturated:
-        parents = _link_saturated(
-            blocks, rows, indices, cosines, peaks.copy(), rank, similarity, offsets
+    def pair_similarities(self, similarity):
+        """Pair similarities, rows sorted by them, and both transition
+        matrices, per block."""
+        n = self.blocks.n
+        parts = [
+            _delayed(_transitions, nout=6)(i, c, similarity, self.params, n)
+            for i, c in zip(self.indices, self.cosines)
+        ]
+        self.indices, self.s, self.cosines, self.p, self.q, self.shares = _persist_each(
+            _persist(*parts), 6
         )
 
-    # 7. The flow merge on the summed cluster flows.
-    _stage("flow merge")
-    linked = parents
-    labels = first = components_from_parents(linked)
-    if estimator.merge_threshold is not None:
-        labels, parents = _merged(
-            estimator,
-            linked,
-            first,
-            [
-                _delayed(_block_flows)(i, pb, o, first, int(first.max()) + 1)
-                for i, pb, o in zip(indices, p, offsets)
-            ],
+    def density(self):
+        """The blocks' shares summed pairwise on the workers, one vector to
+        the client (exact in any order: see the module docstring)."""
+        (density,) = _compute(_pairwise_sum(self.shares))
+        del self.shares  # the blocks' n-long shares, freed on the workers
+        return density
+
+    def tpdi(self):
+        """Each block fetches its partners' transition rows once, one owner
+        block after the other (a chain of tasks, so that a block never
+        holds more than one owner's rows: when the rows are in no
+        particular order, a block lists nearly every row of the data). In
+        waves of as many blocks as the cluster runs tasks at once."""
+        blocks, indices, q, n = self.blocks, self.indices, self.q, self.blocks.n
+        distances = []
+        step = _delayed(_tpdi_step)
+        wave = _task_slots()
+        for first in range(0, len(blocks), wave):
+            batch = []
+            for i in range(first, min(len(blocks), first + wave)):
+                listed = _delayed(np.unique)(indices[i])
+                out = None
+                # The block's own rows first (no transfer), then the others.
+                for j in [i] + [j for j in range(len(blocks)) if j != i]:
+                    start, stop = blocks.offsets[j], blocks.offsets[j + 1]
+                    wanted = _delayed(_wanted)(listed, start, stop)
+                    piece = _delayed(_rows_of)(
+                        indices[j], q[j], self.offsets[j], wanted
+                    )
+                    out = step(indices[i], q[i], n, out, piece)
+                batch.append(out)
+            distances.extend(_persist(*batch))
+        del self.q
+        self.distances = distances
+
+    def density_rank(self, density):
+        """The rank on the client, from each row's neighbours' density."""
+        around = _compute(*[_delayed(_around)(i, density) for i in self.indices])
+        return rank_by_density(density, np.concatenate(around))
+
+    def peaks_below_tau(self, rank):
+        tau = self.est.tau
+        return np.concatenate(
+            _compute(
+                *[
+                    _delayed(_block_parents)(i, d, rank, tau, o)
+                    for i, d, o in zip(self.indices, self.distances, self.offsets)
+                ]
+            )
         )
 
-    # 8. The merge again, with the calibration refitted to the first
-    # clustering (the fine histogram of the pairs, split by it); then near
-    # duplicates.
-    _stage("recalibration")
-    merge_calibration = None
-    if recalibrates(estimator, similarity):
+    def saturated_links(self, peaks, rank, similarity):
+        """Saturated peaks, solved on the rows they reach in two steps."""
+        if not self.est.link_saturated:
+            return peaks.copy()
+        return _link_saturated(
+            self.blocks,
+            self.rows,
+            self.indices,
+            self.cosines,
+            peaks.copy(),
+            rank,
+            similarity,
+            self.offsets,
+        )
+
+    def flow_merge(self, parents, labels):
+        """The flow merge on the cluster flows summed on the workers."""
+        if self.est.merge_threshold is None:
+            return labels, parents
+        n_clusters = int(labels.max()) + 1
+        flows = [
+            _delayed(_block_flows)(i, pb, o, labels, n_clusters)
+            for i, pb, o in zip(self.indices, self.p, self.offsets)
+        ]
+        return _merged(self.est, parents, labels, flows)
+
+    def refit(self, similarity, labels):
+        """The calibration refitted to ``labels``: the fine histogram of
+        the pairs, split by them, summed over the blocks."""
         counts = _compute(
             *[
-                _delayed(_shared_histograms)(i, c, o, with_duplicates, labels, lo, hi)
-                for i, c, o in zip(indices, cosines, offsets)
+                _delayed(_shared_histograms)(
+                    i, c, o, self.with_duplicates, labels, self.lo, self.hi
+                )
+                for i, c, o in zip(self.indices, self.cosines, self.offsets)
             ]
         )
-        refit = clone(similarity)._fit_shares(
+        return clone(similarity)._fit_shares(
             np.sum([c[0] for c in counts], axis=0),
             np.sum([c[1] for c in counts], axis=0),
-            lo,
-            hi,
+            self.lo,
+            self.hi,
         )
-        # A curve of zeros: no pair of the graph shares a cluster.
-        merge_calibration = refit if refit.curve_.any() else None
-    if merge_calibration is not None:
-        # The links again under the refitted similarities: the saturated
-        # peaks, then the peaks that no neighbour lists (per block).
-        relinked = peaks.copy()
-        if estimator.link_saturated:
-            relinked = _link_saturated(
-                blocks,
-                rows,
-                indices,
-                cosines,
-                relinked,
-                rank,
-                merge_calibration,
-                offsets,
-            )
+
+    def recalibrate(self, merge_calibration):
+        self.merge_calibration = merge_calibration
+
+    def isolated_links(self, parents, density, rank, similarity):
+        """The peaks that no neighbour lists, linked per block."""
+        parents = parents.copy()
         isolated = _compute(
             *[
                 _delayed(_isolated)(
                     i,
                     c,
-                    relinked[o : o + size],
+                    parents[o : o + size],
                     density,
                     rank,
                     o,
-                    merge_calibration,
+                    self.merge_calibration,
                     similarity,
                 )
-                for i, c, o, size in zip(indices, cosines, offsets, blocks.sizes)
+                for i, c, o, size in zip(
+                    self.indices, self.cosines, self.offsets, self.blocks.sizes
+                )
             ]
         )
         for linked_rows, targets in isolated:
-            relinked[linked_rows] = targets
-        second = components_from_parents(relinked)
+            parents[linked_rows] = targets
+        return parents
+
+    def second_merge(self, parents):
+        """The merge on the blocks' flows of the refitted similarities and
+        their counts of likely pairs between clusters."""
+        second = components_from_parents(parents)
+        n_clusters = int(second.max()) + 1
         flows = [
             _delayed(_recalibrated_flows, nout=2)(
-                i, c, merge_calibration, params, o, second, int(second.max()) + 1
+                i, c, self.merge_calibration, self.params, o, second, n_clusters
             )
-            for i, c, o in zip(indices, cosines, offsets)
+            for i, c, o in zip(self.indices, self.cosines, self.offsets)
         ]
-        labels, parents = _merged(
-            estimator,
-            relinked,
+        return _merged(
+            self.est,
+            parents,
             second,
             [f for f, _ in flows],
             [connected for _, connected in flows],
         )
-    duplicates = _compute(
-        *[_delayed(_duplicates)(i, c, o) for i, c, o in zip(indices, cosines, offsets)]
-    )
-    links = (
-        np.concatenate([d[0] for d in duplicates]),
-        np.concatenate([d[1] for d in duplicates]),
-    )
-    if links[0].size:
-        labels = components_from_parents(parents, links)
 
-    _stage("end")
-    chunks = (tuple(blocks.sizes),)
-
-    def stacked(parts, dtype):
-        return da.concatenate(
-            [
-                da.from_delayed(part, (size, k), dtype)
-                for part, size in zip(parts, blocks.sizes)
+    def duplicate_links(self):
+        found = _compute(
+            *[
+                _delayed(_duplicates)(i, c, o)
+                for i, c, o in zip(self.indices, self.cosines, self.offsets)
             ]
         )
+        return (
+            np.concatenate([d[0] for d in found]),
+            np.concatenate([d[1] for d in found]),
+        )
 
-    return {
-        "similarity_": similarity,
-        "merge_calibration_": merge_calibration,
-        "neighbors_": stacked(indices, np.int32),
-        "pair_similarities_": stacked(s, np.float32),
-        "density_": da.from_array(density, chunks=chunks),
-        "tpdi_": stacked(distances, np.float32),
-        "labels_": da.from_array(labels, chunks=chunks),
-        "parents_": da.from_array(parents, chunks=chunks),
-        "n_clusters_": int(labels.max()) + 1,
-        "knn_recall_": recall,
-        # The user's rows (not unit rows: each task normalizes what it reads).
-        "_fit_X": X.rechunk({1: -1}),
-    }
+    def attributes(self, similarity, merge_calibration, density, labels, parents):
+        import dask.array as da
 
+        sizes, k = self.blocks.sizes, self.k
+        chunks = (tuple(sizes),)
 
-def _link_saturated(blocks, rows, indices, cosines, parents, rank, sim, offsets):
-    """:func:`link_saturated_peaks` on Dask, under the similarity ``sim``
-    (a calibration of the cosine). Each block finds its saturated peaks and
-    the best denser sample in their own lists (most peaks have one); the
-    client links those the calibration judges the same identity, and solves
-    the rest, with the rows they reach in two kNN steps, gathered (a few per
-    cent of the peaks: never an ``(n, k)`` array). A link needs the two
-    lists to share ``min_shared`` of their samples, checked on the client
-    on the gathered lists of the linked peaks and their candidates."""
-    threshold = 0.5
-    before = parents
-    found = _compute(
-        *[
-            _delayed(_saturated_in_list)(
-                i, c, parents[o : o + size], rank, o, threshold, sim
+        def stacked(parts, dtype):
+            return da.concatenate(
+                [
+                    da.from_delayed(part, (size, k), dtype)
+                    for part, size in zip(parts, sizes)
+                ]
             )
-            for i, c, o, size in zip(indices, cosines, offsets, blocks.sizes)
-        ]
-    )
-    peaks = np.concatenate([f[0] for f in found])
-    candidate = np.concatenate([f[1] for f in found])
-    cosine = np.concatenate([f[2] for f in found])
-    parents = parents.copy()
-    listed = candidate >= 0
-    same = listed.copy()
-    same[listed] = np.asarray(sim.calibrate(cosine[listed])) >= threshold
-    parents[peaks[same]] = candidate[same]
-    peaks = peaks[~listed]
-    if peaks.size:
-        _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks)
-    return _with_shared_lists(blocks, indices, before, parents)
 
-
-def _with_shared_lists(blocks, indices, before, parents):
-    """``parents`` without the new links (those ``before`` lacks) whose two
-    kNN lists share less than :func:`link_saturated_peaks`'s
-    ``min_shared``."""
-    new = np.flatnonzero((before < 0) & (parents >= 0))
-    if new.size == 0:
-        return parents
-    ids = np.unique(np.concatenate([new, parents[new]]))
-    lists = blocks.gather(indices, ids)
-    at = np.searchsorted(ids, new)
-    to = np.searchsorted(ids, parents[new])
-    apart = shared_fraction(lists[at], lists[to]) < MIN_SHARED
-    parents[new[apart]] = -1
-    return parents
-
-
-def _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks):
-    """Links, in ``parents``, the saturated ``peaks`` with no denser sample
-    in their own lists to the one :func:`link_saturated_peaks` finds two kNN
-    steps away, on the rows they reach, gathered."""
-    threshold = 0.5
-    peak_rows = blocks.gather(indices, peaks)
-    first = np.unique(peak_rows)
-    first_rows = blocks.gather(indices, first)
-    universe = np.unique(np.concatenate([peaks, first, first_rows.ravel()]))
-    m, k = universe.size, peak_rows.shape[1]
-    local = np.searchsorted
-    # Rows that are not read keep themselves as their only neighbour.
-    idx = np.repeat(np.arange(m)[:, None], k, axis=1)
-    idx[local(universe, first)] = local(universe, first_rows)
-    idx[local(universe, peaks)] = local(universe, peak_rows)
-    cos = np.full((m, k), -1.0, dtype=np.float32)
-    cos[local(universe, peaks)] = blocks.gather(cosines, peaks)
-    sims = np.zeros((m, k), dtype=np.float32)
-    sims[local(universe, peaks)] = _calibrated(sim, cos[local(universe, peaks)])
-    local_parents = np.zeros(m, dtype=np.intp)
-    local_parents[:] = -1
-    # Only these peaks may link (none has a denser sample in its own list,
-    # so each looks two steps away); every other row is a root that is not
-    # saturated (its only neighbour is itself).
-    _, linked = link_saturated_peaks(
-        local_parents,
-        rank[universe].astype(np.float64),
-        idx,
-        sims,
-        _unit(blocks.gather(rows, universe)),
-        sim,
-        threshold=threshold,
-        min_shared=0.0,  # checked for every new link by _with_shared_lists
-        cosines=cos,
-    )
-    at = local(universe, peaks)
-    found = linked[at] >= 0
-    parents[peaks[found]] = universe[linked[at][found]]
+        return {
+            "similarity_": similarity,
+            "merge_calibration_": merge_calibration,
+            "neighbors_": stacked(self.indices, np.int32),
+            "pair_similarities_": stacked(self.s, np.float32),
+            "density_": da.from_array(density, chunks=chunks),
+            "tpdi_": stacked(self.distances, np.float32),
+            "labels_": da.from_array(labels, chunks=chunks),
+            "parents_": da.from_array(parents, chunks=chunks),
+            "n_clusters_": int(labels.max()) + 1,
+        }
 
 
 def predict_dask(estimator, Xq, query_zero, tie_tolerance):

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dask_fit import fit_on_dask
 from ._knn_dask import is_dask_array
-from ._pipeline import fit_stages
+from ._numpy_stages import fit_stages
 from ._predict import predict_labels, predict_on_dask_fit
 from ._rows import originals, spread_to_all_rows, unit_rows_warning_zeros
 from ._validation import N_JOBS_CONSTRAINT

@@ -1,11 +1,10 @@
-"""The stages of the method, in order, on one machine.
+"""The stages of the method after the kNN graph, in order, written once.
 
-:func:`fit_stages` builds the kNN graph and hands it to
-:func:`cluster_graph`, which runs every stage after it (each a public pure
-function of its own module) and returns the fitted attributes of
-:class:`~sklearn_ndde.NDDeTPDiClustering`, whose parameters ``est`` holds.
-The Dask path (:mod:`._dask_fit`) runs the same stages on row blocks and
-shares the helpers below.
+:func:`run_stages` calls them in order on a graph object that runs each
+stage: :class:`._numpy_stages.NumpyStages` on arrays in memory,
+:class:`._dask_fit.DaskStages` on the row blocks of a Dask array. Each
+stage is one or a few public pure functions of its own module; the helpers
+below are shared by both.
 """
 
 import time
@@ -15,25 +14,12 @@ import numpy as np
 from sklearn.base import clone
 
 from ._calibration import same_above
-from ._density import ndde_density
-from ._kernels import nearest_denser
-from ._knn import _search_method
-from ._memory import check_memory, fit_bytes
-from ._merge import likely_connectivity, merge_by_flow
-from ._neighbors import knn_graph
 from ._peaks import (
     ISOLATED_CLEARANCE,
     components_from_parents,
-    density_rank,
-    isolated_peak_links,
-    links_below_tau,
-    saturated_links,
 )
-from ._precomputed import graph_to_neighbors
 from ._progress import log, progress
-from ._tpdi import tpdi
-from ._transition import transition_matrix
-from ._validation import DUPLICATE_GAP, clipped_k
+from ._validation import DUPLICATE_GAP
 from .similarity import CalibratedCosineSimilarity
 
 STAGES = (
@@ -85,165 +71,64 @@ def unconfirmed(refitted, first, cosines, similarity):
     return out
 
 
-def fit_stages(est, X, Xn, n_rows=None):
-    """The stages on validated ``X`` (``Xn``: its unit rows, or None;
-    ``n_rows``: the rows of the user's data, copies included)."""
-    precomputed = est.metric == "precomputed"
-    n = X.shape[0]
-    k = clipped_k(est.k, n, stacklevel=5, n_rows=n_rows)
-    method = est.knn_method
-    if method == "auto" and not precomputed:
-        method, _ = _search_method(n, method, est.device)
-    check_memory(
-        fit_bytes(n, 0 if precomputed else X.shape[1], k, method),
-        f"NDDeTPDiClustering.fit on {n} samples with k={k}",
-    )
-    out = {}
-    stage = stage_logger(est.verbose)
+def run_stages(est, graph, stage):
+    """The stages after the kNN graph, in order: the one place that says
+    what the method does after the search.
 
-    with stage("kNN graph"):
-        if precomputed:
-            indices, distances = graph_to_neighbors(X, k, square=True)
-            cosines = (1.0 - distances).astype(np.float32)
-            out["_fit_X"] = None
-            out["knn_recall_"] = None
-        else:
-            indices, cosines, out["knn_recall_"] = knn_graph(
-                Xn,
-                k,
-                method=est.knn_method,
-                recall=est.knn_recall,
-                random_state=est.random_state,
-                n_jobs=est.n_jobs,
-                device=est.device,
-                verbose=est.verbose,
-                return_recall=True,
-            )
-            out["_fit_X"] = Xn
-            if est.verbose:
-                log(
-                    "[NDDeTPDiClustering] kNN recall of the likely neighbours: "
-                    f"{out['knn_recall_']:.3f}"
-                )
-
-    out.update(
-        cluster_graph(
-            est, indices, cosines, None if precomputed else X, out["_fit_X"], stage
-        )
-    )
-    out["n_features_in_"] = est.n_features_in_
-    if hasattr(est, "feature_names_in_"):
-        out["feature_names_in_"] = est.feature_names_in_
-    return out
-
-
-def cluster_graph(est, indices, cosines, X, Xn, stage):
-    """Every stage after the kNN graph (``indices``, ``cosines``; ``X``:
-    the embeddings for a learned similarity, ``Xn`` their unit rows, or
-    None), each inside ``stage(name)``; returns the fitted attributes.
-    ``benchmarks/speed_after_knn.py`` times them through this method."""
-    k = indices.shape[1]
+    ``graph`` holds the kNN graph and runs each stage on it: the whole
+    arrays in memory (:class:`._numpy_stages.NumpyStages`) or their row
+    blocks on a Dask cluster (:class:`._dask_fit.DaskStages`); ``est``
+    holds the parameters. Each stage runs inside ``stage(name)``. Returns
+    the fitted attributes.
+    """
     with stage("pair similarity"):
-        similarity = fitted_similarity(est, indices, cosines, Xn)
-        s = pair_similarity(similarity, X, indices, cosines)
-        indices, s, cosines = sort_by_similarity(indices, s, cosines)
+        similarity = graph.fit_similarity()
+        graph.pair_similarities(similarity)
 
     with stage("NDDe density"):
-        P = transition_matrix(
-            indices, s, sigma=est.density_sigma, top=min(int(est.density_k), k)
-        )
-        density = ndde_density(P, n_iter=est.density_iter)
+        density = graph.density()
 
     with stage("TPDi distance"):
-        Q = transition_matrix(indices, s, sigma=est.distance_sigma)
-        distances = tpdi(Q, indices, n_jobs=est.n_jobs, verbose=est.verbose)
-        del Q
+        graph.tpdi()
 
     with stage("density peaks"):
         # The strict density order, once for every kind of link.
-        rank = density_rank(density, indices)
-        peaks = links_below_tau(
-            nearest_denser(rank, indices, distances), indices, distances, est.tau
-        )
-        parents = _saturated_links(
-            est, peaks, rank, indices, s, Xn, similarity, cosines
-        )
+        rank = graph.density_rank(density)
+        peaks = graph.peaks_below_tau(rank)
+        parents = graph.saturated_links(peaks, rank, similarity)
         labels = components_from_parents(parents)
 
     with stage("flow merge"):
-        if est.merge_threshold is not None:
-            labels, parents = merge_by_flow(parents, P, threshold=est.merge_threshold)
-        del P
+        labels, parents = graph.flow_merge(parents, labels)
 
     with stage("recalibration"):
         merge_calibration = None
         if recalibrates(est, similarity):
-            refit = clone(similarity).fit_labels(indices, cosines, labels)
+            refit = graph.refit(similarity, labels)
             # A curve of zeros: no pair of the graph shares a cluster.
             merge_calibration = refit if refit.curve_.any() else None
         if merge_calibration is not None:
-            # The links again with the refitted similarities (the
-            # saturated peaks, then the peaks that no neighbour lists);
-            # then the merge over the density neighbours of the first
-            # (the first columns: rows are sorted by the first
-            # similarity). A merge needs a pair of the two clusters that
-            # is more likely one identity than not.
-            refitted = merge_calibration.calibrate(cosines)
-            relinked = _saturated_links(
-                est, peaks, rank, indices, refitted, Xn, merge_calibration, cosines
-            )
-            # A link that no flow back confirms needs both calibrations,
-            # and a pair clear of the unrelated samples.
-            relinked = isolated_peak_links(
-                relinked,
-                density,
-                indices,
-                unconfirmed(refitted, s, cosines, similarity),
-                rank,
-            )
-            top = min(int(est.density_k), k)
-            refitted = refitted[:, :top]
-            P = transition_matrix(indices[:, :top], refitted, sigma=est.density_sigma)
-            labels, parents = merge_by_flow(
-                relinked,
-                P,
-                threshold=est.merge_threshold,
-                connectivity=likely_connectivity(indices[:, :top], refitted),
-            )
-            del P, refitted
-        duplicates = duplicate_links(indices, cosines)
+            # The links again with the refitted similarities (the saturated
+            # peaks, then the peaks that no neighbour lists); then the merge
+            # over the density neighbours of the first (the first columns:
+            # rows are sorted by the first similarity). A merge needs a pair
+            # of the two clusters that is more likely one identity than not.
+            graph.recalibrate(merge_calibration)
+            relinked = graph.saturated_links(peaks, rank, merge_calibration)
+            # A link that no flow back confirms needs both calibrations, and
+            # a pair clear of the unrelated samples.
+            relinked = graph.isolated_links(relinked, density, rank, similarity)
+            labels, parents = graph.second_merge(relinked)
+        duplicates = graph.duplicate_links()
         if duplicates[0].size:
             labels = components_from_parents(parents, duplicates)
 
-    return {
-        "similarity_": similarity,
-        "merge_calibration_": merge_calibration,
-        "neighbors_": indices,
-        "pair_similarities_": s,
-        "density_": density,
-        "tpdi_": distances,
-        "labels_": labels,
-        "parents_": parents,
-        "n_clusters_": int(labels.max()) + 1,
-    }
-
-
-def _saturated_links(est, peaks, rank, indices, s, Xn, similarity, cosines):
-    """The density peaks' links ``peaks`` with the saturated peaks
-    linked under the similarities ``s`` of ``similarity`` (with
-    ``link_saturated`` and the unit rows ``Xn`` at hand), as a new
-    array; ``rank``: the strict density order."""
-    if not est.link_saturated or Xn is None:
-        return peaks.copy()
-    return saturated_links(
-        peaks.copy(),
-        indices,
-        s,
-        Xn,
-        similarity,
-        rank,
-        cosines=cosines,
-        n_jobs=est.n_jobs,
+    return graph.attributes(
+        similarity=similarity,
+        merge_calibration=merge_calibration,
+        density=density,
+        labels=labels,
+        parents=parents,
     )
 
 

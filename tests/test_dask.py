@@ -222,11 +222,10 @@ def test_verbose_fit_writes_the_stage_lines(client, faces, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if "(Dask)" in line]
     assert [line.split("] ")[1].split(" (Dask)")[0] for line in lines] == [
         "kNN graph",
-        "calibration",
-        "transitions and NDDe",
-        "TPDi",
+        "pair similarity",
+        "NDDe density",
+        "TPDi distance",
         "density peaks",
-        "saturated peaks",
         "flow merge",
         "recalibration",
     ]

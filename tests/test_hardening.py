@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_ndde import NDDeTPDiClustering, _memory
-from sklearn_ndde import _pipeline as pipeline_module
+from sklearn_ndde import _numpy_stages as pipeline_module
 from sklearn_ndde.__main__ import main
 from sklearn_ndde.datasets import make_face_embeddings
 from sklearn_ndde.io import load_features, save_labels
