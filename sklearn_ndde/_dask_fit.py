@@ -167,7 +167,7 @@ def fit_on_dask(est, X):
     n = int(X.shape[0])
     if n < 2:
         raise ValueError(f"X has {n} sample(s); clustering needs at least 2.")
-    fitted = fit_dask(est, X, clipped_k(est.k, n, stacklevel=4))
+    fitted = fit_dask(est, X, clipped_k(est.k, n, stacklevel=5))
     fitted["n_features_in_"] = int(X.shape[1])
     return fitted
 

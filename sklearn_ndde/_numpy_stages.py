@@ -141,7 +141,7 @@ def fit_stages(est, X, Xn, n_rows=None):
     ``n_rows``: the rows of the user's data, copies included)."""
     precomputed = est.metric == "precomputed"
     n = X.shape[0]
-    k = clipped_k(est.k, n, stacklevel=5, n_rows=n_rows)
+    k = clipped_k(est.k, n, stacklevel=6, n_rows=n_rows)
     method = est.knn_method
     if method == "auto" and not precomputed:
         method, _ = _search_method(n, method, est.device)

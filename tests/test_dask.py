@@ -188,8 +188,11 @@ def test_fit_refuses_what_does_not_run_on_dask_yet(client, faces):
         ValueError, match="not knn_method='pynndescent', density_iter=3"
     ):
         NDDeTPDiClustering(knn_method="pynndescent", density_iter=3).fit(dX)
-    with pytest.warns(UserWarning, match="k=80 is larger than the number of samples"):
+    with pytest.warns(
+        UserWarning, match="k=80 is larger than the number of samples"
+    ) as warned:
         NDDeTPDiClustering().fit(da.from_array(faces[0][:50], chunks=(25, -1)))
+    assert __file__ in [r.filename for r in warned]
 
 
 def test_ivf_search_holds_its_recall_target(client):

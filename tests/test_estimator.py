@@ -121,9 +121,17 @@ def test_predict_new_points_joins_own_identity_or_minus_one(faces):
 
 def test_k_larger_than_n_is_clipped_with_warning():
     X = np.random.default_rng(0).standard_normal((6, 4))
-    with pytest.warns(UserWarning, match="k=80 is larger than the number of samples"):
+    with pytest.warns(
+        UserWarning, match="k=80 is larger than the number of samples"
+    ) as w:
         est = NDDeTPDiClustering().fit(X)
     assert est.neighbors_.shape == (6, 6)
+    # The warning points at the user's call, not inside scikit-learn.
+    assert [r.filename for r in w] == [__file__]
+    X[3] = X[0]
+    with pytest.warns(UserWarning, match="number of distinct samples") as w:
+        NDDeTPDiClustering().fit(X)
+    assert [r.filename for r in w] == [__file__]
 
 
 def test_two_samples_run():
