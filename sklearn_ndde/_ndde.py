@@ -379,7 +379,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
                 f"density_k={self.density_k} is larger than k={self.k}; the "
                 f"density uses the k={self.k} neighbours there are.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
 
     def _forget_fit(self):

@@ -759,8 +759,10 @@ def test_a_bool_for_a_number_is_refused(name):
 
 def test_density_k_above_k_is_said():
     X = np.random.default_rng(0).standard_normal((40, 8))
-    with pytest.warns(UserWarning, match="density_k=30 is larger than k=10"):
+    with pytest.warns(UserWarning, match="density_k=30 is larger than k=10") as w:
         NDDeTPDiClustering(k=10, density_k=30).fit(X)
+    # At the user's call (it named the interpreter's "sys" before).
+    assert [r.filename for r in w] == [__file__]
 
 
 def test_a_refit_that_fails_validation_leaves_the_estimator_unfitted():
