@@ -62,7 +62,8 @@ def same_above(background, margin=SAME_ABOVE_BACKGROUND):
 
 
 def background_level(cosines, n_samples, n_neighbors):
-    """``(level, scale)``: where the unrelated samples of a kNN list sit.
+    """``(level, scale, unrelated)``: where the unrelated samples of a kNN
+    list sit, and whether every pair looks unrelated.
 
     A sample with no other face of its identity lists the ``n_neighbors``
     best of ``n_samples`` unrelated samples: cosines near the
@@ -71,6 +72,12 @@ def background_level(cosines, n_samples, n_neighbors):
     them unrelated: a normal law fitted to their median and interquartile
     range (which the few same-identity pairs among them do not move) gives
     the quantile, and its standard deviation is the scale.
+
+    ``unrelated`` is True when the lists hold at least half of the samples
+    (so the random pairs are nearly every pair of the lists) and one normal
+    law explains the pairs' cosines better than two
+    (:func:`one_normal_law`): no pair is more alike than unrelated samples
+    are, so nothing but near copies is one identity.
     """
     cosines = np.asarray(cosines, dtype=np.float64)
     if cosines.size < 100:
@@ -80,7 +87,23 @@ def background_level(cosines, n_samples, n_neighbors):
     if not scale > 0:
         return None
     share = min(max(n_neighbors / max(n_samples, 1), 1e-12), 0.5)
-    return float(median + scale * norm.ppf(1 - share)), float(scale)
+    unrelated = 2 * n_neighbors >= n_samples and one_normal_law(cosines)
+    return float(median + scale * norm.ppf(1 - share)), float(scale), unrelated
+
+
+def one_normal_law(cosines):
+    """Whether one normal law explains ``cosines`` (near copies left out)
+    at least as well as a mixture of two, by the Bayesian information
+    criterion: unrelated directions in 32 or more dimensions give cosines
+    of one bell; identities add a second mode, however few their samples
+    (2 samples of each of 10 identities give a BIC margin of 25)."""
+    values = cosines[cosines < 1.0 - DUPLICATE_GAP][:, None]
+    if values.shape[0] < 100 or np.unique(values).size < 3:
+        return False
+    one, two = (
+        GaussianMixture(m, random_state=0).fit(values).bic(values) for m in (1, 2)
+    )
+    return bool(one <= two)
 
 
 def background_of(X, n_samples, n_neighbors):
@@ -158,10 +181,11 @@ def mixture_curve(sample, background=None, n_components=3):
     n_components = min(n_components, n_distinct)
     lo = min(-1.0, float(sample.min()))
     grid = np.linspace(lo, 1.0, _GRID_SIZE)
-    if n_components < 2:
-        # One value only: no evidence of two populations, nor of what an
-        # identity looks like. Only near copies are taken as one identity
-        # (two points repeated, or +x and -x, stay apart).
+    if n_components < 2 or (background is not None and background[2]):
+        # One value only, or pairs that all look unrelated: no evidence of
+        # two populations, nor of what an identity looks like. Only near
+        # copies are taken as one identity (two points repeated, or +x and
+        # -x, stay apart).
         value = float(sample[0])
         floor = value - 1e-9 if value >= 1.0 - DUPLICATE_GAP else 1.0 - DUPLICATE_GAP
         return grid, (grid >= floor).astype(np.float64), None, np.array([], int)

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import adjusted_rand_score
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
@@ -812,6 +813,28 @@ def test_one_distinct_pair_cosine_is_no_evidence_of_one_identity(rows):
     with pytest.warns(UserWarning, match="k=80 is larger than the number of"):
         labels = NDDeTPDiClustering().fit_predict(rows)
     assert labels.max() + 1 == 2
+
+
+@pytest.mark.parametrize("dim", [32, 128])
+def test_unrelated_groups_of_copies_stay_apart(dim):
+    # 20 unrelated directions, each repeated 5 times up to 1e-12: the
+    # distinct rows are pure noise, with no pair more alike than unrelated
+    # samples are; each group is a cluster (it was one or two clusters).
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(20), 5)
+    X = rng.standard_normal((20, dim))[y] + 1e-12 * rng.standard_normal((100, dim))
+    with pytest.warns(UserWarning, match="distinct samples"):
+        labels = NDDeTPDiClustering().fit_predict(X)
+    assert adjusted_rand_score(y, labels) == 1.0
+
+
+def test_few_identities_are_still_found_where_the_lists_hold_every_sample():
+    from sklearn_ndde.datasets import make_face_embeddings
+
+    for n, n_people in [(40, 2), (60, 4), (100, 5)]:
+        X, y = make_face_embeddings(n, n_people, dim=64, random_state=0)
+        labels = NDDeTPDiClustering().fit_predict(X)
+        assert adjusted_rand_score(y, labels) == 1.0
 
 
 def test_the_k_warning_counts_distinct_samples_and_rows():
