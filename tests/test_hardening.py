@@ -837,6 +837,16 @@ def test_few_identities_are_still_found_where_the_lists_hold_every_sample():
         assert adjusted_rand_score(y, labels) == 1.0
 
 
+@pytest.mark.parametrize("n", [80, 81])
+def test_n_equal_to_k_keeps_the_identities_apart(n):
+    # The lists hold every sample (issue 32 reported 9 identities merged).
+    from sklearn_ndde.datasets import make_face_embeddings
+
+    X, y = make_face_embeddings(n, 9, dim=128, random_state=0)
+    labels = NDDeTPDiClustering(k=80).fit_predict(X)
+    assert adjusted_rand_score(y, labels) == 1.0
+
+
 def test_the_k_warning_counts_distinct_samples_and_rows():
     X = np.repeat(np.random.default_rng(0).standard_normal((2, 8)), 50, axis=0)
     with pytest.warns(UserWarning, match=r"distinct samples \(2 of 100 rows"):
