@@ -22,6 +22,10 @@ _BACKGROUND_ROWS = 2_000
 #: pairs' cosines above their expected level in a kNN list is same-identity.
 SAME_ABOVE_BACKGROUND = 1.5
 
+#: The lists hold a share of at least 1 / _LISTS_HOLD of the samples: the
+#: random pairs then stand for the pairs of the lists.
+_LISTS_HOLD = 2
+
 
 def row_hashes(X, columns=32, block=65536):
     """A 64-bit hash of each row of ``X`` (its first ``columns`` features as
@@ -87,7 +91,7 @@ def background_level(cosines, n_samples, n_neighbors):
     if not scale > 0:
         return None
     share = min(max(n_neighbors / max(n_samples, 1), 1e-12), 0.5)
-    unrelated = 2 * n_neighbors >= n_samples and one_normal_law(cosines)
+    unrelated = _LISTS_HOLD * n_neighbors >= n_samples and one_normal_law(cosines)
     return float(median + scale * norm.ppf(1 - share)), float(scale), unrelated
 
 
