@@ -224,18 +224,16 @@ class DaskStages:
             "distance_sigma": est.distance_sigma,
         }
 
-    def _each(self, function, *per_block, nout=None):
-        """``function`` applied to each block's items of ``per_block``
-        (lists of one item per block), delayed."""
-        return [_delayed(function, nout=nout)(*items) for items in zip(*per_block)]
-
     def fit_similarity(self):
         """The calibration, from the cosine histogram summed over the
         blocks and random pairs of rows gathered to the client (as the
         single-machine path reads its unit rows)."""
         est, blocks, n = self.est, self.blocks, self.blocks.n
         ranges = _compute(
-            *self._each(_value_ranges, self.indices, self.cosines, self.offsets)
+            *[
+                _delayed(_value_ranges)(i, c, o)
+                for i, c, o in zip(self.indices, self.cosines, self.offsets)
+            ]
         )
         if sum(r[0][0] for r in ranges) == 0:
             raise ValueError("The kNN graph holds no pair of distinct samples.")
@@ -264,7 +262,9 @@ class DaskStages:
             n_values,
             similarity.n_quantiles,
         )
-        hashes = np.concatenate(_compute(*self._each(block_hashes, self.rows)))
+        hashes = np.concatenate(
+            _compute(*[_delayed(block_hashes)(block) for block in self.rows])
+        )
         rows = self.rows
         background = background_level(
             random_pair_cosines(hashes, lambda ids: _unit(blocks.gather(rows, ids))),

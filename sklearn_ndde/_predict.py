@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ._dask_fit import predict_dask
 from ._kernels import bhattacharyya_pairs, numba_threads
 from ._knn import exact_knn_to
 from ._knn_dask import is_dask_array
@@ -86,8 +87,6 @@ def predict_labels(est, X):
 
 def predict_on_dask_fit(est, X):
     """``predict`` after a fit on a dask array (queries in memory)."""
-    from ._dask_fit import predict_dask
-
     if is_dask_array(X):
         X = X.compute()
     X = est._validate_input(X, reset=False)

@@ -22,9 +22,6 @@ The front end for users who have photos rather than embeddings, as
 
 from ._photos.clustering import cluster_faces
 from ._photos.embedding import FaceEmbedder
-from ._photos.files import MAX_PIXELS as MAX_PIXELS
-from ._photos.files import NOT_A_PICTURE as NOT_A_PICTURE
-from ._photos.files import PHOTO_SUFFIXES as PHOTO_SUFFIXES
 from ._photos.files import find_photos, load_photo
 from ._photos.run import run_photos
 

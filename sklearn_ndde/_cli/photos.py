@@ -53,7 +53,8 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..faces import NOT_A_PICTURE, FaceEmbedder, run_photos
+    from .._photos.files import NOT_A_PICTURE
+    from ..faces import FaceEmbedder, run_photos
 
     if args.output is None:
         raise ValueError("photos needs an output folder: -o OUT_DIR.")
