@@ -378,6 +378,48 @@ def pair_histograms(indices, values, rows, labels, floor, lo, scale, n_bins, n_c
     return total.sum(axis=0), shared.sum(axis=0)
 
 
+@numba.njit(cache=True, nogil=True)
+def split_pair_sums(rows, cols, mass, labels, n_clusters):
+    """The masses of the pairs ``rows[e] -> cols[e]`` by cluster: summed per
+    cluster where both samples share one (float64, in the order of the
+    pairs), and listed as ``(a, b, mass)`` where they do not. One pass to
+    count, one to fill, no temporary of the pairs' size."""
+    inside = np.zeros(n_clusters)
+    n_across = 0
+    for e in range(rows.size):
+        a = labels[rows[e]]
+        if a == labels[cols[e]]:
+            inside[a] += mass[e]
+        else:
+            n_across += 1
+    a_ids = np.empty(n_across, dtype=labels.dtype)
+    b_ids = np.empty(n_across, dtype=labels.dtype)
+    across = np.empty(n_across)
+    q = 0
+    for e in range(rows.size):
+        a = labels[rows[e]]
+        b = labels[cols[e]]
+        if a != b:
+            a_ids[q] = a
+            b_ids[q] = b
+            across[q] = mass[e]
+            q += 1
+    return inside, a_ids, b_ids, across
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def take_rows(values, order):
+    """``values[i, order[i, c]]`` at ``[i, c]``: ``np.take_along_axis`` on
+    axis 1, without its broadcast index arrays (3-10x faster on a kNN
+    graph's (n, k) arrays)."""
+    n, k = order.shape
+    out = np.empty((n, k), dtype=values.dtype)
+    for i in numba.prange(n):
+        for c in range(k):
+            out[i, c] = values[i, order[i, c]]
+    return out
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def around_density(density, indices):
     """The summed density of each row's listed samples (itself included)."""
@@ -412,26 +454,49 @@ def _saturated_rows(indices, similarities, threshold):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def shared_counts(a, b):
+def shared_counts(a, b, n_ids, n_chunks):
     """For each row, how many ids of ``a[row]`` ``b[row]`` holds too (ids
-    distinct within a row; negative ids count as none)."""
-    m, k = a.shape
+    distinct within a row and below ``n_ids``; negative ids count as none).
+
+    Each chunk of rows marks the ids of ``a[row]`` with the row's number in
+    a scratch array of ``n_ids`` and looks up those of ``b[row]``: k steps a
+    row, and no reset between rows."""
+    m = a.shape[0]
     out = np.zeros(m, dtype=np.int64)
-    for r in numba.prange(m):
-        left = np.sort(a[r])
-        right = np.sort(b[r])
-        i = 0
-        j = 0
-        count = 0
-        while i < left.size and j < right.size:
-            if left[i] < right[j]:
-                i += 1
-            elif left[i] > right[j]:
-                j += 1
-            else:
-                if left[i] >= 0:
+    size = (m + n_chunks - 1) // n_chunks
+    for chunk in numba.prange(n_chunks):
+        mark = np.full(n_ids, -1, dtype=np.int64)
+        for r in range(chunk * size, min(m, (chunk + 1) * size)):
+            for c in range(a.shape[1]):
+                if a[r, c] >= 0:
+                    mark[a[r, c]] = r
+            count = 0
+            for c in range(b.shape[1]):
+                if b[r, c] >= 0 and mark[b[r, c]] == r:
                     count += 1
-                i += 1
-                j += 1
-        out[r] = count
+            out[r] = count
     return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def denser_candidates(rows, indices, cosines, rank):
+    """For each of ``rows``, the listed sample of highest cosine among those
+    that rank above it, ties to the smaller id (-1 and ``-inf`` where none
+    does); ``indices``, ``cosines``: the rows' lists."""
+    m, k = indices.shape
+    candidate = np.full(m, -1, dtype=np.int64)
+    best = np.full(m, -np.inf, dtype=np.float32)
+    for r in numba.prange(m):
+        own = rank[rows[r]]
+        found = -1
+        top = -np.inf
+        for c in range(k):
+            j = indices[r, c]
+            if rank[j] > own:
+                x = cosines[r, c]
+                if found < 0 or x > top or (x == top and j < found):
+                    found = j
+                    top = x
+        candidate[r] = found
+        best[r] = top
+    return candidate, best

@@ -7,21 +7,34 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import Interval, validate_params
 
+from ._kernels import split_pair_sums
 from ._peaks import components_from_parents
 from ._validation import check_parents, check_transition
 
 
 def _cluster_flows(P, labels, n_clusters):
     """``F[a, b]``: the mass that the members of ``a`` send to those of ``b``."""
-    P = P.tocoo()
-    return pair_flows(P.row, P.col, P.data, labels, n_clusters)
+    rows = np.repeat(np.arange(P.shape[0], dtype=P.indices.dtype), np.diff(P.indptr))
+    return pair_flows(rows, P.indices, P.data, labels, n_clusters)
 
 
 def pair_flows(rows, cols, mass, labels, n_clusters):
     """The cluster flows of the transitions ``rows -> cols`` of ``mass``
     (float64 sums, exact for float32 masses; the Dask path adds blocks)."""
+    mass = np.asarray(mass)
+    if mass.dtype != np.float32:
+        mass = mass.astype(np.float64, copy=False)
+    # Most transitions stay inside a cluster: those are summed on the
+    # diagonal, and only the others are sorted into sparse entries.
+    inside, a, b, across = split_pair_sums(
+        np.asarray(rows), np.asarray(cols), mass, np.asarray(labels), n_clusters
+    )
+    ids = np.arange(n_clusters)
     F = sp.csr_matrix(
-        (np.asarray(mass, dtype=np.float64), (labels[rows], labels[cols])),
+        (
+            np.concatenate([inside, across]),
+            (np.concatenate([ids, a]), np.concatenate([ids, b])),
+        ),
         shape=(n_clusters, n_clusters),
     )
     F.sum_duplicates()
@@ -193,7 +206,7 @@ def merge_by_flow(parents, P, *, threshold=0.18, max_iter=10, connectivity=None)
         connected = pair_flows(
             connectivity.row[stored],
             connectivity.col[stored],
-            np.ones(int(stored.sum())),
+            np.ones(int(stored.sum()), dtype=np.float32),
             labels,
             n_clusters,
         )

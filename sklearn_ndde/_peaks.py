@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, validate_param
 from ._kernels import (
     _saturated_rows,
     around_density,
+    denser_candidates,
     nearest_denser,
     nearest_denser_two_hops,
     numba_threads,
@@ -26,14 +27,9 @@ def denser_in_list(rows, indices, cosines, rank):
     does. Returns the candidates (int64) and their cosines (``-inf`` where
     none). For a cosine kNN graph this is also the best denser sample two
     steps away, since the list holds the highest cosines."""
-    indices = np.asarray(indices, dtype=np.int64)
-    denser = rank[indices] > rank[rows][:, None]
-    masked = np.where(denser, cosines, -np.inf)
-    best = masked.max(axis=1, initial=-np.inf)
-    tied = denser & (masked == best[:, None])
-    candidate = np.where(tied, indices, np.iinfo(np.int64).max).min(axis=1)
-    candidate = np.where(denser.any(axis=1), candidate, -1)
-    return candidate, best.astype(np.float32)
+    return denser_candidates(
+        np.asarray(rows), np.asarray(indices), np.asarray(cosines), np.asarray(rank)
+    )
 
 
 def density_rank(density, indices):
@@ -175,7 +171,12 @@ def shared_fraction(a, b):
     holds too (rows of distinct ids, such as kNN lists; ``-1`` counts as
     no id)."""
     a, b = np.asarray(a), np.asarray(b)
-    return shared_counts(a, b) / a.shape[1]
+    if a.shape[0] == 0:
+        return np.zeros(0)
+    n_ids = int(max(a.max(initial=-1), b.max(initial=-1))) + 1
+    with numba_threads(None) as threads:
+        counts = shared_counts(a, b, n_ids, max(1, min(a.shape[0], threads)))
+    return counts / a.shape[1]
 
 
 @validate_params(

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ._calibration import same_above
+from ._kernels import take_rows
 from ._peaks import (
     ISOLATED_CLEARANCE,
     components_from_parents,
@@ -51,9 +52,7 @@ def duplicate_links(indices, cosines, rows=None):
 def sort_by_similarity(indices, similarities, *aligned):
     """Each row by decreasing similarity; ``aligned`` arrays follow along."""
     order = np.argsort(-similarities, axis=1, kind="stable")
-    return tuple(
-        np.take_along_axis(a, order, axis=1) for a in (indices, similarities, *aligned)
-    )
+    return tuple(take_rows(a, order) for a in (indices, similarities, *aligned))
 
 
 def unconfirmed(refitted, first, cosines, similarity):
