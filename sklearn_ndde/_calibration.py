@@ -11,6 +11,7 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.mixture import GaussianMixture
 
+from ._kernels import kept_count_range, kept_histogram, numba_threads
 from ._validation import DUPLICATE_GAP, _normalize_rows
 
 _GRID_SIZE = 4097
@@ -125,28 +126,39 @@ def cosine_quantiles(similarities, n_quantiles, exclude=None):
     least 1,000). Read off a fine histogram, so it runs in O(nk) without
     sorting and does not depend on the order of the samples.
     """
-    values = _included(similarities, exclude)
-    lo, hi = float(values.min()), float(values.max())
-    counts = _cosine_histogram(values, lo, hi)
-    return _histogram_quantiles(counts, lo, hi, values.size, n_quantiles)
+    values, exclude = _flat(similarities, exclude)
+    count, lo, hi = kept_count_range(values, exclude)
+    if count == 0:
+        raise ValueError("No cosine is left to calibrate on.")
+    counts = _cosine_histogram(values, lo, hi, exclude)
+    return _histogram_quantiles(counts, lo, hi, count, n_quantiles)
 
 
 #: Bins of the histogram the quantiles are read from.
 _HISTOGRAM_BINS = 65536
 
 
-def _included(similarities, exclude):
-    """The cosines not excluded, as a flat float64 array."""
-    values = similarities if exclude is None else similarities[~exclude]
-    return values.ravel().astype(np.float64)
+def _flat(similarities, exclude):
+    """The cosines and the mask of those left out, flat (no copy where the
+    arrays are contiguous); an empty mask for ``exclude=None``."""
+    values = np.ravel(similarities)
+    if exclude is None:
+        return values, np.zeros(0, dtype=bool)
+    return values, np.ravel(exclude).astype(bool, copy=False)
 
 
-def _cosine_histogram(values, lo, hi):
-    """Counts of ``values`` in the fine bins over ``[lo, hi]``: a sum over
-    any split of the values (the Dask path adds them block by block)."""
+def _cosine_histogram(values, lo, hi, exclude=None):
+    """Counts of the flat ``values`` not in ``exclude`` (None: all) in the
+    fine bins over ``[lo, hi]``, their minimum and maximum: a sum over any
+    split of the values (the Dask path adds them block by block). The
+    counts are ``np.histogram``'s."""
     if hi - lo < 1e-6:
         return np.zeros(_HISTOGRAM_BINS, dtype=np.int64)
-    return np.histogram(values, bins=_HISTOGRAM_BINS, range=(lo, hi))[0]
+    values, exclude = _flat(values, exclude)
+    edges = np.linspace(lo, hi, _HISTOGRAM_BINS + 1)
+    with numba_threads(None) as threads:
+        n_chunks = max(1, min(threads, values.size // 65536))
+        return kept_histogram(values, exclude, float(lo), float(hi), edges, n_chunks)
 
 
 def _histogram_quantiles(counts, lo, hi, n_values, n_quantiles):

@@ -6,9 +6,9 @@ import numpy as np
 
 from ._calibration import (
     _cosine_histogram,
-    _included,
+    _flat,
 )
-from ._kernels import bhattacharyya_pairs
+from ._kernels import bhattacharyya_pairs, kept_count_range
 from ._merge import likely_pairs, merge_on_flows, pair_flows
 from ._peaks import (
     ISOLATED_DENSITY,
@@ -54,19 +54,16 @@ def _value_ranges(indices, cosines, offset):
     and with the near duplicates left out."""
     out = []
     for with_duplicates in (False, True):
-        values = _included(
+        values, exclude = _flat(
             cosines, _excluded(indices, cosines, offset, with_duplicates)
         )
-        if values.size == 0:
-            out.append((0, np.inf, -np.inf))
-        else:
-            out.append((values.size, float(values.min()), float(values.max())))
+        out.append(kept_count_range(values, exclude))
     return out
 
 
 def _histogram(indices, cosines, offset, with_duplicates, lo, hi):
-    values = _included(cosines, _excluded(indices, cosines, offset, with_duplicates))
-    return _cosine_histogram(values, lo, hi)
+    exclude = _excluded(indices, cosines, offset, with_duplicates)
+    return _cosine_histogram(cosines, lo, hi, exclude)
 
 
 def _shared_histograms(indices, cosines, offset, with_duplicates, labels, lo, hi):

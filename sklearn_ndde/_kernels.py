@@ -407,6 +407,71 @@ def split_pair_sums(rows, cols, mass, labels, n_clusters):
     return inside, a_ids, b_ids, across
 
 
+@numba.njit(cache=True, nogil=True)
+def kept_count_range(values, exclude):
+    """``(count, min, max)`` of the flat ``values`` where ``exclude`` is
+    False (``exclude`` empty: all of them), as float64; ``(0, inf, -inf)``
+    when none is kept."""
+    count = 0
+    lo = np.inf
+    hi = -np.inf
+    for e in range(values.size):
+        if exclude.size and exclude[e]:
+            continue
+        x = np.float64(values[e])
+        count += 1
+        lo = min(lo, x)
+        hi = max(hi, x)
+    return count, lo, hi
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def kept_histogram(values, exclude, lo, hi, edges, n_chunks):
+    """``np.histogram(values[~exclude], range=(lo, hi), bins=edges.size - 1)``
+    of the flat ``values`` (all in ``[lo, hi]``), with numpy's own bin
+    arithmetic (``edges``: its ``np.linspace(lo, hi, bins + 1)``), so the
+    counts are the same; no copy of the values."""
+    n_bins = edges.size - 1
+    counts = np.zeros((n_chunks, n_bins), dtype=np.int64)
+    size = (values.size + n_chunks - 1) // n_chunks
+    denom = hi - lo
+    for chunk in numba.prange(n_chunks):
+        for e in range(chunk * size, min(values.size, (chunk + 1) * size)):
+            if exclude.size and exclude[e]:
+                continue
+            x = np.float64(values[e])
+            i = int(((x - lo) / denom) * n_bins)
+            if i == n_bins:
+                i -= 1
+            if x < edges[i]:
+                i -= 1
+            if x >= edges[i + 1] and i != n_bins - 1:
+                i += 1
+            counts[chunk, i] += 1
+    return counts.sum(axis=0)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def descending_order(values):
+    """Per row, the stable order of decreasing ``values``: what
+    ``np.argsort(-values, axis=1, kind="stable")`` gives, with a row that
+    is already in order (as a kNN graph's mostly are) only checked."""
+    n, k = values.shape
+    order = np.empty((n, k), dtype=np.int32)
+    for i in numba.prange(n):
+        ordered = True
+        for c in range(k - 1):
+            if not values[i, c] >= values[i, c + 1]:
+                ordered = False
+                break
+        if ordered:
+            for c in range(k):
+                order[i, c] = c
+        else:
+            order[i] = np.argsort(-values[i], kind="mergesort")
+    return order
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def take_rows(values, order):
     """``values[i, order[i, c]]`` at ``[i, c]``: ``np.take_along_axis`` on

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ._calibration import same_above
-from ._kernels import take_rows
+from ._kernels import descending_order, take_rows
 from ._peaks import (
     ISOLATED_CLEARANCE,
     components_from_parents,
@@ -51,7 +51,7 @@ def duplicate_links(indices, cosines, rows=None):
 
 def sort_by_similarity(indices, similarities, *aligned):
     """Each row by decreasing similarity; ``aligned`` arrays follow along."""
-    order = np.argsort(-similarities, axis=1, kind="stable")
+    order = descending_order(np.asarray(similarities))
     return tuple(take_rows(a, order) for a in (indices, similarities, *aligned))
 
 
@@ -173,12 +173,16 @@ def pair_similarity(sim, X, indices, cosines, Y=None):
             f"{type(sim).__name__}.pair_similarity returned shape {s.shape}, "
             f"expected {indices.shape}."
         )
-    if not np.all((s >= -1e-6) & (s <= 1 + 1e-6)):
+    # Two reductions rather than (n, k) temporaries; a NaN fails both.
+    lo, hi = (s.min(), s.max()) if s.size else (0.0, 0.0)
+    if not (lo >= -1e-6 and hi <= 1 + 1e-6):
         raise ValueError(
             f"{type(sim).__name__}.pair_similarity must return values in [0, 1] "
             "(NaN included in the check)."
         )
-    return np.clip(s, 0.0, 1.0).astype(np.float32, copy=False)
+    if lo < 0.0 or hi > 1.0:
+        s = np.clip(s, 0.0, 1.0)
+    return s.astype(np.float32, copy=False)
 
 
 def stage_logger(verbose):
