@@ -379,15 +379,17 @@ def pair_histograms(indices, values, rows, labels, floor, lo, scale, n_bins, n_c
 
 
 @numba.njit(cache=True, nogil=True)
-def split_pair_sums(rows, cols, mass, labels, n_clusters):
+def split_pair_sums(rows, cols, mass, labels, n_clusters, width):
     """The masses of the pairs ``rows[e] -> cols[e]`` by cluster: summed per
     cluster where both samples share one (float64, in the order of the
-    pairs), and listed as ``(a, b, mass)`` where they do not. One pass to
+    pairs), and listed as ``(a, b, mass)`` where they do not. With
+    ``width > 0`` the row of pair ``e`` is ``e // width`` (a CSR matrix
+    with ``width`` entries a row) and ``rows`` is not read. One pass to
     count, one to fill, no temporary of the pairs' size."""
     inside = np.zeros(n_clusters)
     n_across = 0
-    for e in range(rows.size):
-        a = labels[rows[e]]
+    for e in range(cols.size):
+        a = labels[e // width] if width > 0 else labels[rows[e]]
         if a == labels[cols[e]]:
             inside[a] += mass[e]
         else:
@@ -396,8 +398,8 @@ def split_pair_sums(rows, cols, mass, labels, n_clusters):
     b_ids = np.empty(n_across, dtype=labels.dtype)
     across = np.empty(n_across)
     q = 0
-    for e in range(rows.size):
-        a = labels[rows[e]]
+    for e in range(cols.size):
+        a = labels[e // width] if width > 0 else labels[rows[e]]
         b = labels[cols[e]]
         if a != b:
             a_ids[q] = a
@@ -470,6 +472,29 @@ def descending_order(values):
         else:
             order[i] = np.argsort(-values[i], kind="mergesort")
     return order
+
+
+@numba.njit(cache=True, nogil=True)
+def pairs_at_least(indices, values, threshold, offset):
+    """``(rows, cols)`` of the entries of the lists ``indices`` (of the rows
+    ``offset``, ``offset + 1``, ...) whose ``values`` are at least
+    ``threshold``, in row-major order (``np.nonzero``'s)."""
+    n, k = indices.shape
+    count = 0
+    for i in range(n):
+        for c in range(k):
+            if values[i, c] >= threshold:
+                count += 1
+    rows = np.empty(count, dtype=np.int64)
+    cols = np.empty(count, dtype=indices.dtype)
+    q = 0
+    for i in range(n):
+        for c in range(k):
+            if values[i, c] >= threshold:
+                rows[q] = offset + i
+                cols[q] = indices[i, c]
+                q += 1
+    return rows, cols
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -7,27 +7,35 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import Interval, validate_params
 
-from ._kernels import split_pair_sums
+from ._kernels import pairs_at_least, split_pair_sums
 from ._peaks import components_from_parents
 from ._validation import check_parents, check_transition
 
 
 def _cluster_flows(P, labels, n_clusters):
     """``F[a, b]``: the mass that the members of ``a`` send to those of ``b``."""
-    rows = np.repeat(np.arange(P.shape[0], dtype=P.indices.dtype), np.diff(P.indptr))
+    n = P.shape[0]
+    width = P.nnz // n if n else 0
+    if width and P.nnz == n * width and np.all(np.diff(P.indptr) == width):
+        # k entries a row, as transition_matrix makes them: no row array.
+        return pair_flows(None, P.indices, P.data, labels, n_clusters, width)
+    rows = np.repeat(np.arange(n, dtype=P.indices.dtype), np.diff(P.indptr))
     return pair_flows(rows, P.indices, P.data, labels, n_clusters)
 
 
-def pair_flows(rows, cols, mass, labels, n_clusters):
+def pair_flows(rows, cols, mass, labels, n_clusters, width=0):
     """The cluster flows of the transitions ``rows -> cols`` of ``mass``
-    (float64 sums, exact for float32 masses; the Dask path adds blocks)."""
+    (float64 sums, exact for float32 masses; the Dask path adds blocks).
+    With ``width``, ``rows`` is None and pair ``e`` leaves row
+    ``e // width``."""
     mass = np.asarray(mass)
     if mass.dtype != np.float32:
         mass = mass.astype(np.float64, copy=False)
+    rows = np.zeros(0, dtype=np.int64) if rows is None else np.asarray(rows)
     # Most transitions stay inside a cluster: those are summed on the
     # diagonal, and only the others are sorted into sparse entries.
     inside, a, b, across = split_pair_sums(
-        np.asarray(rows), np.asarray(cols), mass, np.asarray(labels), n_clusters
+        rows, np.asarray(cols), mass, np.asarray(labels), n_clusters, width
     )
     ids = np.arange(n_clusters)
     F = sp.csr_matrix(
@@ -50,9 +58,9 @@ def likely_pairs(indices, similarities, offset=0):
     """``(rows, cols)``: the pairs of the neighbour lists ``indices`` (of the
     rows ``offset``, ``offset + 1``, ...) whose similarity is at least
     :data:`LIKELY_SAME`."""
-    likely = similarities >= LIKELY_SAME
-    rows = offset + np.nonzero(likely)[0]
-    return rows, indices[likely]
+    return pairs_at_least(
+        np.asarray(indices), np.asarray(similarities), LIKELY_SAME, offset
+    )
 
 
 def likely_connectivity(indices, similarities):

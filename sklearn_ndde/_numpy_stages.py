@@ -105,7 +105,11 @@ class NumpyStages:
         self.refitted = merge_calibration.calibrate(self.cosines)
 
     def isolated_links(self, parents, density, rank, similarity):
-        sims = unconfirmed(self.refitted, self.s, self.cosines, similarity)
+        def sims(rows):
+            return unconfirmed(
+                self.refitted[rows], self.s[rows], self.cosines[rows], similarity
+            )
+
         return isolated_peak_links(parents, density, self.indices, sims, rank)
 
     def second_merge(self, parents):

@@ -285,15 +285,16 @@ def isolated_peak_links(
     threshold=ISOLATED_SIMILARITY,
 ):
     """The links of :func:`link_isolated_peaks` on checked input, made in
-    ``parents`` (returned); ``rank`` as :func:`saturated_links` takes it."""
+    ``parents`` (returned); ``rank`` as :func:`saturated_links` takes it.
+    ``similarities`` may also be a function of the rows it is needed for
+    (the low-density peaks), which returns their lists' similarities."""
     rows = np.flatnonzero((parents < 0) & (density < max_density))
     if rows.size == 0:
         return parents
     if callable(rank):
         rank = rank()
-    rows, candidate = isolated_links(
-        rows, indices[rows], similarities[rows], rank, threshold
-    )
+    listed = similarities(rows) if callable(similarities) else similarities[rows]
+    rows, candidate = isolated_links(rows, indices[rows], listed, rank, threshold)
     parents[rows] = candidate
     return parents
 
