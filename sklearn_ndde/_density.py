@@ -92,9 +92,13 @@ def ndde_density(P, *, n_iter=1, damping=0.1, tol=0.05):
     """
     P = check_transition(P)
     n = P.shape[0]
-    PT = P.T.tocsr().astype(np.float64)
     if n_iter == 1:
-        return np.asarray(PT @ np.ones(n)).ravel()
+        # The column sums, added in the order of the rows as P.T @ 1 adds
+        # them, without the transpose.
+        return np.bincount(
+            P.indices, weights=P.data.astype(np.float64), minlength=n
+        ).astype(np.float64, copy=False)
+    PT = P.T.tocsr().astype(np.float64)
     PT = _without_self_loops(P).T.tocsr().astype(np.float64)
     rho = np.ones(n)
     max_iter = MAX_ITER if n_iter is None else n_iter
