@@ -8,7 +8,7 @@ from ._calibration import (
     _cosine_histogram,
     _flat,
 )
-from ._kernels import bhattacharyya_pairs, kept_count_range
+from ._kernels import kept_count_range
 from ._merge import likely_pairs, merge_on_flows, pair_flows
 from ._peaks import (
     ISOLATED_DENSITY,
@@ -22,6 +22,7 @@ from ._pipeline import (
     sort_by_similarity,
     unconfirmed,
 )
+from ._tpdi_kernels import bhattacharyya_pairs
 from ._transition import row_softmax
 from ._validation import DUPLICATE_GAP
 from .similarity._calibrated import shared_histograms

@@ -66,6 +66,7 @@ from ._dask_blocks import (
     _wanted,
 )
 from ._dask_links import _link_saturated
+from ._groups import closed_group_links, small_cluster_rows
 from ._knn_dask import (
     _persist,
     _task_slots,
@@ -426,6 +427,15 @@ class DaskStages:
             [f for f, _ in flows],
             [connected for _, connected in flows],
         )
+
+    def closed_groups(self, parents, labels, rank):
+        """The closed groups on the client, from the lists of the small
+        clusters' samples (gathered)."""
+        rows = small_cluster_rows(labels)
+        if rows.size == 0:
+            return parents
+        lists = self.blocks.gather(self.indices, rows)
+        return closed_group_links(parents, labels, rank, rows, lists)
 
     def duplicate_links(self):
         found = _compute(

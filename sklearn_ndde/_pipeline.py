@@ -118,6 +118,11 @@ def run_stages(est, graph, stage):
             # a pair clear of the unrelated samples.
             relinked = graph.isolated_links(relinked, density, rank, similarity)
             labels, parents = graph.second_merge(relinked)
+        if est.merge_threshold is not None:
+            # Lone samples whose nearest neighbours list one another and
+            # stay among them are one sparse identity (``_groups``).
+            parents = graph.closed_groups(parents, labels, rank)
+            labels = components_from_parents(parents)
         duplicates = graph.duplicate_links()
         if duplicates[0].size:
             labels = components_from_parents(parents, duplicates)

@@ -3,12 +3,13 @@
 import numpy as np
 
 from ._dask_fit import predict_dask
-from ._kernels import bhattacharyya_pairs, numba_threads
+from ._kernels import numba_threads
 from ._knn import exact_knn_to
 from ._knn_dask import is_dask_array
 from ._pipeline import pair_similarity, sort_by_similarity
 from ._precomputed import graph_to_neighbors
 from ._rows import unit_rows_warning_zeros
+from ._tpdi_kernels import bhattacharyya_pairs
 from ._transition import row_softmax, transition_matrix
 from ._validation import DUPLICATE_GAP
 

@@ -5,14 +5,14 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import validate_params
 
-from ._kernels import (
+from ._kernels import numba_threads
+from ._progress import progress
+from ._tpdi_kernels import (
     bhattacharyya_pairs,
-    numba_threads,
     relabel_rows,
     tpdi_forward_pairs,
     tpdi_remaining_pairs,
 )
-from ._progress import progress
 from ._validation import N_JOBS_CONSTRAINT, check_transition
 
 # The fewest samples a progress-bar update stands for.

@@ -180,6 +180,20 @@ def test_fit_gives_the_numpy_partition_on_lfw(client):
     assert ref.merge_calibration_ is not None
 
 
+def test_fit_gives_the_numpy_partition_where_closed_groups_join(client):
+    """Sparse people of hundreds of faces, left as lone faces by the merges
+    and joined as closed groups: the same partition on both paths."""
+    from sklearn_ndde.metrics import bcubed_fscore
+
+    X, y = make_face_embeddings(
+        3000, 12, dim=128, size_sigma=1.0, spread=(0.8, 1.6), random_state=3
+    )
+    ref, est = _fit_both(X.astype(np.float32), 750)
+    # 0.48 without the closed groups (hundreds of lone faces).
+    assert bcubed_fscore(y, ref.labels_) > 0.95
+    _assert_same_clustering(ref, est)
+
+
 def test_fit_refuses_what_does_not_run_on_dask_yet(client, faces):
     from sklearn_ndde import NDDeTPDiClustering
 

@@ -821,6 +821,70 @@ def test_merge_by_flow_does_not_depend_on_sample_order():
     assert np.array_equal(a[:, None] == a[None, :], b[:, None] == b[None, :])
 
 
+def _lone_group_graph(n_group, seed=0):
+    """40 samples in one cluster (0-39, rooted at 0), ``n_group`` lone
+    samples whose 20 listed neighbours are among themselves, and 20 lone
+    samples whose lists point into the cluster."""
+    rng = np.random.default_rng(seed)
+    group = np.arange(40, 40 + n_group)
+    n = 40 + n_group + 20
+    lists = np.empty((n, 21), dtype=np.int64)
+    for i in range(n):
+        if 40 <= i < 40 + n_group:
+            pool = group[group != i]
+        else:
+            pool = np.arange(40)
+            pool = pool[pool != i]
+        lists[i] = np.concatenate([[i], rng.choice(pool, 20, replace=False)])
+    parents = np.full(n, -1)
+    parents[1:40] = 0
+    return parents, lists
+
+
+def test_closed_groups_join_lone_samples_that_list_one_another():
+    from sklearn_ndde._groups import closed_group_links, small_cluster_rows
+    from sklearn_ndde._peaks import components_from_parents
+
+    parents, lists = _lone_group_graph(40)
+    n = parents.size
+    labels = components_from_parents(parents)
+    rows = small_cluster_rows(labels)
+    assert rows.tolist() == list(range(40, n))
+    rank = np.arange(n)
+    out = closed_group_links(parents.copy(), labels, rank, rows, lists[rows])
+    new = components_from_parents(out)
+    # The 40 that list one another are one cluster, rooted at the densest.
+    assert np.unique(new[40:80]).size == 1
+    assert out[79] == -1 and (out[40:79] == 79).all()
+    # Those whose lists point into the cluster stay alone; the cluster too.
+    assert np.unique(new[80:]).size == 20
+    assert (out[:40] == parents[:40]).all()
+    assert (out < 0).sum() == 1 + 1 + 20
+
+
+def test_closed_groups_are_at_most_half_and_keep_their_lists():
+    from sklearn_ndde._groups import closed_group_links, small_cluster_rows
+    from sklearn_ndde._peaks import components_from_parents
+
+    # 100 of 160 samples: more than half.
+    parents, lists = _lone_group_graph(100)
+    labels = components_from_parents(parents)
+    rows = small_cluster_rows(labels)
+    out = closed_group_links(
+        parents.copy(), labels, np.arange(parents.size), rows, lists[rows]
+    )
+    assert (out == parents).all()
+    # A group whose lists leave it (half of each list outside) is not closed.
+    parents, lists = _lone_group_graph(40)
+    lists[40:80, 11:] = np.arange(10)
+    labels = components_from_parents(parents)
+    rows = small_cluster_rows(labels)
+    out = closed_group_links(
+        parents.copy(), labels, np.arange(parents.size), rows, lists[rows]
+    )
+    assert (out == parents).all()
+
+
 def test_merge_by_flow_bad_input():
     P = sp.identity(3, format="csr")
     with pytest.raises(ValueError, match="parents must have shape"):

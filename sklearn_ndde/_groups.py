@@ -1,0 +1,92 @@
+"""Closed groups: lone samples whose nearest neighbours list one another (ours,
+after the merges).
+
+A person whose faces vary a lot (a sparse identity) can leave the merges as
+dozens of single faces and pairs: their pair similarities are low, so TPDi
+and the flows see no cluster, yet each face's nearest neighbours are that
+person's other faces. Such a group is closed: its members are mutual nearest
+neighbours of one another, and their lists stay inside it. Unrelated lone
+samples are not: their lists reach into the rest of the collection.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from ._kernels import first_others, inside_counts, mutual_pairs
+
+#: The nearest neighbours (the sample itself aside) whose lists define a
+#: group: as many as the density's neighbours.
+GROUP_NEIGHBORS = 20
+#: The share of a group's listed neighbours that must lie inside it.
+GROUP_INSIDE = 0.8
+#: Clusters of at most this many samples may form a group.
+GROUP_MAX_SIZE = 2
+
+
+def small_cluster_rows(labels, max_size=GROUP_MAX_SIZE):
+    """The samples (sorted ids) of the clusters of at most ``max_size``."""
+    sizes = np.bincount(labels)
+    return np.flatnonzero(sizes[labels] <= max_size)
+
+
+def closed_group_links(
+    parents,
+    labels,
+    rank,
+    rows,
+    lists,
+    *,
+    n_neighbors=GROUP_NEIGHBORS,
+    inside=GROUP_INSIDE,
+):
+    """Links, in ``parents`` (returned), the small clusters whose samples
+    form a closed group.
+
+    ``rows`` are the samples of the small clusters (:func:`small_cluster_rows`
+    of ``labels``, the clusters of ``parents``) and ``lists`` their kNN lists
+    (global ids, nearest first). Two of these samples are linked when each
+    is among the other's ``n_neighbors`` nearest; a connected set of them is
+    a closed group when it holds more than ``n_neighbors`` samples, at most
+    half of all, and at least ``inside`` of its members' listed neighbours.
+    A random set of a fraction f of the samples holds about f of them. The
+    clusters of a group become one, rooted at the root densest in ``rank``.
+    """
+    n = labels.size
+    m = min(int(n_neighbors), lists.shape[1] - 1)
+    if m < 1 or rows.size <= m:
+        return parents
+    top = first_others(np.asarray(lists), rows, m)
+    local = np.full(n, -1, dtype=np.int64)
+    local[rows] = np.arange(rows.size)
+    a, b = mutual_pairs(top, rows, local)
+    graph = sp.coo_matrix(
+        (np.ones(a.size, dtype=np.int8), (a, b)), shape=(rows.size, rows.size)
+    )
+    _, group = connected_components(graph, directed=False)
+    size = np.bincount(group)
+    held = np.bincount(group, weights=inside_counts(top, local, group))
+    closed = (size > m) & (2 * size <= n) & (held >= inside * m * size)
+    member = closed[group]
+    if not member.any():
+        return parents
+    # A pair may have its two samples in two groups: the groups' clusters
+    # are joined first, then each joined set gets one root.
+    clusters = labels[rows[member]]
+    n_clusters = int(labels.max()) + 1
+    nodes = n_clusters + group.size
+    joined = sp.coo_matrix(
+        (np.ones(clusters.size, dtype=np.int8), (clusters, n_clusters + group[member])),
+        shape=(nodes, nodes),
+    )
+    _, joined = connected_components(joined, directed=False)
+    roots = np.flatnonzero(parents < 0)
+    roots = roots[np.isin(labels[roots], clusters)]
+    sets = joined[labels[roots]]
+    order = np.lexsort((-rank[roots], sets))
+    roots, sets = roots[order], sets[order]
+    first = np.ones(roots.size, dtype=bool)
+    first[1:] = sets[1:] != sets[:-1]
+    head = roots[first][np.cumsum(first) - 1]
+    parents[roots[~first]] = head[~first]
+    return parents
