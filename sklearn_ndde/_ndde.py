@@ -70,7 +70,10 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
        (:func:`link_isolated_peaks`); and the merge of step 8 made again
        from those links, with the flows of the refitted similarities; two
        clusters merge only when some density pair between them is more
-       likely one identity than not (refitted similarity at least 0.5).
+       likely one identity than not (refitted similarity at least 0.5);
+    10. with ``merge_threshold``, the samples left alone or in pairs that
+        are one another's nearest neighbours, and whose neighbour lists stay
+        among them, joined as one cluster (a person whose faces vary a lot).
 
     Every intermediate result is kept as a fitted attribute, so a user can
     re-run the last steps with another ``tau``::
