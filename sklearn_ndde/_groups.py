@@ -22,6 +22,9 @@ GROUP_NEIGHBORS = 20
 GROUP_INSIDE = 0.8
 #: Clusters of at most this many samples may form a group.
 GROUP_MAX_SIZE = 2
+#: The fewest listed neighbours that can show a closed group: with shorter
+#: lists (``k`` of 10 or less) two mutual nearest neighbours would be one.
+GROUP_MIN_NEIGHBORS = 10
 
 
 def small_cluster_rows(labels, max_size=GROUP_MAX_SIZE):
@@ -51,10 +54,11 @@ def closed_group_links(
     half of all, and at least ``inside`` of its members' listed neighbours.
     A random set of a fraction f of the samples holds about f of them. The
     clusters of a group become one, rooted at the root densest in ``rank``.
+    Lists of fewer than ``GROUP_MIN_NEIGHBORS`` other samples link nothing.
     """
     n = labels.size
     m = min(int(n_neighbors), lists.shape[1] - 1)
-    if m < 1 or rows.size <= m:
+    if m < GROUP_MIN_NEIGHBORS or rows.size <= m:
         return parents
     top = first_others(np.asarray(lists), rows, m)
     local = np.full(n, -1, dtype=np.int64)

@@ -874,6 +874,14 @@ def test_closed_groups_are_at_most_half_and_keep_their_lists():
         parents.copy(), labels, np.arange(parents.size), rows, lists[rows]
     )
     assert (out == parents).all()
+    # Lists of 9 other samples are too short to show a group.
+    parents, lists = _lone_group_graph(40)
+    labels = components_from_parents(parents)
+    rows = small_cluster_rows(labels)
+    out = closed_group_links(
+        parents.copy(), labels, np.arange(parents.size), rows, lists[rows, :10]
+    )
+    assert (out == parents).all()
     # A group whose lists leave it (half of each list outside) is not closed.
     parents, lists = _lone_group_graph(40)
     lists[40:80, 11:] = np.arange(10)
