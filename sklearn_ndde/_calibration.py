@@ -149,9 +149,9 @@ def _flat(similarities, exclude):
 
 def _cosine_histogram(values, lo, hi, exclude=None):
     """Counts of the flat ``values`` not in ``exclude`` (None: all) in the
-    fine bins over ``[lo, hi]``, their minimum and maximum: a sum over any
-    split of the values (the Dask path adds them block by block). The
-    counts are ``np.histogram``'s."""
+    fine bins over ``[lo, hi]`` (at most their minimum and maximum): a sum
+    over any split of the values (the Dask path adds them block by block).
+    The counts are ``np.histogram``'s."""
     if hi - lo < 1e-6:
         return np.zeros(_HISTOGRAM_BINS, dtype=np.int64)
     values, exclude = _flat(values, exclude)

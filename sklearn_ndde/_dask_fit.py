@@ -66,7 +66,7 @@ from ._dask_blocks import (
     _wanted,
 )
 from ._dask_links import _link_saturated
-from ._groups import closed_group_links, small_cluster_rows
+from ._groups import GROUP_COLUMNS, closed_group_links, small_cluster_rows
 from ._knn_dask import (
     _persist,
     _task_slots,
@@ -206,6 +206,11 @@ def fit_dask(estimator, X, k):
     # The user's rows (not unit rows: each task normalizes what it reads).
     out["_fit_X"] = X.rechunk({1: -1})
     return out
+
+
+def _first_columns(block, width):
+    """The first ``width`` columns of a block's kNN lists."""
+    return block[:, :width]
 
 
 class DaskStages:
@@ -434,7 +439,8 @@ class DaskStages:
         rows = small_cluster_rows(labels)
         if rows.size == 0:
             return parents
-        lists = self.blocks.gather(self.indices, rows)
+        lists = [_delayed(_first_columns)(i, GROUP_COLUMNS) for i in self.indices]
+        lists = self.blocks.gather(lists, rows)
         return closed_group_links(parents, labels, rank, rows, lists)
 
     def duplicate_links(self):

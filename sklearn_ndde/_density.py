@@ -98,7 +98,6 @@ def ndde_density(P, *, n_iter=1, damping=0.1, tol=0.05):
         return np.bincount(
             P.indices, weights=P.data.astype(np.float64), minlength=n
         ).astype(np.float64, copy=False)
-    PT = P.T.tocsr().astype(np.float64)
     PT = _without_self_loops(P).T.tocsr().astype(np.float64)
     rho = np.ones(n)
     max_iter = MAX_ITER if n_iter is None else n_iter

@@ -27,6 +27,10 @@ GROUP_MAX_SIZE = 2
 GROUP_MIN_NEIGHBORS = 10
 
 
+#: The columns of a kNN list that :func:`closed_group_links` reads.
+GROUP_COLUMNS = GROUP_NEIGHBORS + 1
+
+
 def small_cluster_rows(labels, max_size=GROUP_MAX_SIZE):
     """The samples (sorted ids) of the clusters of at most ``max_size``."""
     sizes = np.bincount(labels)

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ._density import ndde_density
-from ._groups import closed_group_links, small_cluster_rows
+from ._groups import GROUP_COLUMNS, closed_group_links, small_cluster_rows
 from ._kernels import nearest_denser
 from ._knn import _search_method
 from ._memory import check_memory, fit_bytes
@@ -126,7 +126,8 @@ class NumpyStages:
 
     def closed_groups(self, parents, labels, rank):
         rows = small_cluster_rows(labels)
-        return closed_group_links(parents, labels, rank, rows, self.indices[rows])
+        lists = self.indices[rows, :GROUP_COLUMNS]
+        return closed_group_links(parents, labels, rank, rows, lists)
 
     def duplicate_links(self):
         return duplicate_links(self.indices, self.cosines)
