@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from ._kernels import first_others, inside_counts, mutual_pairs
+from ._kernels import first_others, inside_counts, mutual_pairs, propagate_labels
 
 #: The nearest neighbours (the sample itself aside) whose lists define a
 #: group: as many as the density's neighbours.
@@ -29,6 +29,17 @@ GROUP_MIN_NEIGHBORS = 10
 
 #: The columns of a kNN list that :func:`closed_group_links` reads.
 GROUP_COLUMNS = GROUP_NEIGHBORS + 1
+
+
+#: Rounds of label propagation at most.
+_LP_ROUNDS = 30
+
+
+def _closed(group, top, local, m, n, inside):
+    """Whether each group is closed (see :func:`closed_group_links`)."""
+    size = np.bincount(group)
+    held = np.bincount(group, weights=inside_counts(top, local, group))
+    return (size > m) & (2 * size <= n) & (held >= inside * m * size)
 
 
 def small_cluster_rows(labels, max_size=GROUP_MAX_SIZE):
@@ -56,8 +67,11 @@ def closed_group_links(
     is among the other's ``n_neighbors`` nearest; a connected set of them is
     a closed group when it holds more than ``n_neighbors`` samples, at most
     half of all, and at least ``inside`` of its members' listed neighbours.
-    A random set of a fraction f of the samples holds about f of them. The
-    clusters of a group become one, rooted at the root densest in ``rank``.
+    A random set of a fraction f of the samples holds about f of them. A
+    connected set that is not closed is split into the communities that
+    label propagation finds over the same links, and each of those is
+    tested the same way. The clusters of a group become one, rooted at the
+    root densest in ``rank``.
     Lists of fewer than ``GROUP_MIN_NEIGHBORS`` other samples link nothing.
     """
     n = labels.size
@@ -72,9 +86,18 @@ def closed_group_links(
         (np.ones(a.size, dtype=np.int8), (a, b)), shape=(rows.size, rows.size)
     )
     _, group = connected_components(graph, directed=False)
-    size = np.bincount(group)
-    held = np.bincount(group, weights=inside_counts(top, local, group))
-    closed = (size > m) & (2 * size <= n) & (held >= inside * m * size)
+    closed = _closed(group, top, local, m, n, inside)
+    # A set that is not closed may chain several people: its communities
+    # (label propagation over the same links) are tried in its place.
+    open_ = ~closed[group]
+    if open_.any():
+        graph = graph.tocsr()
+        graph = (graph + graph.T).tocsr()
+        key = np.argsort(np.argsort(-rank[rows], kind="stable"))
+        community = propagate_labels(graph.indptr, graph.indices, key, _LP_ROUNDS)
+        split = np.where(open_, group.size + community, group)
+        _, group = np.unique(split, return_inverse=True)
+        closed = _closed(group, top, local, m, n, inside)
     member = closed[group]
     if not member.any():
         return parents

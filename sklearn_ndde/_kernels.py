@@ -351,6 +351,43 @@ def mutual_pairs(top, rows, local):
     return a, b
 
 
+@numba.njit(cache=True, nogil=True)
+def propagate_labels(indptr, adjacent, key, n_iter):
+    """Label propagation on a graph (CSR ``indptr``, ``adjacent``): every
+    node starts with its own label and takes, each round and all at once,
+    the label most frequent among itself and its neighbours, ties to the
+    label whose first node has the smallest ``key``; at most ``n_iter``
+    rounds, fewer once nothing changes. Returns a label per node (a node
+    id)."""
+    n = indptr.size - 1
+    label = np.arange(n)
+    new = label.copy()
+    for _ in range(n_iter):
+        changed = False
+        for i in range(n):
+            start, stop = indptr[i], indptr[i + 1]
+            best = label[i]
+            best_count = 0
+            for p in range(start - 1, stop):
+                candidate = label[i] if p < start else label[adjacent[p]]
+                count = 0
+                for q in range(start - 1, stop):
+                    other = label[i] if q < start else label[adjacent[q]]
+                    if other == candidate:
+                        count += 1
+                if count > best_count or (
+                    count == best_count and key[candidate] < key[best]
+                ):
+                    best = candidate
+                    best_count = count
+            new[i] = best
+            changed |= best != label[i]
+        label[:] = new
+        if not changed:
+            break
+    return label
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def inside_counts(top, local, group):
     """For each row of ``top``, how many of its listed samples are rows of

@@ -134,9 +134,10 @@ def _assert_same_clustering(ref, est):
     )
     assert est.knn_recall_ == ref.knn_recall_ == 1.0
     assert est.n_features_in_ == ref.n_features_in_
-    # The calibration sees the same cosines up to the blocks' float rounding.
+    # The calibration sees the same cosines up to the blocks' float rounding
+    # (in 64 dimensions that moves the curve by up to 3e-5).
     np.testing.assert_allclose(
-        est.similarity_.curve_, ref.similarity_.curve_, atol=1e-5
+        est.similarity_.curve_, ref.similarity_.curve_, atol=1e-4
     )
     # And the calibration of the second merge, refitted to the first
     # clustering, sees the same pairs split the same way.
@@ -180,17 +181,19 @@ def test_fit_gives_the_numpy_partition_on_lfw(client):
     assert ref.merge_calibration_ is not None
 
 
-def test_fit_gives_the_numpy_partition_where_closed_groups_join(client):
+@pytest.mark.parametrize("dim", [128, 64])
+def test_fit_gives_the_numpy_partition_where_closed_groups_join(client, dim):
     """Sparse people of hundreds of faces, left as lone faces by the merges
-    and joined as closed groups: the same partition on both paths."""
+    and joined as closed groups (in 64 dimensions, after label propagation
+    splits the lone faces of 8 people): the same partition on both paths."""
     from sklearn_ndde.metrics import bcubed_fscore
 
     X, y = make_face_embeddings(
-        3000, 12, dim=128, size_sigma=1.0, spread=(0.8, 1.6), random_state=3
+        3000, 12, dim=dim, size_sigma=1.0, spread=(0.8, 1.6), random_state=3
     )
     ref, est = _fit_both(X.astype(np.float32), 750)
-    # 0.48 without the closed groups (hundreds of lone faces).
-    assert bcubed_fscore(y, ref.labels_) > 0.95
+    # 0.48 and 0.41 without the closed groups (thousands of lone faces).
+    assert bcubed_fscore(y, ref.labels_) > 0.9
     _assert_same_clustering(ref, est)
 
 

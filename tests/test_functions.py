@@ -893,6 +893,31 @@ def test_closed_groups_are_at_most_half_and_keep_their_lists():
     assert (out == parents).all()
 
 
+def test_closed_groups_split_a_chain_of_two_people():
+    """Two groups of 40 lone samples that each list only themselves, but
+    with one mutual pair between them: the chain holds more than half of
+    the samples, so label propagation splits it and each half joins."""
+    from sklearn_ndde._groups import closed_group_links, small_cluster_rows
+    from sklearn_ndde._peaks import components_from_parents
+
+    rng = np.random.default_rng(0)
+    n = 120
+    lists = np.empty((n, 21), dtype=np.int64)
+    for i in range(n):
+        start = 0 if i < 40 else (40 if i < 80 else 80)
+        pool = np.arange(start, start + 40)
+        lists[i] = np.concatenate([[i], rng.choice(pool[pool != i], 20, replace=False)])
+    lists[40, 20], lists[80, 20] = 80, 40  # the one link between the two
+    parents = np.full(n, -1)
+    parents[1:40] = 0
+    labels = components_from_parents(parents)
+    rows = small_cluster_rows(labels)
+    out = closed_group_links(parents.copy(), labels, np.arange(n), rows, lists[rows])
+    new = components_from_parents(out)
+    assert np.unique(new[40:80]).size == 1 and np.unique(new[80:]).size == 1
+    assert new[40] != new[80] and (out[:40] == parents[:40]).all()
+
+
 def test_merge_by_flow_bad_input():
     P = sp.identity(3, format="csr")
     with pytest.raises(ValueError, match="parents must have shape"):
