@@ -13,7 +13,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from ._kernels import first_others, inside_counts, mutual_pairs, propagate_labels
+from ._kernels import (
+    first_others,
+    inside_counts,
+    mutual_partners,
+    pairs_at_least,
+    propagate_labels,
+)
 
 #: The nearest neighbours (the sample itself aside) whose lists define a
 #: group: as many as the density's neighbours.
@@ -81,19 +87,20 @@ def closed_group_links(
     top = first_others(np.asarray(lists), rows, m)
     local = np.full(n, -1, dtype=np.int64)
     local[rows] = np.arange(rows.size)
-    a, b = mutual_pairs(top, rows, local)
-    graph = sp.coo_matrix(
-        (np.ones(a.size, dtype=np.int8), (a, b)), shape=(rows.size, rows.size)
+    partner = mutual_partners(top, rows, local)
+    a, b = pairs_at_least(partner, partner, 0, 0)
+    graph = sp.csr_matrix(
+        (np.ones(2 * a.size, dtype=np.int8), (np.r_[a, b], np.r_[b, a])),
+        shape=(rows.size, rows.size),
     )
     _, group = connected_components(graph, directed=False)
     closed = _closed(group, top, local, m, n, inside)
     # A set that is not closed may chain several people: its communities
-    # (label propagation over the same links) are tried in its place.
+    # (label propagation over the same links, ties to the densest) are
+    # tried in its place.
     open_ = ~closed[group]
     if open_.any():
-        graph = graph.tocsr()
-        graph = (graph + graph.T).tocsr()
-        key = np.argsort(np.argsort(-rank[rows], kind="stable"))
+        key = -rank[rows]
         community = propagate_labels(graph.indptr, graph.indices, key, _LP_ROUNDS)
         split = np.where(open_, group.size + community, group)
         _, group = np.unique(split, return_inverse=True)

@@ -312,43 +312,26 @@ def first_others(lists, rows, m):
     return out
 
 
-@numba.njit(inline="always")
-def _mutual(top, rows, local, i, c, m):
-    """Position ``j > i`` of the sample in ``top[i, c]`` when it lists row
-    ``i`` back, else -1."""
-    if top[i, c] < 0:
-        return -1
-    j = local[top[i, c]]
-    if j <= i:
-        return -1
-    for q in range(m):
-        if top[j, q] == rows[i]:
-            return j
-    return -1
-
-
-@numba.njit(cache=True, nogil=True)
-def mutual_pairs(top, rows, local):
-    """Pairs ``(i, j)``, ``i < j`` (positions in ``rows``), each in the
-    other's list ``top``; ``local`` maps a sample id to its position, -1
-    for samples not in ``rows``."""
+@numba.njit(parallel=True, cache=True, nogil=True)
+def mutual_partners(top, rows, local):
+    """For each entry of the lists ``top`` (positions in ``rows``), the
+    position ``j > i`` of the listed sample when it lists row ``i`` back,
+    else -1; ``local`` maps a sample id to its position, -1 for samples not
+    in ``rows``. Each mutual pair appears once, from its smaller end."""
     r, m = top.shape
-    count = 0
-    for i in range(r):
+    out = np.full((r, m), -1, dtype=np.int64)
+    for i in numba.prange(r):
         for c in range(m):
-            if _mutual(top, rows, local, i, c, m) >= 0:
-                count += 1
-    a = np.empty(count, dtype=np.int64)
-    b = np.empty(count, dtype=np.int64)
-    count = 0
-    for i in range(r):
-        for c in range(m):
-            j = _mutual(top, rows, local, i, c, m)
-            if j >= 0:
-                a[count] = i
-                b[count] = j
-                count += 1
-    return a, b
+            if top[i, c] < 0:
+                continue
+            j = local[top[i, c]]
+            if j <= i:
+                continue
+            for q in range(m):
+                if top[j, q] == rows[i]:
+                    out[i, c] = j
+                    break
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
