@@ -39,13 +39,19 @@ def _recall_of_likely(exact_sims, found_sims, floor):
     ignores. Counted by cosine as :func:`_recall_at_k`; 1.0 when no row
     has a likely neighbour.
     """
+    found, counts = _likely_hits(exact_sims, found_sims, floor)
+    total = int(counts.sum())
+    return 1.0 if total == 0 else float(found.sum() / total)
+
+
+def _likely_hits(exact_sims, found_sims, floor):
+    """``(found, counts)`` per sample row: how many of its likely exact
+    neighbours (as :func:`_recall_of_likely`) a search found, and how many
+    it has."""
     exact = -np.sort(-exact_sims, axis=1)[:, 1:]
     likely = exact >= floor
     counts = likely.sum(axis=1)
-    total = int(counts.sum())
-    if total == 0:
-        return 1.0
     lowest = np.where(likely, exact, np.inf).min(axis=1) - 1e-6
     # One found cosine at or above the lowest is the row itself.
     found = (found_sims >= lowest[:, None]).sum(axis=1) - 1
-    return float(np.clip(found, 0, counts).sum() / total)
+    return np.clip(found, 0, counts), counts
