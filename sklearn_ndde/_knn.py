@@ -39,11 +39,6 @@ RECALL_SAMPLE = 1000
 #: Candidates per neighbour that the IVF search re-ranks exactly.
 REFINE_FACTOR = 8
 
-#: The same, for the two-pass search of :func:`knn_graph`: the rows it
-#: misses at 4 are those it searches again (584,013 synthetic faces: 112 s
-#: instead of 127 s, the same recall and partition).
-_TWO_PASS_REFINE = 4
-
 # Training rows per IVF cell (faiss asks 39 and warns below; 20 measured
 # the same recall at half the k-means time).
 _TRAIN_PER_LIST = 20
@@ -333,8 +328,6 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
         floor = _likely_cosine(Xn, exact_sims, n_neighbors)
     with _faiss_threads(faiss, n_jobs):
         index, ivf = _ivf_index(faiss, d, nlist, seed)
-        if d % 2 == 0:
-            index.k_factor = _TWO_PASS_REFINE
         train = np.sort(
             rng.choice(n, size=min(n, _TRAIN_PER_LIST * nlist), replace=False)
         )
@@ -344,21 +337,21 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
             index.add(Xn)
             order, cells = _cells_of_rows(faiss, ivf, n)
             closeness = _closeness(Xn, ivf.quantizer.reconstruct_n(0, nlist), cells)
-        plan = _wide_pass(
+        plan = _search_plan(
             index, ivf, Xn, sample, exact_sims, floor, closeness, recall, verbose
         )
         if plan is None:
             del index, ivf
             indices, sims = _exact_knn(Xn, n_neighbors, verbose=verbose, n_jobs=n_jobs)
             return indices, sims, 1.0
-        first, wide, cutoff = plan
-        ivf.nprobe = first
-        indices, sims = _search_by_cell(
-            faiss, index, ivf, Xn, n_neighbors, order, verbose
-        )
-        if wide is not None:
+        for nprobe, cutoff in plan:
+            ivf.nprobe = nprobe
+            if cutoff is None:
+                indices, sims = _search_by_cell(
+                    faiss, index, ivf, Xn, n_neighbors, order, verbose
+                )
+                continue
             again = order[closeness[order] <= cutoff]
-            ivf.nprobe = wide
             with _timed(f"{again.size:,} rows searched again", verbose):
                 sims[again], indices[again] = _search_rows(
                     index, ivf, Xn, again, n_neighbors, verbose
@@ -375,57 +368,53 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
     return indices, sims, reached
 
 
-def _wide_pass(index, ivf, Xn, sample, exact_sims, floor, closeness, recall, verbose):
-    """``(first, wide, cutoff)``: the ``nprobe`` of the pass over every row,
-    and the wider ``nprobe`` (None: no second pass) of the rows whose
-    closeness to their cell's centroid is at most ``cutoff``; None when no
-    ``nprobe`` below a quarter of the cells reaches ``recall``.
+def _search_plan(index, ivf, Xn, sample, exact_sims, floor, closeness, recall, verbose):
+    """The passes of the IVF search, as ``(nprobe, cutoff)``: every row
+    (``cutoff`` None), or the rows whose closeness to their cell's centroid
+    is at most ``cutoff``; None when no ``nprobe`` below a quarter of the
+    cells reaches ``recall``.
 
-    On the sample rows, least close first, each ``nprobe`` step gives the
-    recall reached by searching the first ``m`` of them again there; the
-    step and ``m`` of least cost (``m`` times the step's time) that reach
-    ``recall`` win. The pairs offered to their other end add to the
-    recall; the choice does not count on them.
+    On the sample rows, at each ``nprobe`` step: the recall of one pass
+    there, and of a pass at the first step followed by the ``m`` least
+    close rows searched again there. The plan of least time (the steps'
+    times on the sample, per row) that reaches ``recall`` wins; the steps
+    stop once a wider one costs more. The pairs later offered to their
+    other end add to the recall; the choice does not count on them.
     """
     n_neighbors = exact_sims.shape[1]
-    steps = _nprobe_steps(ivf.nlist)
     least_close = np.argsort(closeness[sample], kind="stable")
-    best, first_hits = None, None
-    for nprobe in steps:
+    best, first = None, None
+    for nprobe in _nprobe_steps(ivf.nlist):
         ivf.nprobe = nprobe
         with _timed(f"nprobe {nprobe}", verbose) as note:
             start = time.perf_counter()
             found_sims, _ = index.search(Xn[sample], n_neighbors)
-            seconds = time.perf_counter() - start
+            seconds = (time.perf_counter() - start) / sample.size
             hits, counts = _likely_hits(exact_sims, found_sims, floor)
-            if first_hits is None:
-                first_hits = hits
-            gained = np.cumsum((hits - first_hits)[least_close])
-            reach = (first_hits.sum() + np.r_[0, gained]) / max(int(counts.sum()), 1)
-            enough = np.flatnonzero(reach >= recall)
+            needed = recall * max(int(counts.sum()), 1)
             note.append(
-                f"recall {reach[-1]:.3f} of the likely neighbours (cosine >= "
-                f"{floor:.3f}), {_recall_at_k(exact_sims, found_sims):.3f} of "
-                f"all {n_neighbors}"
+                f"recall {hits.sum() / max(counts.sum(), 1):.3f} of the likely "
+                f"neighbours (cosine >= {floor:.3f}), "
+                f"{_recall_at_k(exact_sims, found_sims):.3f} of all {n_neighbors}"
             )
+        options = [(seconds, [(nprobe, None)])] if hits.sum() >= needed else []
+        if first is None:
+            first = (nprobe, seconds, hits)
+        else:
+            gained = np.cumsum((hits - first[2])[least_close])
+            enough = np.flatnonzero(first[2].sum() + gained >= needed)
             if enough.size:
-                m = int(enough[0])
-                again = m / sample.size
-                note.append(f"{reach[m]:.3f} with the {again:.1%} least close again")
-        if not enough.size:
+                m = int(enough[0]) + 1
+                cutoff = float(closeness[sample[least_close[m - 1]]])
+                plan = [(first[0], None), (nprobe, cutoff)]
+                options.append((first[1] + m / sample.size * seconds, plan))
+        if not options:
             continue
-        cost = m * seconds
+        cost, plan = min(options, key=lambda option: option[0])
         if best is not None and cost >= best[0]:
             break
-        best = (cost, nprobe, m)
-    if best is None:
-        return None
-    _, wide, m = best
-    if m == 0:
-        return steps[0], None, None
-    if m == sample.size or wide == steps[0]:
-        return wide, None, None
-    return steps[0], wide, float(closeness[sample[least_close[m - 1]]])
+        best = (cost, plan)
+    return None if best is None else best[1]
 
 
 def _search_rows(index, ivf, Xn, rows, n_neighbors, verbose=False):

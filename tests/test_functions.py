@@ -152,6 +152,84 @@ def test_knn_graph_ivf_reaches_its_recall_target(target):
     np.testing.assert_array_equal(again[0], approx)
 
 
+def test_offered_pairs_complete_each_list_from_the_other_end():
+    """Each row ends with the best k of its own list and of the rows that
+    list it, by cosine, each id once (brute force on small graphs)."""
+    from sklearn_ndde._kernels import offer_reverse_pairs
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(5, 40))
+        k = int(rng.integers(2, min(n, 10)))
+        X = rng.standard_normal((n, 8)).astype(np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        S = X @ X.T
+        indices = np.array(
+            [
+                np.r_[i, rng.permutation(np.delete(np.arange(n), i))[: k - 1]]
+                for i in range(n)
+            ],
+            dtype=np.int32,
+        )
+        indices[0, -1] = -1  # a missing result (faiss's -1) is replaced first
+        sims = np.where(indices >= 0, S[np.arange(n)[:, None], indices], -np.inf)
+        sims = sims.astype(np.float32)
+        got_i, got_s = indices.copy(), sims.copy()
+        offer_reverse_pairs(got_i, got_s, 2)
+        for j in range(n):
+            offers = {i for i in range(n) if i != j and j in indices[i]}
+            pool = (set(indices[j]) - {-1}) | offers
+            best = np.sort([S[j, c] for c in pool])[::-1][:k]
+            kept = np.sort(got_s[j][got_i[j] >= 0])[::-1]
+            np.testing.assert_allclose(kept, best[: kept.size], rtol=1e-6)
+            assert kept.size == min(k, len(pool))
+            assert len(set(got_i[j][got_i[j] >= 0])) == kept.size
+            np.testing.assert_allclose(
+                got_s[j][got_i[j] >= 0], S[j, got_i[j][got_i[j] >= 0]], rtol=1e-6
+            )
+
+
+def test_rows_sorted_self_first_as_lexsort_orders_them():
+    from sklearn_ndde._knn import _sort_rows
+
+    rng = np.random.default_rng(1)
+    for case in range(200):
+        n, k = int(rng.integers(1, 30)), int(rng.integers(1, 12))
+        indices = rng.integers(-1, 40, (n, k))
+        rows = rng.integers(0, 40, n) if case % 2 else np.arange(n)
+        if case % 3 == 0:
+            indices[:, 0] = rows
+        sims = rng.choice([0.1, 0.5, 0.5, 0.9, -np.inf], (n, k)).astype(np.float32)
+        order = np.lexsort((indices, -sims, indices != rows[:, None]), axis=-1)
+        got = _sort_rows(indices, sims, rows)
+        np.testing.assert_array_equal(got[0], np.take_along_axis(indices, order, 1))
+        np.testing.assert_array_equal(got[1], np.take_along_axis(sims, order, 1))
+
+
+def test_knn_graph_ivf_searches_the_least_central_rows_again(monkeypatch):
+    """The second pass re-searches the rows least close to their cell's
+    centroid, and the graph holds the recall it reports."""
+    import sklearn_ndde._knn as _knn
+
+    again = []
+    real = _knn._search_rows
+
+    def spy(index, ivf, Xn, rows, n_neighbors, verbose=False):
+        if rows.size < Xn.shape[0]:
+            again.append((ivf.nprobe, rows.size))
+        return real(index, ivf, Xn, rows, n_neighbors, verbose)
+
+    monkeypatch.setattr(_knn, "_search_rows", spy)
+    X, _ = make_face_embeddings(8000, 100, dim=32, spread=(0.6, 1.6), random_state=5)
+    exact, exact_sims = knn_graph(X, 20, method="exact")
+    approx, sims, reached = knn_graph(
+        X, 20, method="ivf", recall=0.99, random_state=0, return_recall=True
+    )
+    assert again and all(nprobe > 8 and 0 < size < 8000 for nprobe, size in again)
+    assert reached >= 0.99
+    assert _likely_recall(X, exact, exact_sims, sims) >= 0.97
+
+
 def test_knn_graph_ivf_at_full_recall_is_the_exact_graph():
     X, _ = make_face_embeddings(3000, 150, dim=16, random_state=1)
     exact, exact_sims = knn_graph(X, 10, method="exact")
