@@ -206,28 +206,49 @@ def test_rows_sorted_self_first_as_lexsort_orders_them():
         np.testing.assert_array_equal(got[1], np.take_along_axis(sims, order, 1))
 
 
-def test_knn_graph_ivf_searches_the_least_central_rows_again(monkeypatch):
-    """The second pass re-searches the rows least close to their cell's
-    centroid, and the graph holds the recall it reports."""
-    import sklearn_ndde._knn as _knn
+def test_search_plan_searches_the_least_close_rows_again():
+    """Where a cheap pass misses only the rows far from their cell's centroid,
+    the plan is that pass and those rows again in more cells; where it
+    misses everywhere, one wider pass; where nothing reaches the target,
+    none (the exact search runs)."""
+    import time
+    from types import SimpleNamespace
 
-    again = []
-    real = _knn._search_rows
+    from sklearn_ndde._knn import _search_plan
 
-    def spy(index, ivf, Xn, rows, n_neighbors, verbose=False):
-        if rows.size < Xn.shape[0]:
-            again.append((ivf.nprobe, rows.size))
-        return real(index, ivf, Xn, rows, n_neighbors, verbose)
+    rng = np.random.default_rng(0)
+    m, k = 200, 10
+    exact = np.sort(rng.uniform(0.6, 0.9, (m, k)), axis=1)[:, ::-1]
+    exact[:, 0] = 1.0
+    closeness = rng.uniform(0.2, 0.9, m)
+    sample = np.arange(m)
+    far = closeness < 0.35
 
-    monkeypatch.setattr(_knn, "_search_rows", spy)
-    X, _ = make_face_embeddings(8000, 100, dim=32, spread=(0.6, 1.6), random_state=5)
-    exact, exact_sims = knn_graph(X, 20, method="exact")
-    approx, sims, reached = knn_graph(
-        X, 20, method="ivf", recall=0.99, random_state=0, return_recall=True
+    class Index:
+        def __init__(self, miss):
+            self.miss = miss
+
+        def search(self, X, n_neighbors):
+            time.sleep(ivf.nprobe * 2e-4)  # wider passes cost more
+            found = exact.copy()
+            if ivf.nprobe < 40:
+                found[self.miss, 1:] = 0.0
+            return found, None
+
+    ivf = SimpleNamespace(nlist=400, nprobe=None)
+    X = np.zeros((m, 4))
+    plan = _search_plan(Index(far), ivf, X, sample, exact, 0.5, closeness, 1.0, False)
+    assert plan == [(8, None), (40, closeness[far].max())]
+    everywhere = rng.random(m) < 0.5
+    plan = _search_plan(
+        Index(everywhere), ivf, X, sample, exact, 0.5, closeness, 0.99, False
     )
-    assert again and all(nprobe > 8 and 0 < size < 8000 for nprobe, size in again)
-    assert reached >= 0.99
-    assert _likely_recall(X, exact, exact_sims, sims) >= 0.97
+    assert plan == [(40, None)]
+    never = Index(far)
+    never.search = lambda X, n: (np.zeros_like(exact), None)
+    assert (
+        _search_plan(never, ivf, X, sample, exact, 0.5, closeness, 0.99, False) is None
+    )
 
 
 def test_knn_graph_ivf_at_full_recall_is_the_exact_graph():
