@@ -12,6 +12,7 @@ between consecutive sizes and over all of them. ``--json`` writes the
 rows, which the documentation's benchmark page draws.
 
     python benchmarks/scale_fit.py [--n 30000 100000 300000 584013] [--json PATH]
+        [--knn-method auto|ivf|pynndescent] [-v]
 """
 
 import argparse
@@ -41,7 +42,7 @@ def data_files(n, cache):
     return X_path, y_path
 
 
-def child(n, cache):
+def child(n, cache, knn_method, verbose):
     from sklearn_ndde import NDDeTPDiClustering, _numpy_stages
     from sklearn_ndde._knn import _search_method
     from sklearn_ndde._memory import fit_bytes
@@ -51,7 +52,7 @@ def child(n, cache):
     X = np.load(X_path, mmap_mode="r")
     y = np.load(y_path)
     stages = {}
-    est = NDDeTPDiClustering(random_state=0)
+    est = NDDeTPDiClustering(random_state=0, knn_method=knn_method, verbose=verbose)
 
     def stage_logger(verbose):
         @contextmanager
@@ -68,7 +69,7 @@ def child(n, cache):
     start = time.perf_counter()
     est.fit(X)
     seconds = time.perf_counter() - start
-    method = _search_method(n, "auto", "cpu")[0]
+    method = _search_method(n, knn_method, "cpu")[0]
     row = {
         "n": n,
         "seconds": seconds,
@@ -96,10 +97,16 @@ def main():
         default=Path.home() / ".cache" / "sklearn-ndde-benchmarks",
         help="folder of the generated faces",
     )
+    parser.add_argument(
+        "--knn-method", default="auto", choices=["auto", "ivf", "pynndescent"]
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="the fit's lines on stderr"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.cache)
+        child(args.child, args.cache, args.knn_method, int(args.verbose))
         return
     rows = []
     print(
@@ -109,12 +116,15 @@ def main():
     for n in args.n:
         data_files(n, args.cache)  # made here, outside the measured process
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(n), "--cache", str(args.cache)],
-            capture_output=True,
+            [sys.executable, __file__, "--child", str(n), "--cache", str(args.cache)]
+            + ["--knn-method", args.knn_method]
+            + ["-v"] * args.verbose,
+            stdout=subprocess.PIPE,
+            stderr=None if args.verbose else subprocess.PIPE,
             text=True,
         )
         if proc.returncode:
-            raise RuntimeError(f"n={n} failed:\n{proc.stderr[-2000:]}")
+            raise RuntimeError(f"n={n} failed:\n{(proc.stderr or '')[-2000:]}")
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(

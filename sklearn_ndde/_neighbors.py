@@ -58,7 +58,10 @@ def knn_graph(
     method : {"auto", "exact", "ivf", "pynndescent"}, default="auto"
         ``"exact"`` is a blocked brute-force search (faiss's BLAS path) that
         never holds more than about 256 MB of similarities; ``"ivf"`` is
-        faiss's inverted-file search, calibrated at run time to ``recall``;
+        faiss's inverted-file search, calibrated at run time to ``recall``
+        (every row in the 8 cells nearest it, the rows far from the centre
+        of their cell again in more cells, then each pair found from one
+        end added at the other);
         ``"pynndescent"`` is the NN-descent graph search; ``"auto"`` picks
         exact search up to 30,000 samples (or at any size on a CUDA device),
         ``"ivf"`` up to 1,000,000 and ``"pynndescent"`` above (or where
@@ -74,9 +77,11 @@ def knn_graph(
         those exact lists, as the estimator fits it on the graph) makes
         at least as likely the same identity as not; the rest of a list
         is unrelated samples, which the clustering ignores and which no
-        index finds cheaply. The search scans more cells until the
-        target holds (1.0 finds every likely neighbour). Ignored by the
-        other methods.
+        index finds cheaply. The search scans more cells, for every row
+        or for the rows least close to the centre of their cell (where a
+        cheap search misses nearly all it misses), whichever the sampled
+        rows show faster, until the target holds (1.0 finds every likely
+        neighbour). Ignored by the other methods.
     random_state : int, RandomState instance or None, default=None
         Seed of the approximate search.
     n_jobs : int, default=None
