@@ -1,0 +1,138 @@
+"""numba kernels of the neighbour search: the pairs found from one end
+offered to the other, and each list put in order."""
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def _pairs_by_target(indices, values):
+    """The listed pairs ``(i, j)`` of a kNN graph, ``j != i`` and ``j >= 0``,
+    grouped by ``j``: ``(indptr, sources, values)`` in CSR order."""
+    n, k = indices.shape
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        for c in range(k):
+            j = indices[i, c]
+            if j >= 0 and j != i:
+                indptr[j + 1] += 1
+    for j in range(n):
+        indptr[j + 1] += indptr[j]
+    fill = indptr[:-1].copy()
+    sources = np.empty(indptr[n], dtype=indices.dtype)
+    offered = np.empty(indptr[n], dtype=values.dtype)
+    for i in range(n):
+        for c in range(k):
+            j = indices[i, c]
+            if j >= 0 and j != i:
+                sources[fill[j]] = i
+                offered[fill[j]] = values[i, c]
+                fill[j] += 1
+    return indptr, sources, offered
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sift_down(heap_values, heap_ids, at, k):
+    """Move entry ``at`` of a min-heap of ``k`` entries down to its place."""
+    while True:
+        child = 2 * at + 1
+        if child >= k:
+            return
+        if child + 1 < k and heap_values[child + 1] < heap_values[child]:
+            child += 1
+        if heap_values[child] >= heap_values[at]:
+            return
+        heap_values[at], heap_values[child] = heap_values[child], heap_values[at]
+        heap_ids[at], heap_ids[child] = heap_ids[child], heap_ids[at]
+        at = child
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def offer_reverse_pairs(indices, values, n_chunks):
+    """Offer each listed pair to its other end, in place: row ``j`` takes
+    ``i`` when ``i`` lists ``j`` with a value above the lowest of row ``j``
+    and ``j`` does not list ``i`` yet (the lowest entry leaves). For a
+    symmetric value (the cosine) this adds the pairs an approximate search
+    found from one end only; no value is computed. Rows come out in no
+    particular order; returns how many entries changed.
+    """
+    n, k = indices.shape
+    indptr, sources, offered = _pairs_by_target(indices, values)
+    chunk = (n + n_chunks - 1) // n_chunks
+    changed = 0
+    for part in numba.prange(n_chunks):
+        seen = np.full(n, -1, dtype=np.int64)
+        heap_values = np.empty(k, dtype=values.dtype)
+        heap_ids = np.empty(k, dtype=indices.dtype)
+        for j in range(part * chunk, min(n, (part + 1) * chunk)):
+            lowest = values[j, 0]
+            for c in range(1, k):
+                lowest = min(lowest, values[j, c])
+            start, stop = indptr[j], indptr[j + 1]
+            wanted = False
+            for q in range(start, stop):
+                if offered[q] > lowest:
+                    wanted = True
+                    break
+            if not wanted:
+                continue
+            for c in range(k):
+                heap_values[c] = values[j, c]
+                heap_ids[c] = indices[j, c]
+                if indices[j, c] >= 0:
+                    seen[indices[j, c]] = j
+            for parent in range(k // 2 - 1, -1, -1):
+                _sift_down(heap_values, heap_ids, parent, k)
+            taken = 0
+            for q in range(start, stop):
+                i = sources[q]
+                if offered[q] > heap_values[0] and seen[i] != j:
+                    seen[i] = j
+                    heap_values[0] = offered[q]
+                    heap_ids[0] = i
+                    _sift_down(heap_values, heap_ids, 0, k)
+                    taken += 1
+            if taken:
+                for c in range(k):
+                    values[j, c] = heap_values[c]
+                    indices[j, c] = heap_ids[c]
+                changed += taken
+    return changed
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def self_first_order(indices, values, rows):
+    """Per row, the order that puts the row's own id (``rows``) first, then
+    the others by decreasing ``values``, ties by increasing id: what
+    ``np.lexsort((indices, -values, indices != rows[:, None]))`` gives,
+    with a row that is already in order only checked."""
+    n, k = indices.shape
+    order = np.empty((n, k), dtype=np.int32)
+    for i in numba.prange(n):
+        own = rows[i]
+        ordered = indices[i, 0] == own
+        for c in range(1, k - 1):
+            if not ordered:
+                break
+            a, b = values[i, c], values[i, c + 1]
+            ordered = indices[i, c] != own and (
+                a > b or (a == b and indices[i, c] < indices[i, c + 1])
+            )
+        if ordered and k > 1:
+            ordered = indices[i, k - 1] != own
+        if ordered:
+            for c in range(k):
+                order[i, c] = c
+            continue
+        by_id = np.argsort(indices[i], kind="mergesort")
+        by_value = by_id[np.argsort(-values[i][by_id], kind="mergesort")]
+        at = 0
+        for c in range(k):
+            if indices[i, by_value[c]] == own:
+                order[i, at] = by_value[c]
+                at += 1
+        for c in range(k):
+            if indices[i, by_value[c]] != own:
+                order[i, at] = by_value[c]
+                at += 1
+    return order
