@@ -35,6 +35,11 @@ RECALL_SAMPLE = 1000
 #: Candidates per neighbour that the IVF search re-ranks exactly.
 REFINE_FACTOR = 8
 
+# k-means iterations of the two-pass search's cells (faiss's IVF default
+# is 10): the rows that poorer cells leave far from their centroid are
+# searched again anyway (584,013 faces: training 27 s -> 11 s, the search
+# 113-121 s -> 106 s, BCubed F 1.0000 both).
+_KMEANS_ITERATIONS = 5
 # Training rows per IVF cell (faiss asks 39 and warns below; 20 measured
 # the same recall at half the k-means time).
 _TRAIN_PER_LIST = 20
@@ -324,6 +329,7 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
         floor = _likely_cosine(Xn, exact_sims, n_neighbors)
     with _faiss_threads(faiss, n_jobs):
         index, ivf = _ivf_index(faiss, d, nlist, seed)
+        ivf.cp.niter = _KMEANS_ITERATIONS
         train = np.sort(
             rng.choice(n, size=min(n, _TRAIN_PER_LIST * nlist), replace=False)
         )
