@@ -16,7 +16,7 @@ The likely neighbours are the exact neighbours whose calibrated similarity
 searches every row (in cell order, as ``knn_graph`` does) at each fixed
 ``nprobe``, printing the same figures.
 
-    python benchmarks/knn_recall.py [--n 584013] [--targets 0.995]
+    python benchmarks/knn_recall.py [--n 584013] [--targets 0.99]
         [--nprobe 8,61,137,205] [--cache DIR]
 """
 
@@ -98,7 +98,7 @@ def main():
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument(
         "--targets",
-        default="0.995",
+        default="0.99",
         help="comma-separated recall targets of the likely neighbours",
     )
     parser.add_argument(

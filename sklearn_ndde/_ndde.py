@@ -164,7 +164,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         Neighbour search, see :func:`knn_graph`: exact up to 30,000
         samples, faiss's IVF search calibrated to ``knn_recall`` up to
         1,000,000, pynndescent above.
-    knn_recall : float in (0, 1], default=0.995
+    knn_recall : float in (0, 1], default=0.99
         Recall target of the IVF search: the share of the likely
         neighbours (exact neighbours whose calibrated similarity is at
         least 0.5, the pairs the clustering acts on) it must find,
@@ -293,7 +293,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         merge_threshold=0.18,
         recalibrate=True,
         knn_method="auto",
-        knn_recall=0.995,
+        knn_recall=0.99,
         metric="cosine",
         n_jobs=None,
         device="auto",

@@ -33,7 +33,7 @@ def knn_graph(
     *,
     method="auto",
     metric="cosine",
-    recall=0.995,
+    recall=0.99,
     random_state=None,
     n_jobs=None,
     device="auto",
@@ -69,7 +69,7 @@ def knn_graph(
         is slower than pynndescent at 1.74 million samples.
     metric : {"cosine"}, default="cosine"
         Similarity measure.
-    recall : float in (0, 1], default=0.995
+    recall : float in (0, 1], default=0.99
         Recall target of ``method="ivf"``: the share of the *likely*
         neighbours that the search must find, measured on 1,000 sampled
         rows against exact search. A likely neighbour is an exact
