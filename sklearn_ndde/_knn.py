@@ -40,6 +40,7 @@ REFINE_FACTOR = 8
 # searched again anyway (584,013 faces: training 27 s -> 11 s, the search
 # 113-121 s -> 106 s, BCubed F 1.0000 both).
 _KMEANS_ITERATIONS = 5
+
 # Training rows per IVF cell (faiss asks 39 and warns below; 20 measured
 # the same recall at half the k-means time).
 _TRAIN_PER_LIST = 20
@@ -304,7 +305,7 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
     pair is offered to its other end (:func:`offer_reverse_pairs`). The
     wide ``nprobe`` and the share of rows searched again are chosen on
     ``RECALL_SAMPLE`` rows against their exact neighbours
-    (:func:`_wide_pass`): the cheapest pair that reaches ``recall``. When
+    (:func:`_search_plan`): the cheapest plan that reaches ``recall``. When
     none does below a quarter of the cells, the exact BLAS search runs
     instead, so the target always holds. Returns ``(indices, sims,
     recall_reached)``, the last measured on the sample rows of the
@@ -403,9 +404,10 @@ def _search_plan(index, ivf, Xn, sample, exact_sims, floor, closeness, recall, v
             found_sims, _ = index.search(Xn[sample], n_neighbors)
             cost = _query_cost(Xn.shape[0], ivf.nlist, n_neighbors, nprobe)
             hits, counts = _likely_hits(exact_sims, found_sims, floor)
-            needed = recall * max(int(counts.sum()), 1)
+            total = max(int(counts.sum()), 1)
+            needed = recall * total
             note.append(
-                f"recall {hits.sum() / max(counts.sum(), 1):.3f} of the likely "
+                f"recall {hits.sum() / total:.3f} of the likely "
                 f"neighbours (cosine >= {floor:.3f}), "
                 f"{_recall_at_k(exact_sims, found_sims):.3f} of all {n_neighbors}"
             )

@@ -79,9 +79,9 @@ def knn_graph(
         is unrelated samples, which the clustering ignores and which no
         index finds cheaply. The search scans more cells, for every row
         or for the rows least close to the centre of their cell (where a
-        cheap search misses nearly all it misses), whichever the sampled
-        rows show faster, until the target holds (1.0 finds every likely
-        neighbour). Ignored by the other methods.
+        cheap search misses nearly all it misses), whichever a model of the
+        search's cost finds cheaper, until the target holds on the sampled
+        rows (1.0 finds every likely neighbour). Ignored by the other methods.
     random_state : int, RandomState instance or None, default=None
         Seed of the approximate search.
     n_jobs : int, default=None
