@@ -8,7 +8,13 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._kernels import numba_threads, take_rows
-from ._knn_kernels import offer_reverse_pairs, self_first_order
+from ._knn_kernels import (
+    merge_found,
+    neighbours_of_neighbours,
+    new_entries,
+    offer_reverse_pairs,
+    self_first_order,
+)
 from ._knn_torch import _cuda_device, _exact_knn_torch
 from ._memory import (
     _EXACT_BLOCK_ELEMENTS,
@@ -32,13 +38,33 @@ IVF_MAX_SAMPLES = 1_000_000
 #: Queries whose exact neighbours measure an approximate search's recall.
 RECALL_SAMPLE = 1000
 
-#: Candidates per neighbour that the IVF search re-ranks exactly.
+#: Candidates per neighbour that the Dask path's IVF search re-ranks exactly.
 REFINE_FACTOR = 8
 
-# k-means iterations of the two-pass search's cells (faiss's IVF default
-# is 10): the rows that poorer cells leave far from their centroid are
-# searched again anyway (584,013 faces: training 27 s -> 11 s, the search
-# 113-121 s -> 106 s, BCubed F 1.0000 both).
+# The single-machine IVF search's first pass: about 4 sqrt(n) cells, 8 of
+# them probed per row, 2 candidates per neighbour re-ranked exactly; the
+# refinement then finds what it missed (584,013 synthetic faces: see
+# ``NOTES.md``, nineteenth session).
+_FIRST_PASS_ROOT = 4
+_FIRST_NPROBE = 8
+_FIRST_PASS_REFINE = 2
+# Neighbour descent: each row meets the first _REFINE_EACH likely
+# neighbours of its first _REFINE_SOURCES ones, for at most _REFINE_ROUNDS
+# rounds.
+_REFINE_SOURCES = 20
+_REFINE_EACH = 40
+_REFINE_ROUNDS = 8
+# The second pass: the _WIDE_SHARE of the rows least close to the
+# centroid of their cell, searched in _WIDE_CELLS of the cells.
+_WIDE_SHARE = 0.08
+_WIDE_CELLS = 0.05
+# Share of the sample's missed likely neighbours whose rows a widening
+# searches again.
+_WIDEN_SHARE = 0.9
+
+# k-means iterations of the IVF cells (faiss's default is 10): what poorer
+# cells miss is found again by the refinement (584,013 faces, the earlier
+# two-pass search: training 27 s -> 11 s, BCubed F 1.0000 both).
 _KMEANS_ITERATIONS = 5
 
 # Training rows per IVF cell (faiss asks 39 and warns below; 20 measured
@@ -246,23 +272,24 @@ def _closeness(Xn, centroids, cells, block=65536):
     return out
 
 
-def _ivf_lists(n_samples):
-    """Cells of the IVF search for ``n_samples``: about ``8 sqrt(n)``.
+def _ivf_lists(n_samples, per_root=8):
+    """Cells of an IVF search for ``n_samples``: about ``per_root sqrt(n)``.
 
-    Cells of about ``sqrt(n) / 8`` samples, many scanned per query,
-    measured faster at equal recall than faiss's usual ``4 sqrt(n)``
-    (200,000 synthetic 256-d faces: nlist 4,000 reached recall 0.966 in a
-    third of the time nlist 1,788 needed for 0.962). At least
+    The Dask path's one-pass search uses 8 (cells of about ``sqrt(n) / 8``
+    samples, many scanned per query: at 200,000 synthetic 256-d faces,
+    nlist 4,000 reached recall 0.966 in a third of the time nlist 1,788
+    needed for 0.962); the single-machine search, whose refinement finds
+    what the cells miss, uses 4 (:data:`_FIRST_PASS_ROOT`). At least
     ``_TRAIN_PER_LIST`` training samples per cell.
     """
-    return int(max(1, min(8 * np.sqrt(n_samples), n_samples // _TRAIN_PER_LIST)))
+    return int(max(1, min(per_root * np.sqrt(n_samples), n_samples // _TRAIN_PER_LIST)))
 
 
-def _ivf_index(faiss, d, nlist, seed):
+def _ivf_index(faiss, d, nlist, seed, k_factor=REFINE_FACTOR):
     """The untrained IVF index: PQ fast-scan codes with an exact re-rank.
 
     Each row is coded on ``d / 2`` sub-vectors of 4 bits (half a byte per
-    dimension), scanned with SIMD lookups; the ``REFINE_FACTOR * k`` best
+    dimension), scanned with SIMD lookups; the ``k_factor * k`` best
     candidates of a query are then re-ranked with the exact cosine, so the
     cosines returned are exact. At 584,013 synthetic 256-d faces this
     reached recall 0.955 at about half the time of IVF-Flat's 0.957
@@ -272,7 +299,7 @@ def _ivf_index(faiss, d, nlist, seed):
     cells = f"IVF{nlist}"
     if d % 2 == 0:
         index = faiss.index_factory(d, f"{cells},PQ{d // 2}x4fs,RFlat", metric)
-        index.k_factor = REFINE_FACTOR
+        index.k_factor = k_factor
         ivf = faiss.extract_index_ivf(index)
     else:
         index = faiss.index_factory(d, f"{cells},Flat", metric)
@@ -295,21 +322,25 @@ def _nprobe_steps(nlist):
 
 
 def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
-    """IVF search in two passes, widened until a recall target holds.
+    """IVF search in two passes, then a neighbour-descent refinement,
+    widened until a recall target holds.
 
     The cells are a spherical k-means of a sample of the rows. Every row
-    is searched in the ``nprobe`` cells nearest it (8, the first of
-    :func:`_nprobe_steps`); the rows least close to the centroid of their
-    own cell (those of identities spread over many cells, where nearly all
-    the misses are) are searched again in more cells; then each found
-    pair is offered to its other end (:func:`offer_reverse_pairs`). The
-    wide ``nprobe`` and the share of rows searched again are chosen on
-    ``RECALL_SAMPLE`` rows against their exact neighbours
-    (:func:`_search_plan`): the cheapest plan that reaches ``recall``. When
-    none does below a quarter of the cells, the exact BLAS search runs
-    instead, so the target always holds. Returns ``(indices, sims,
-    recall_reached)``, the last measured on the sample rows of the
-    finished graph.
+    is searched in the ``_FIRST_NPROBE`` cells nearest it, its candidates
+    re-ranked exactly (``_FIRST_PASS_REFINE`` per neighbour); the
+    ``_WIDE_SHARE`` of the rows least close to the centroid of their cell
+    (those of people spread over many cells) are searched again in
+    ``_WIDE_CELLS`` of the cells, which finds the pairs between the parts
+    of a person that the cells split apart. Then :func:`refine_graph`
+    offers each pair to its other end and meets each row with its
+    neighbours' neighbours until nothing new turns up. The recall of the
+    likely neighbours is measured on ``RECALL_SAMPLE`` rows against their
+    exact lists; while it is under ``recall``, the rows where the sample's
+    misses are (:func:`_rows_to_widen`) are searched in twice as many
+    cells, merged in, and refined again. Past a quarter of the cells the
+    exact BLAS search runs instead, so the target always holds. Returns
+    ``(indices, sims, recall_reached)``, the last measured on the sample
+    rows of the finished graph.
     """
     faiss = _faiss()
     if faiss is None:
@@ -318,18 +349,20 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
             "method='pynndescent')."
         )
     n, d = Xn.shape
-    if n < _IVF_MIN_SAMPLES:
+    if n < _IVF_MIN_SAMPLES or recall >= 1.0:
         # Too few rows to train the cells and the codes (faiss warns below
-        # 39 training rows per centroid), and the exact search is as fast.
+        # 39 training rows per centroid), and the exact search is as fast;
+        # or every likely neighbour asked, which only the exact search
+        # guarantees beyond the sampled rows.
         indices, sims = _exact_knn(Xn, n_neighbors, verbose=verbose, n_jobs=n_jobs)
         return indices, sims, 1.0
     rng = np.random.default_rng(seed)
-    nlist = _ivf_lists(n)
+    nlist = _ivf_lists(n, _FIRST_PASS_ROOT)
     with _timed(f"exact lists of {min(n, RECALL_SAMPLE):,} rows", verbose):
         sample, exact_sims = _recall_sample(Xn, n_neighbors, rng, n_jobs)
         floor = _likely_cosine(Xn, exact_sims, n_neighbors)
     with _faiss_threads(faiss, n_jobs):
-        index, ivf = _ivf_index(faiss, d, nlist, seed)
+        index, ivf = _ivf_index(faiss, d, nlist, seed, _FIRST_PASS_REFINE)
         ivf.cp.niter = _KMEANS_ITERATIONS
         train = np.sort(
             rng.choice(n, size=min(n, _TRAIN_PER_LIST * nlist), replace=False)
@@ -340,95 +373,111 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
             index.add(Xn)
             order, cells = _cells_of_rows(faiss, ivf, n)
             closeness = _closeness(Xn, ivf.quantizer.reconstruct_n(0, nlist), cells)
-        plan = _search_plan(
-            index, ivf, Xn, sample, exact_sims, floor, closeness, recall, verbose
+        ivf.nprobe = _FIRST_NPROBE
+        indices, sims = _search_by_cell(
+            faiss, index, ivf, Xn, n_neighbors, order, verbose
         )
-        if plan is None:
-            del index, ivf
-            indices, sims = _exact_knn(Xn, n_neighbors, verbose=verbose, n_jobs=n_jobs)
-            return indices, sims, 1.0
-        for nprobe, cutoff in plan:
-            ivf.nprobe = nprobe
-            if cutoff is None:
-                indices, sims = _search_by_cell(
-                    faiss, index, ivf, Xn, n_neighbors, order, verbose
+        _search_short_rows(Xn, indices, sims, n_jobs)
+        indices, sims = _sort_rows(indices, sims)
+        # The rows least close to their centroid, searched again in many
+        # cells: the pairs that join the parts of a person the cells split
+        # apart, which the refinement cannot find from either part.
+        ivf.nprobe = min(nlist, max(2 * _FIRST_NPROBE, round(_WIDE_CELLS * nlist)))
+        if hasattr(index, "k_factor"):
+            index.k_factor = REFINE_FACTOR
+        far = order[closeness[order] <= np.quantile(closeness, _WIDE_SHARE)]
+        with _timed(f"{far.size:,} rows searched at nprobe {ivf.nprobe}", verbose):
+            found_sims, found = _search_rows(index, ivf, Xn, far, n_neighbors)
+            merge_found(indices, sims, far, found, found_sims)
+            del found, found_sims
+        indices, sims = refine_graph(Xn, indices, sims, floor, n_jobs, verbose)
+        reached = _recall_of_likely(exact_sims, sims[sample], floor)
+        while reached < recall:
+            ivf.nprobe *= 2
+            if ivf.nprobe > max(1, nlist // 4):
+                del index, ivf
+                indices, sims = _exact_knn(
+                    Xn, n_neighbors, verbose=verbose, n_jobs=n_jobs
                 )
-                continue
-            again = order[closeness[order] <= cutoff]
-            with _timed(f"{again.size:,} rows searched again", verbose):
-                sims[again], indices[again] = _search_rows(
-                    index, ivf, Xn, again, n_neighbors, verbose
-                )
+                return indices, sims, 1.0
+            rows = _rows_to_widen(order, closeness, sample, exact_sims, sims, floor)
+            with _timed(f"{rows.size:,} rows searched again", verbose):
+                found_sims, found = _search_rows(index, ivf, Xn, rows, n_neighbors)
+            previous = indices.copy()
+            merge_found(indices, sims, rows, found, found_sims)
+            del found, found_sims
+            indices, sims = refine_graph(
+                Xn, indices, sims, floor, n_jobs, verbose, previous
+            )
+            reached = _recall_of_likely(exact_sims, sims[sample], floor)
     del index, ivf
-    with _timed("pairs offered to their other end", verbose) as note:
-        with numba_threads(n_jobs) as threads:
-            changed = offer_reverse_pairs(indices, sims, threads)
-        note.append(f"{changed:,} entries added")
-    _search_short_rows(Xn, indices, sims, n_jobs)
-    reached = _recall_of_likely(exact_sims, sims[sample], floor)
     if verbose:
-        log(f"kNN (IVF): recall {reached:.3f} of the sample rows' likely neighbours")
+        log(
+            f"kNN (IVF): recall {reached:.3f} of the sample rows' likely "
+            f"neighbours (cosine >= {floor:.3f}), "
+            f"{_recall_at_k(exact_sims, sims[sample]):.3f} of all {n_neighbors}"
+        )
     return indices, sims, reached
 
 
-def _query_cost(n, nlist, n_neighbors, nprobe):
-    """The time of one IVF query, in units of one distance to a centroid:
-    the distances to every centroid, the exact re-rank of ``REFINE_FACTOR
-    k`` candidates (a gather of whole rows, 11.5 units each) and the codes
-    of ``nprobe`` cells (0.86 units each). Fitted to the first and second
-    passes at 584,013 and 1,740,301 synthetic 256-d faces (98, 267 and 132
-    microseconds per query at 8, 308 and 8 cells; 2 cores)."""
-    return nlist + 11.5 * REFINE_FACTOR * n_neighbors + 0.86 * nprobe * n / nlist
+def _rows_to_widen(order, closeness, sample, exact_sims, sims, floor):
+    """The rows (in cell ``order``) to search again in more cells: those
+    no closer to the centroid of their cell than the sample rows holding
+    ``_WIDEN_SHARE`` of the sample's missed likely neighbours, taken from
+    the least close up."""
+    found, counts = _likely_hits(exact_sims, sims[sample], floor)
+    missed = (counts - found)[np.argsort(closeness[sample], kind="stable")]
+    cutoff_at = np.searchsorted(np.cumsum(missed), _WIDEN_SHARE * missed.sum())
+    cutoff = np.sort(closeness[sample])[min(cutoff_at, sample.size - 1)]
+    return order[closeness[order] <= cutoff]
 
 
-def _search_plan(index, ivf, Xn, sample, exact_sims, floor, closeness, recall, verbose):
-    """The passes of the IVF search, as ``(nprobe, cutoff)``: every row
-    (``cutoff`` None), or the rows whose closeness to their cell's centroid
-    is at most ``cutoff``; None when no ``nprobe`` below a quarter of the
-    cells reaches ``recall``.
+def refine_graph(Xn, indices, sims, floor, n_jobs=None, verbose=False, previous=None):
+    """Refine an approximate kNN graph (rows self first, then by
+    decreasing cosine; ``Xn`` its unit rows) by neighbour descent.
 
-    On the sample rows, at each ``nprobe`` step: the recall of one pass
-    there, and of a pass at the first step followed by the ``m`` least
-    close rows searched again there. The plan of least cost
-    (:func:`_query_cost`, a model, so that the plan and the graph do not
-    depend on the machine's load) that reaches ``recall`` wins; the steps
-    stop once a wider one costs more. The pairs later offered to their
-    other end add to the recall; the choice does not count on them.
+    Each pair is first offered to its other end (:func:`offer_reverse_pairs`,
+    no cosine computed). Then, in rounds, each row meets the likely
+    neighbours (cosine ``floor`` or more) of its first
+    ``_REFINE_SOURCES`` neighbours (:func:`neighbours_of_neighbours`), through
+    the pairs added since the round before (all of them in the first
+    round, or those not in ``previous``, the graph before a merge), and the
+    pairs gained are offered in turn; the rounds stop when they measure
+    fewer cosines than rows, or after ``_REFINE_ROUNDS``. Faces of one
+    person that the cells split apart are found through the faces between
+    them. Returns new ``(indices, sims)``, rows in the same order.
     """
-    n_neighbors = exact_sims.shape[1]
-    least_close = np.argsort(closeness[sample], kind="stable")
-    best, first = None, None
-    for nprobe in _nprobe_steps(ivf.nlist):
-        ivf.nprobe = nprobe
-        with _timed(f"nprobe {nprobe}", verbose) as note:
-            found_sims, _ = index.search(Xn[sample], n_neighbors)
-            cost = _query_cost(Xn.shape[0], ivf.nlist, n_neighbors, nprobe)
-            hits, counts = _likely_hits(exact_sims, found_sims, floor)
-            total = max(int(counts.sum()), 1)
-            needed = recall * total
-            note.append(
-                f"recall {hits.sum() / total:.3f} of the likely "
-                f"neighbours (cosine >= {floor:.3f}), "
-                f"{_recall_at_k(exact_sims, found_sims):.3f} of all {n_neighbors}"
-            )
-        options = [(cost, [(nprobe, None)])] if hits.sum() >= needed else []
-        if first is None:
-            first = (nprobe, cost, hits)
+    n = indices.shape[0]
+    with numba_threads(n_jobs) as threads:
+        chunks = max(1, min(n, 16 * threads))
+        with _timed("pairs offered to their other end", verbose):
+            offer_reverse_pairs(indices, sims, threads)
+            indices, sims = _sort_rows(indices, sims)
+        if previous is None:
+            new = np.ones(indices.shape, dtype=bool)
         else:
-            gained = np.cumsum((hits - first[2])[least_close])
-            enough = np.flatnonzero(first[2].sum() + gained >= needed)
-            if enough.size:
-                m = int(enough[0]) + 1
-                cutoff = float(closeness[sample[least_close[m - 1]]])
-                plan = [(first[0], None), (nprobe, cutoff)]
-                options.append((first[1] + m / sample.size * cost, plan))
-        if not options:
-            continue
-        option = min(options, key=lambda option: option[0])
-        if best is not None and option[0] >= best[0]:
-            break
-        best = option
-    return None if best is None else best[1]
+            new = new_entries(previous, indices, chunks)
+            del previous
+        for round_ in range(_REFINE_ROUNDS):
+            with _timed(f"refinement round {round_ + 1}", verbose) as note:
+                grown, grown_sims, measured = neighbours_of_neighbours(
+                    Xn,
+                    indices,
+                    sims,
+                    new,
+                    _REFINE_SOURCES,
+                    _REFINE_EACH,
+                    np.float32(floor),
+                    chunks,
+                )
+                offer_reverse_pairs(grown, grown_sims, threads)
+                grown, grown_sims = _sort_rows(grown, grown_sims)
+                new = new_entries(indices, grown, chunks)
+                indices, sims = grown, grown_sims
+                note.append(f"{measured / max(n, 1):.1f} cosines per row")
+            if measured < n:
+                break
+    return indices, sims
 
 
 def _search_rows(index, ivf, Xn, rows, n_neighbors, verbose=False):

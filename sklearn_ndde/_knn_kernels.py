@@ -136,3 +136,113 @@ def self_first_order(indices, values, rows):
                 order[i, at] = by_value[c]
                 at += 1
     return order
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def neighbours_of_neighbours(
+    Xn, indices, values, new, n_sources, n_each, floor, n_chunks
+):
+    """One round of a neighbour-descent refinement of a kNN graph.
+
+    Row ``i`` (its entries ordered by decreasing cosine) meets the first
+    ``n_each`` neighbours of each of its first ``n_sources`` neighbours,
+    only those at cosine ``floor`` or more, and only through a pair that
+    ``new`` marks as added since the last round (a pair met before was
+    measured before). Each one it does not list yet has its cosine to
+    ``i`` computed (``Xn``: unit rows) and takes the lowest entry's place
+    when above it. Reads ``indices`` and ``values`` and writes copies, so
+    that the result does not depend on the threads; returns ``(indices,
+    values, n_measured)``, each changed row still in decreasing order.
+    """
+    n, k = indices.shape
+    out_ids = indices.copy()
+    out_values = values.copy()
+    measured = np.zeros(n_chunks, dtype=np.int64)
+    chunk = (n + n_chunks - 1) // n_chunks
+    for part in numba.prange(n_chunks):
+        seen = np.full(n, -1, dtype=np.int64)
+        met = np.empty(max(1, n_sources * n_each), dtype=np.int64)
+        for i in range(part * chunk, min(n, (part + 1) * chunk)):
+            seen[i] = i
+            for c in range(k):
+                if indices[i, c] >= 0:
+                    seen[indices[i, c]] = i
+            m = 0
+            for a in range(min(n_sources, k)):
+                j = indices[i, a]
+                if values[i, a] < floor:
+                    break
+                if j < 0 or j == i:
+                    continue
+                for b in range(min(n_each, k)):
+                    if values[j, b] < floor:
+                        break
+                    q = indices[j, b]
+                    if q >= 0 and seen[q] != i and (new[i, a] or new[j, b]):
+                        seen[q] = i
+                        met[m] = q
+                        m += 1
+            measured[part] += m
+            for x in range(m):
+                q = met[x]
+                cosine = np.float32(0.0)
+                for d in range(Xn.shape[1]):
+                    cosine += Xn[i, d] * Xn[q, d]
+                if cosine <= out_values[i, k - 1]:
+                    continue
+                at = k - 1
+                while at > 1 and out_values[i, at - 1] < cosine:
+                    out_values[i, at] = out_values[i, at - 1]
+                    out_ids[i, at] = out_ids[i, at - 1]
+                    at -= 1
+                out_values[i, at] = cosine
+                out_ids[i, at] = q
+    return out_ids, out_values, measured.sum()
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def new_entries(previous, indices, n_chunks):
+    """Whether each entry of ``indices`` is absent from the same row of
+    ``previous`` (two kNN graphs of the same rows)."""
+    n, k = indices.shape
+    out = np.empty((n, k), dtype=np.bool_)
+    chunk = (n + n_chunks - 1) // n_chunks
+    for part in numba.prange(n_chunks):
+        seen = np.full(n, -1, dtype=np.int64)
+        for i in range(part * chunk, min(n, (part + 1) * chunk)):
+            for c in range(k):
+                if previous[i, c] >= 0:
+                    seen[previous[i, c]] = i
+            for c in range(k):
+                out[i, c] = indices[i, c] < 0 or seen[indices[i, c]] != i
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def merge_found(indices, values, rows, found, found_values):
+    """Merge, in place, the lists ``found`` (cosines ``found_values``) of
+    ``rows`` into their rows of a kNN graph ordered by decreasing cosine:
+    an id not listed yet takes the lowest entry's place when above it.
+    Entry 0 (the row itself) stays first."""
+    k = indices.shape[1]
+    for r in numba.prange(rows.size):
+        i = rows[r]
+        for x in range(found.shape[1]):
+            q = found[r, x]
+            cosine = found_values[r, x]
+            if q < 0 or q == i or cosine <= values[i, k - 1]:
+                continue
+            listed = False
+            for c in range(k):
+                if indices[i, c] == q:
+                    listed = True
+                    break
+            if listed:
+                continue
+            at = k - 1
+            while at > 1 and values[i, at - 1] < cosine:
+                values[i, at] = values[i, at - 1]
+                indices[i, at] = indices[i, at - 1]
+                at -= 1
+            values[i, at] = cosine
+            indices[i, at] = q

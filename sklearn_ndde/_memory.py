@@ -45,8 +45,8 @@ def knn_bytes(n_samples, n_features, n_neighbors, method):
     The unit-row copy of the embeddings, the (n, k) outputs and the
     search's working set: the exact search's similarity block, the IVF
     index (a second copy of the rows, their ids and the centroids) with
-    its block of results and the pairs offered to their other end, or
-    pynndescent's graph. ``method`` is
+    its block of results, the pairs offered to their other end and the
+    refinement's copy of the graph, or pynndescent's graph. ``method`` is
     ``"exact"``, ``"ivf"`` or ``"pynndescent"``. Arguments are made Python
     integers first, so that numpy integers (``np.int32(80)``) cannot
     overflow the products.
@@ -60,8 +60,10 @@ def knn_bytes(n_samples, n_features, n_neighbors, method):
     elif method == "ivf":
         total += (4 * n_features + 8) * n_samples
         total += _IVF_BLOCK_ROWS * n_neighbors * 12
-        # The pairs offered to their other end (ids and cosines by target).
-        total += 8 * entries + 8 * n_samples
+        # The pairs offered to their other end (ids and cosines by target),
+        # and the refinement's copy of the graph, its flags of new pairs and
+        # one marker array of n ids per thread.
+        total += 18 * entries + 40 * n_samples
         total += _EXACT_BYTES_PER_ELEMENT * min(n_samples * 1000, _EXACT_BLOCK_ELEMENTS)
     else:
         total += _PYNNDESCENT_BYTES_PER_ENTRY * entries

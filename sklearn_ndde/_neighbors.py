@@ -60,8 +60,9 @@ def knn_graph(
         never holds more than about 256 MB of similarities; ``"ivf"`` is
         faiss's inverted-file search, calibrated at run time to ``recall``
         (every row in the 8 cells nearest it, the rows far from the centre
-        of their cell again in more cells, then each pair found from one
-        end added at the other);
+        of their cell again in more cells, then a neighbour-descent
+        refinement: each pair found from one end added at the other, and
+        each sample met with its neighbours' neighbours);
         ``"pynndescent"`` is the NN-descent graph search; ``"auto"`` picks
         exact search up to 30,000 samples (or at any size on a CUDA device),
         ``"ivf"`` up to 1,000,000 and ``"pynndescent"`` above (or where
@@ -77,11 +78,11 @@ def knn_graph(
         those exact lists, as the estimator fits it on the graph) makes
         at least as likely the same identity as not; the rest of a list
         is unrelated samples, which the clustering ignores and which no
-        index finds cheaply. The search scans more cells, for every row
-        or for the rows least close to the centre of their cell (where a
-        cheap search misses nearly all it misses), whichever a model of the
-        search's cost finds cheaper, until the target holds on the sampled
-        rows (1.0 finds every likely neighbour). Ignored by the other methods.
+        index finds cheaply. While the target does not hold on the
+        sampled rows, the rows where they miss (those least close to the
+        centre of their cell) are searched in twice as many cells and
+        refined again; past a quarter of the cells, and for 1.0, the exact
+        search runs instead. Ignored by the other methods.
     random_state : int, RandomState instance or None, default=None
         Seed of the approximate search.
     n_jobs : int, default=None

@@ -206,48 +206,113 @@ def test_rows_sorted_self_first_as_lexsort_orders_them():
         np.testing.assert_array_equal(got[1], np.take_along_axis(sims, order, 1))
 
 
-def test_search_plan_searches_the_least_close_rows_again():
-    """Where a cheap pass misses only the rows far from their cell's centroid,
-    the plan is that pass and those rows again in more cells; where it
-    misses everywhere, one wider pass; where nothing reaches the target,
-    none (the exact search runs)."""
-    from types import SimpleNamespace
+def _random_graph(rng, n, k, X):
+    """Rows of ``k`` random other ids, self first, sorted by cosine."""
+    S = X @ X.T
+    indices = np.array(
+        [
+            np.r_[i, rng.permutation(np.delete(np.arange(n), i))[: k - 1]]
+            for i in range(n)
+        ],
+        dtype=np.int32,
+    )
+    sims = S[np.arange(n)[:, None], indices].astype(np.float32)
+    order = np.argsort(-sims[:, 1:], axis=1, kind="stable") + 1
+    order = np.c_[np.zeros(n, dtype=int), order]
+    return np.take_along_axis(indices, order, 1), np.take_along_axis(sims, order, 1), S
 
-    from sklearn_ndde._knn import _search_plan
+
+def test_neighbours_of_neighbours_as_brute_force():
+    """Each row ends with the best k of its list and of the likely
+    neighbours of its first sources met through a new pair, self first,
+    each id once, with their true cosines."""
+    from sklearn_ndde._knn_kernels import neighbours_of_neighbours
 
     rng = np.random.default_rng(0)
-    m, k = 200, 10
+    for case in range(60):
+        n = int(rng.integers(6, 40))
+        k = int(rng.integers(3, min(n, 9)))
+        X = rng.standard_normal((n, 8)).astype(np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        indices, sims, S = _random_graph(rng, n, k, X)
+        new = rng.random((n, k)) < (1.0 if case % 2 else 0.5)
+        sources, each = int(rng.integers(1, k + 1)), int(rng.integers(1, k + 1))
+        floor = np.float32(rng.uniform(-0.5, 0.3))
+        got_i, got_s, measured = neighbours_of_neighbours(
+            X, indices, sims, new, sources, each, floor, 3
+        )
+        total = 0
+        for i in range(n):
+            met = set()
+            for a in range(min(sources, k)):
+                if sims[i, a] < floor:
+                    break
+                j = indices[i, a]
+                if j == i:
+                    continue
+                for b in range(min(each, k)):
+                    if sims[j, b] < floor:
+                        break
+                    if new[i, a] or new[j, b]:
+                        met.add(int(indices[j, b]))
+            met -= set(indices[i].tolist())
+            total += len(met)
+            pool = set(indices[i, 1:].tolist()) | met
+            best = np.sort([S[i, q] for q in pool])[::-1][: k - 1]
+            assert got_i[i, 0] == i
+            np.testing.assert_allclose(got_s[i, 1:], best, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got_s[i], S[i, got_i[i]], rtol=1e-5, atol=1e-6)
+            assert len(set(got_i[i].tolist())) == k
+        assert measured == total
+
+
+def test_new_entries_and_merge_found():
+    from sklearn_ndde._knn_kernels import merge_found, new_entries
+
+    rng = np.random.default_rng(2)
+    n, k = 30, 6
+    X = rng.standard_normal((n, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    indices, sims, S = _random_graph(rng, n, k, X)
+    rows = np.array([3, 7, 11])
+    found = np.array([rng.permutation(n)[:5] for _ in rows], dtype=np.int32)
+    found[0, 0] = -1  # faiss's missing result
+    found_sims = S[rows[:, None], np.maximum(found, 0)].astype(np.float32)
+    merged_i, merged_s = indices.copy(), sims.copy()
+    merge_found(merged_i, merged_s, rows, found, found_sims)
+    for r, i in enumerate(rows):
+        pool = set(indices[i, 1:].tolist()) | (set(found[r].tolist()) - {-1, i})
+        best = np.sort([S[i, q] for q in pool])[::-1][: k - 1]
+        assert merged_i[i, 0] == i
+        np.testing.assert_allclose(merged_s[i, 1:], best, rtol=1e-6)
+    others = np.setdiff1d(np.arange(n), rows)
+    np.testing.assert_array_equal(merged_i[others], indices[others])
+    flags = new_entries(indices, merged_i, 2)
+    expected = np.array(
+        [[q not in set(indices[i].tolist()) for q in merged_i[i]] for i in range(n)]
+    )
+    np.testing.assert_array_equal(flags, expected)
+
+
+def test_rows_to_widen_are_the_least_close_with_the_misses():
+    from sklearn_ndde._knn import _rows_to_widen
+
+    rng = np.random.default_rng(0)
+    m, k, n = 200, 10, 1000
     exact = np.sort(rng.uniform(0.6, 0.9, (m, k)), axis=1)[:, ::-1]
     exact[:, 0] = 1.0
-    closeness = rng.uniform(0.2, 0.9, m)
-    sample = np.arange(m)
-    far = closeness < 0.35
-
-    class Index:
-        def __init__(self, miss):
-            self.miss = miss
-
-        def search(self, X, n_neighbors):
-            found = exact.copy()
-            if ivf.nprobe < 40:
-                found[self.miss, 1:] = 0.0
-            return found, None
-
-    ivf = SimpleNamespace(nlist=400, nprobe=None)
-    # The plan weighs the cost of scanning cells of a large collection.
-    X = np.broadcast_to(np.zeros(4), (10**8, 4))
-    plan = _search_plan(Index(far), ivf, X, sample, exact, 0.5, closeness, 1.0, False)
-    assert plan == [(8, None), (40, closeness[far].max())]
-    everywhere = rng.random(m) < 0.5
-    plan = _search_plan(
-        Index(everywhere), ivf, X, sample, exact, 0.5, closeness, 0.99, False
-    )
-    assert plan == [(40, None)]
-    never = Index(far)
-    never.search = lambda X, n: (np.zeros_like(exact), None)
-    assert (
-        _search_plan(never, ivf, X, sample, exact, 0.5, closeness, 0.99, False) is None
-    )
+    closeness = rng.uniform(0.2, 0.9, n)
+    sample = np.sort(rng.choice(n, m, replace=False))
+    sims = np.zeros((n, k), dtype=np.float32)
+    sims[sample] = exact
+    far = sample[closeness[sample] < 0.35]
+    sims[far, 1:] = 0.0  # the sample's misses are all in its far rows
+    order = rng.permutation(n)
+    rows = _rows_to_widen(order, closeness, sample, exact, sims, 0.5)
+    cutoff = closeness[rows].max()
+    assert np.isin(far, rows).sum() >= 0.9 * far.size
+    assert cutoff < 0.35
+    np.testing.assert_array_equal(rows, order[closeness[order] <= cutoff])
 
 
 def test_knn_graph_ivf_at_full_recall_is_the_exact_graph():
@@ -1047,4 +1112,4 @@ def test_ivf_search_says_each_part_and_both_recalls_with_verbose(capfd):
     knn_graph(X, 20, method="ivf", recall=0.9, random_state=0, verbose=True)
     err = capfd.readouterr().err
     assert "cells trained on" in err and "6,000 rows searched" in err
-    assert "of the likely neighbours (cosine >= " in err and "of all 20" in err
+    assert "likely neighbours (cosine >= " in err and "of all 20" in err
