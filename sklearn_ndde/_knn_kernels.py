@@ -5,10 +5,12 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
-def _pairs_by_target(indices, values):
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _pairs_by_target(indices, values, n_parts):
     """The listed pairs ``(i, j)`` of a kNN graph, ``j != i`` and ``j >= 0``,
-    grouped by ``j``: ``(indptr, sources, values)`` in CSR order."""
+    grouped by ``j``, each group in increasing ``i``: ``(indptr, sources,
+    values)`` in CSR order. The targets are split into ``n_parts`` ranges,
+    each filled by one thread from a read of the whole graph."""
     n, k = indices.shape
     indptr = np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
@@ -18,16 +20,19 @@ def _pairs_by_target(indices, values):
                 indptr[j + 1] += 1
     for j in range(n):
         indptr[j + 1] += indptr[j]
-    fill = indptr[:-1].copy()
     sources = np.empty(indptr[n], dtype=indices.dtype)
     offered = np.empty(indptr[n], dtype=values.dtype)
-    for i in range(n):
-        for c in range(k):
-            j = indices[i, c]
-            if j >= 0 and j != i:
-                sources[fill[j]] = i
-                offered[fill[j]] = values[i, c]
-                fill[j] += 1
+    step = (n + n_parts - 1) // n_parts
+    for part in numba.prange(n_parts):
+        low, high = part * step, min(n, (part + 1) * step)
+        fill = indptr[low:high].copy()
+        for i in range(n):
+            for c in range(k):
+                j = indices[i, c]
+                if low <= j < high and j != i:
+                    sources[fill[j - low]] = i
+                    offered[fill[j - low]] = values[i, c]
+                    fill[j - low] += 1
     return indptr, sources, offered
 
 
@@ -57,7 +62,7 @@ def offer_reverse_pairs(indices, values, n_chunks):
     particular order; returns how many entries changed.
     """
     n, k = indices.shape
-    indptr, sources, offered = _pairs_by_target(indices, values)
+    indptr, sources, offered = _pairs_by_target(indices, values, n_chunks)
     chunk = (n + n_chunks - 1) // n_chunks
     changed = 0
     for part in numba.prange(n_chunks):
