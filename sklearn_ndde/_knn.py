@@ -13,6 +13,7 @@ from ._knn_kernels import (
     neighbours_of_neighbours,
     new_entries,
     offer_reverse_pairs,
+    rerank,
     self_first_order,
 )
 from ._knn_torch import _cuda_device, _exact_knn_torch
@@ -291,13 +292,18 @@ def _ivf_index(faiss, d, nlist, seed, k_factor=REFINE_FACTOR):
     Each row is coded on ``d / 2`` sub-vectors of 4 bits (half a byte per
     dimension), scanned with SIMD lookups; the ``k_factor * k`` best
     candidates of a query are then re-ranked with the exact cosine, so the
-    cosines returned are exact. At 584,013 synthetic 256-d faces this
-    reached recall 0.955 at about half the time of IVF-Flat's 0.957
-    (``benchmarks/knn_ivf.py``). An odd ``d`` falls back to IVF-Flat.
+    cosines returned are exact (``k_factor`` None: no re-rank, and no copy
+    of the rows; the caller re-ranks with :func:`rerank`). At 584,013
+    synthetic 256-d faces this reached recall 0.955 at about half the time
+    of IVF-Flat's 0.957 (``benchmarks/knn_ivf.py``). An odd ``d`` falls
+    back to IVF-Flat.
     """
     metric = faiss.METRIC_INNER_PRODUCT
     cells = f"IVF{nlist}"
-    if d % 2 == 0:
+    if d % 2 == 0 and k_factor is None:
+        index = faiss.index_factory(d, f"{cells},PQ{d // 2}x4fs", metric)
+        ivf = faiss.extract_index_ivf(index)
+    elif d % 2 == 0:
         index = faiss.index_factory(d, f"{cells},PQ{d // 2}x4fs,RFlat", metric)
         index.k_factor = k_factor
         ivf = faiss.extract_index_ivf(index)
@@ -362,7 +368,7 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
         sample, exact_sims = _recall_sample(Xn, n_neighbors, rng, n_jobs)
         floor = _likely_cosine(Xn, exact_sims, n_neighbors)
     with _faiss_threads(faiss, n_jobs):
-        index, ivf = _ivf_index(faiss, d, nlist, seed, _FIRST_PASS_REFINE)
+        index, ivf = _ivf_index(faiss, d, nlist, seed, k_factor=None)
         ivf.cp.niter = _KMEANS_ITERATIONS
         train = np.sort(
             rng.choice(n, size=min(n, _TRAIN_PER_LIST * nlist), replace=False)
@@ -375,7 +381,7 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
             closeness = _closeness(Xn, ivf.quantizer.reconstruct_n(0, nlist), cells)
         ivf.nprobe = _FIRST_NPROBE
         indices, sims = _search_by_cell(
-            faiss, index, ivf, Xn, n_neighbors, order, verbose
+            faiss, index, ivf, Xn, n_neighbors, order, verbose, _FIRST_PASS_REFINE
         )
         _search_short_rows(Xn, indices, sims, n_jobs)
         indices, sims = _sort_rows(indices, sims)
@@ -383,11 +389,11 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
         # cells: the pairs that join the parts of a person the cells split
         # apart, which the refinement cannot find from either part.
         ivf.nprobe = min(nlist, max(2 * _FIRST_NPROBE, round(_WIDE_CELLS * nlist)))
-        if hasattr(index, "k_factor"):
-            index.k_factor = REFINE_FACTOR
         far = order[closeness[order] <= np.quantile(closeness, _WIDE_SHARE)]
         with _timed(f"{far.size:,} rows searched at nprobe {ivf.nprobe}", verbose):
-            found_sims, found = _search_rows(index, ivf, Xn, far, n_neighbors)
+            found_sims, found = _search_rows(
+                index, ivf, Xn, far, n_neighbors, factor=REFINE_FACTOR
+            )
             merge_found(indices, sims, far, found, found_sims)
             del found, found_sims
         indices, sims = refine_graph(Xn, indices, sims, floor, n_jobs, verbose)
@@ -402,7 +408,9 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
                 return indices, sims, 1.0
             rows = _rows_to_widen(order, closeness, sample, exact_sims, sims, floor)
             with _timed(f"{rows.size:,} rows searched again", verbose):
-                found_sims, found = _search_rows(index, ivf, Xn, rows, n_neighbors)
+                found_sims, found = _search_rows(
+                    index, ivf, Xn, rows, n_neighbors, factor=REFINE_FACTOR
+                )
             previous = indices.copy()
             merge_found(indices, sims, rows, found, found_sims)
             del found, found_sims
@@ -480,22 +488,40 @@ def refine_graph(Xn, indices, sims, floor, n_jobs=None, verbose=False, previous=
     return indices, sims
 
 
-def _search_rows(index, ivf, Xn, rows, n_neighbors, verbose=False):
+def _search_rows(
+    index, ivf, Xn, rows, n_neighbors, verbose=False, factor=None, into=None
+):
     """``(sims, indices)`` of ``rows`` (ids in cell order) in the filled IVF
-    ``index`` at its ``nprobe``."""
-    sims = np.empty((rows.size, n_neighbors), dtype=np.float32)
-    indices = np.empty((rows.size, n_neighbors), dtype=np.int32)
+    ``index`` at its ``nprobe``. With ``factor``, the index returns
+    ``factor * n_neighbors`` candidates (scored by its codes) and
+    :func:`rerank` keeps the best by exact cosine. With ``into``, a pair
+    of (n, k) arrays ``(sims, indices)``, the rows are written there
+    instead, block by block."""
+    if into is None:
+        sims = np.empty((rows.size, n_neighbors), dtype=np.float32)
+        indices = np.empty((rows.size, n_neighbors), dtype=np.int32)
     bar = progress(f"kNN (IVF, nprobe {ivf.nprobe})", rows.size, verbose, unit="sample")
     with bar:
         for start in range(0, rows.size, _IVF_BLOCK_ROWS):
             part = slice(start, start + _IVF_BLOCK_ROWS)
-            sims[part], indices[part] = index.search(Xn[rows[part]], n_neighbors)
-            bar.update(sims[part].shape[0])
-    return sims, indices
+            if factor is None:
+                found = index.search(Xn[rows[part]], n_neighbors)
+            else:
+                candidates = index.search(Xn[rows[part]], factor * n_neighbors)[1]
+                found = rerank(Xn, rows[part], candidates, n_neighbors)
+            if into is None:
+                sims[part], indices[part] = found
+            else:
+                into[0][rows[part]], into[1][rows[part]] = found
+            bar.update(found[0].shape[0])
+    return None if into is not None else (sims, indices)
 
 
-def _search_by_cell(faiss, index, ivf, Xn, n_neighbors, order=None, verbose=False):
-    """Every row's neighbours in the filled IVF ``index`` at its ``nprobe``.
+def _search_by_cell(
+    faiss, index, ivf, Xn, n_neighbors, order=None, verbose=False, factor=None
+):
+    """Every row's neighbours in the filled IVF ``index`` at its ``nprobe``
+    (``factor``: as :func:`_search_rows`).
 
     The rows are searched cell by cell (``order``, from
     :func:`_cells_of_rows` when not given): consecutive queries probe
@@ -508,8 +534,8 @@ def _search_by_cell(faiss, index, ivf, Xn, n_neighbors, order=None, verbose=Fals
     indices = np.empty((n, n_neighbors), dtype=np.int32)
     sims = np.empty((n, n_neighbors), dtype=np.float32)
     with _timed(f"{n:,} rows searched at nprobe {ivf.nprobe}", verbose):
-        sims[order], indices[order] = _search_rows(
-            index, ivf, Xn, order, n_neighbors, verbose
+        _search_rows(
+            index, ivf, Xn, order, n_neighbors, verbose, factor, into=(sims, indices)
         )
     return indices, sims
 

@@ -251,3 +251,32 @@ def merge_found(indices, values, rows, found, found_values):
                 at -= 1
             values[i, at] = cosine
             indices[i, at] = q
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def rerank(Xn, rows, candidates, n_neighbors):
+    """The ``n_neighbors`` candidates of highest cosine to each of ``rows``
+    (``Xn``: unit rows; ``candidates``: ids, -1 for none), as ``(cosines,
+    ids)`` by decreasing cosine, padded with ``-inf`` and -1."""
+    m, width = candidates.shape
+    out_values = np.full((m, n_neighbors), -np.inf, dtype=np.float32)
+    out_ids = np.full((m, n_neighbors), -1, dtype=np.int32)
+    for r in numba.prange(m):
+        i = rows[r]
+        cosines = np.full(width, -np.inf, dtype=np.float32)
+        for x in range(width):
+            q = candidates[r, x]
+            if q < 0:
+                continue
+            cosine = np.float32(0.0)
+            for d in range(Xn.shape[1]):
+                cosine += Xn[i, d] * Xn[q, d]
+            cosines[x] = cosine
+        best = np.argsort(-cosines, kind="mergesort")
+        for c in range(min(n_neighbors, width)):
+            x = best[c]
+            if candidates[r, x] < 0:
+                break
+            out_values[r, c] = cosines[x]
+            out_ids[r, c] = candidates[r, x]
+    return out_values, out_ids

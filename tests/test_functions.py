@@ -294,6 +294,26 @@ def test_new_entries_and_merge_found():
     np.testing.assert_array_equal(flags, expected)
 
 
+def test_rerank_keeps_the_best_candidates_by_exact_cosine():
+    from sklearn_ndde._knn_kernels import rerank
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((50, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    rows = np.array([0, 5, 9])
+    candidates = np.array([rng.permutation(50)[:12] for _ in rows])
+    candidates[1, 3:] = -1  # fewer candidates than neighbours
+    sims, ids = rerank(X, rows, candidates, 6)
+    for r, i in enumerate(rows):
+        pool = candidates[r][candidates[r] >= 0]
+        best = np.sort(X[pool] @ X[i])[::-1][:6]
+        got = ids[r][ids[r] >= 0]
+        np.testing.assert_allclose(sims[r][: got.size], best, rtol=1e-5)
+        np.testing.assert_allclose(sims[r][: got.size], X[got] @ X[i], rtol=1e-5)
+        assert got.size == min(6, pool.size)
+    assert (ids[1, 3:] == -1).all() and np.isneginf(sims[1, 3:]).all()
+
+
 def test_rows_to_widen_are_the_least_close_with_the_misses():
     from sklearn_ndde._knn import _rows_to_widen
 
