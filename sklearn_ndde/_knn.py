@@ -30,12 +30,6 @@ from ._validation import _normalize_rows
 #: Above this many samples, ``method="auto"`` switches to the IVF search.
 EXACT_MAX_SAMPLES = 30_000
 
-#: Above this many, ``method="auto"`` uses pynndescent: the IVF search, as
-#: built, grows about as n^1.9 (``fit`` 155 s at 584,013 faces, 1,272 s at
-#: 1,740,301; pynndescent's ``fit`` took 305 s and 1,068 s), so it stops
-#: paying off near 1.2 million (``benchmarks/knn_ivf.py``).
-IVF_MAX_SAMPLES = 1_000_000
-
 #: Queries whose exact neighbours measure an approximate search's recall.
 RECALL_SAMPLE = 1000
 
@@ -223,7 +217,9 @@ def _search_method(n, method, device):
     if method == "auto":
         if small or torch_device is not None:
             method = "exact"
-        elif n <= IVF_MAX_SAMPLES and _faiss() is not None:
+        elif _faiss() is not None:
+            # At 1,740,301 synthetic faces ``fit`` took 316 s with the IVF
+            # search, 1,068 s with pynndescent's (``NOTES.md``).
             method = "ivf"
         else:
             method = "pynndescent"

@@ -162,8 +162,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         and when some pair of the first clustering shares a cluster.
     knn_method : {"auto", "exact", "ivf", "pynndescent"}, default="auto"
         Neighbour search, see :func:`knn_graph`: exact up to 30,000
-        samples, faiss's IVF search calibrated to ``knn_recall`` up to
-        1,000,000, pynndescent above.
+        samples, faiss's IVF search calibrated to ``knn_recall`` above
+        (pynndescent where faiss is missing).
     knn_recall : float in (0, 1], default=0.99
         Recall target of the IVF search: the share of the likely
         neighbours (exact neighbours whose calibrated similarity is at

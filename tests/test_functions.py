@@ -1113,12 +1113,12 @@ def test_merge_by_flow_bad_input():
         merge_by_flow(np.full(3, -1), P, threshold=0)
 
 
-def test_knn_graph_auto_is_pynndescent_past_the_ivf_size(monkeypatch):
+def test_knn_graph_auto_is_pynndescent_without_faiss(monkeypatch):
     import sklearn_ndde._knn as _knn
 
     monkeypatch.setattr(_knn, "EXACT_MAX_SAMPLES", 100)
-    monkeypatch.setattr(_knn, "IVF_MAX_SAMPLES", 500)
-    monkeypatch.setattr(_knn, "_ivf_knn", lambda *a: pytest.fail("IVF past its size"))
+    monkeypatch.setattr(_knn, "_faiss", lambda: None)
+    monkeypatch.setattr(_knn, "_ivf_knn", lambda *a: pytest.fail("IVF without faiss"))
     X, _ = make_face_embeddings(1000, 50, dim=16, random_state=3)
     indices, _, reached = knn_graph(
         X, 10, random_state=0, device="cpu", return_recall=True

@@ -55,8 +55,8 @@ def add_parser(sub):
         "--knn-method",
         default="auto",
         choices=["auto", "exact", "ivf", "pynndescent"],
-        help="neighbour search: auto is exact up to 30,000 samples, ivf up to "
-        "1,000,000, pynndescent above (default %(default)s)",
+        help="neighbour search: auto is exact up to 30,000 samples, ivf above "
+        "(pynndescent without faiss) (default %(default)s)",
     )
     cluster.add_argument(
         "--knn-recall",
