@@ -143,6 +143,20 @@ def self_first_order(indices, values, rows):
     return order
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _insert(indices, values, i, q, value):
+    """Put ``q`` (``value``, above the lowest) in row ``i`` of a list by
+    decreasing value, entry 0 (the row itself) kept first; the lowest
+    entry leaves."""
+    at = indices.shape[1] - 1
+    while at > 1 and values[i, at - 1] < value:
+        values[i, at] = values[i, at - 1]
+        indices[i, at] = indices[i, at - 1]
+        at -= 1
+    values[i, at] = value
+    indices[i, at] = q
+
+
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def neighbours_of_neighbours(
     Xn, indices, values, new, n_sources, n_each, floor, n_chunks
@@ -193,15 +207,8 @@ def neighbours_of_neighbours(
                 cosine = np.float32(0.0)
                 for d in range(Xn.shape[1]):
                     cosine += Xn[i, d] * Xn[q, d]
-                if cosine <= out_values[i, k - 1]:
-                    continue
-                at = k - 1
-                while at > 1 and out_values[i, at - 1] < cosine:
-                    out_values[i, at] = out_values[i, at - 1]
-                    out_ids[i, at] = out_ids[i, at - 1]
-                    at -= 1
-                out_values[i, at] = cosine
-                out_ids[i, at] = q
+                if cosine > out_values[i, k - 1]:
+                    _insert(out_ids, out_values, i, q, cosine)
     return out_ids, out_values, measured.sum()
 
 
@@ -244,13 +251,7 @@ def merge_found(indices, values, rows, found, found_values):
                     break
             if listed:
                 continue
-            at = k - 1
-            while at > 1 and values[i, at - 1] < cosine:
-                values[i, at] = values[i, at - 1]
-                indices[i, at] = indices[i, at - 1]
-                at -= 1
-            values[i, at] = cosine
-            indices[i, at] = q
+            _insert(indices, values, i, q, cosine)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)

@@ -152,6 +152,11 @@ def test_knn_graph_ivf_reaches_its_recall_target(target):
     np.testing.assert_array_equal(again[0], approx)
 
 
+def _unit_rows(rng, n, d=8):
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
 def test_offered_pairs_complete_each_list_from_the_other_end():
     """Each row ends with the best k of its own list and of the rows that
     list it, by cosine, each id once (brute force on small graphs)."""
@@ -161,8 +166,7 @@ def test_offered_pairs_complete_each_list_from_the_other_end():
     for _ in range(100):
         n = int(rng.integers(5, 40))
         k = int(rng.integers(2, min(n, 10)))
-        X = rng.standard_normal((n, 8)).astype(np.float32)
-        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        X = _unit_rows(rng, n)
         S = X @ X.T
         indices = np.array(
             [
@@ -232,8 +236,7 @@ def test_neighbours_of_neighbours_as_brute_force():
     for case in range(60):
         n = int(rng.integers(6, 40))
         k = int(rng.integers(3, min(n, 9)))
-        X = rng.standard_normal((n, 8)).astype(np.float32)
-        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        X = _unit_rows(rng, n)
         indices, sims, S = _random_graph(rng, n, k, X)
         new = rng.random((n, k)) < (1.0 if case % 2 else 0.5)
         sources, each = int(rng.integers(1, k + 1)), int(rng.integers(1, k + 1))
@@ -271,8 +274,7 @@ def test_new_entries_and_merge_found():
 
     rng = np.random.default_rng(2)
     n, k = 30, 6
-    X = rng.standard_normal((n, 8)).astype(np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = _unit_rows(rng, n)
     indices, sims, S = _random_graph(rng, n, k, X)
     rows = np.array([3, 7, 11])
     found = np.array([rng.permutation(n)[:5] for _ in rows], dtype=np.int32)
@@ -298,8 +300,7 @@ def test_rerank_keeps_the_best_candidates_by_exact_cosine():
     from sklearn_ndde._knn_kernels import rerank
 
     rng = np.random.default_rng(3)
-    X = rng.standard_normal((50, 8)).astype(np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = _unit_rows(rng, 50)
     rows = np.array([0, 5, 9])
     candidates = np.array([rng.permutation(50)[:12] for _ in rows])
     candidates[1, 3:] = -1  # fewer candidates than neighbours
