@@ -6,17 +6,18 @@ import numpy as np
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _pairs_by_target(indices, values, n_parts):
-    """The listed pairs ``(i, j)`` of a kNN graph, ``j != i`` and ``j >= 0``,
-    grouped by ``j``, each group in increasing ``i``: ``(indptr, sources,
-    values)`` in CSR order. The targets are split into ``n_parts`` ranges,
-    each filled by one thread from a read of the whole graph."""
+def _pairs_by_target(indices, values, chosen, n_parts):
+    """The listed pairs ``(i, j)`` of a kNN graph that ``chosen`` marks,
+    ``j != i`` and ``j >= 0``, grouped by ``j``, each group in increasing
+    ``i``: ``(indptr, sources, values)`` in CSR order. The targets are
+    split into ``n_parts`` ranges, each filled by one thread from a read
+    of the whole graph."""
     n, k = indices.shape
     indptr = np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
         for c in range(k):
             j = indices[i, c]
-            if j >= 0 and j != i:
+            if j >= 0 and j != i and chosen[i, c]:
                 indptr[j + 1] += 1
     for j in range(n):
         indptr[j + 1] += indptr[j]
@@ -29,7 +30,7 @@ def _pairs_by_target(indices, values, n_parts):
         for i in range(n):
             for c in range(k):
                 j = indices[i, c]
-                if low <= j < high and j != i:
+                if low <= j < high and j != i and chosen[i, c]:
                     sources[fill[j - low]] = i
                     offered[fill[j - low]] = values[i, c]
                     fill[j - low] += 1
@@ -53,16 +54,18 @@ def _sift_down(heap_values, heap_ids, at, k):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def offer_reverse_pairs(indices, values, n_chunks):
-    """Offer each listed pair to its other end, in place: row ``j`` takes
-    ``i`` when ``i`` lists ``j`` with a value above the lowest of row ``j``
-    and ``j`` does not list ``i`` yet (the lowest entry leaves). For a
+def offer_reverse_pairs(indices, values, n_chunks, chosen):
+    """Offer each listed pair that ``chosen`` (a boolean array of the shape
+    of ``indices``) marks to its other end, in place: row ``j`` takes ``i``
+    when ``i`` lists ``j`` with a value above the lowest of row ``j`` and
+    ``j`` does not list ``i`` yet (the lowest entry leaves). For a
     symmetric value (the cosine) this adds the pairs an approximate search
-    found from one end only; no value is computed. Rows come out in no
-    particular order; returns how many entries changed.
+    found from one end only; no value is computed. A pair offered once
+    need not be offered again: a row's lowest value only rises. Rows come
+    out in no particular order; returns how many entries changed.
     """
     n, k = indices.shape
-    indptr, sources, offered = _pairs_by_target(indices, values, n_chunks)
+    indptr, sources, offered = _pairs_by_target(indices, values, chosen, n_chunks)
     chunk = (n + n_chunks - 1) // n_chunks
     changed = 0
     for part in numba.prange(n_chunks):
@@ -177,6 +180,14 @@ def neighbours_of_neighbours(
     out_ids = indices.copy()
     out_values = values.copy()
     measured = np.zeros(n_chunks, dtype=np.int64)
+    # Whether a row has a new pair among its first n_each: a source
+    # without one is met only through a new pair to it.
+    fresh = np.zeros(n, dtype=np.bool_)
+    for j in numba.prange(n):
+        for b in range(min(n_each, k)):
+            if new[j, b]:
+                fresh[j] = True
+                break
     chunk = (n + n_chunks - 1) // n_chunks
     for part in numba.prange(n_chunks):
         seen = np.full(n, -1, dtype=np.int64)
@@ -191,7 +202,7 @@ def neighbours_of_neighbours(
                 j = indices[i, a]
                 if values[i, a] < floor:
                     break
-                if j < 0 or j == i:
+                if j < 0 or j == i or not (new[i, a] or fresh[j]):
                     continue
                 for b in range(min(n_each, k)):
                     if values[j, b] < floor:

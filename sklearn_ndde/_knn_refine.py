@@ -60,7 +60,8 @@ def refine_graph(Xn, indices, sims, floor, n_jobs=None, verbose=False, previous=
     ``_REFINE_SOURCES`` neighbours (:func:`neighbours_of_neighbours`), through
     the pairs added since the round before (all of them in the first
     round, or those not in ``previous``, the graph before a merge), and the
-    pairs gained are offered in turn; the rounds stop when they measure
+    pairs gained are offered in turn (only they: a row's lowest cosine only
+    rises, so a pair refused once is refused again); the rounds stop when they measure
     fewer cosines than rows, or after ``_REFINE_ROUNDS``. Faces of one
     person that the cells split apart are found through the faces between
     them. Returns new ``(indices, sims)``, rows in the same order.
@@ -69,7 +70,7 @@ def refine_graph(Xn, indices, sims, floor, n_jobs=None, verbose=False, previous=
     with numba_threads(n_jobs) as threads:
         chunks = max(1, min(n, 16 * threads))
         with _timed("pairs offered to their other end", verbose):
-            offer_reverse_pairs(indices, sims, threads)
+            offer_reverse_pairs(indices, sims, threads, np.ones(indices.shape, bool))
             indices, sims = _sort_rows(indices, sims)
         if previous is None:
             new = np.ones(indices.shape, dtype=bool)
@@ -88,7 +89,10 @@ def refine_graph(Xn, indices, sims, floor, n_jobs=None, verbose=False, previous=
                     np.float32(floor),
                     chunks,
                 )
-                offer_reverse_pairs(grown, grown_sims, threads)
+                # Only the pairs this round added: the others were offered.
+                added = new_entries(indices, grown, chunks)
+                offer_reverse_pairs(grown, grown_sims, threads, added)
+                del added
                 grown, grown_sims = _sort_rows(grown, grown_sims)
                 new = new_entries(indices, grown, chunks)
                 indices, sims = grown, grown_sims

@@ -179,7 +179,7 @@ def test_offered_pairs_complete_each_list_from_the_other_end():
         sims = np.where(indices >= 0, S[np.arange(n)[:, None], indices], -np.inf)
         sims = sims.astype(np.float32)
         got_i, got_s = indices.copy(), sims.copy()
-        offer_reverse_pairs(got_i, got_s, 2)
+        offer_reverse_pairs(got_i, got_s, 2, np.ones(indices.shape, bool))
         for j in range(n):
             offers = {i for i in range(n) if i != j and j in indices[i]}
             pool = (set(indices[j]) - {-1}) | offers
