@@ -191,7 +191,7 @@ def _search_method(n, method, device):
         if small or torch_device is not None:
             method = "exact"
         elif _faiss() is not None:
-            # At 1,740,301 synthetic faces ``fit`` took 316 s with the IVF
+            # At 1,740,301 synthetic faces ``fit`` took 310 s with the IVF
             # search, 1,068 s with pynndescent's (``NOTES.md``).
             method = "ivf"
         else:
