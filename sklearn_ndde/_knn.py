@@ -25,7 +25,8 @@ EXACT_MAX_SAMPLES = 30_000
 #: Queries whose exact neighbours measure an approximate search's recall.
 RECALL_SAMPLE = 1000
 
-#: Candidates per neighbour that the Dask path's IVF search re-ranks exactly.
+#: Candidates per neighbour that an IVF search re-ranks exactly (the Dask
+#: path's one pass; the single-machine search's far rows and widenings).
 REFINE_FACTOR = 8
 
 # The single-machine IVF search's first pass: about 4 sqrt(n) cells, 8 of
@@ -347,12 +348,7 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
         # apart, which the refinement cannot find from either part.
         ivf.nprobe = min(nlist, max(2 * _FIRST_NPROBE, round(_WIDE_CELLS * nlist)))
         far = order[closeness[order] <= np.quantile(closeness, _WIDE_SHARE)]
-        with _timed(f"{far.size:,} rows searched at nprobe {ivf.nprobe}", verbose):
-            found_sims, found = _search_rows(
-                index, ivf, Xn, far, n_neighbors, factor=REFINE_FACTOR
-            )
-            merge_found(indices, sims, far, found, found_sims)
-            del found, found_sims
+        _search_and_merge(index, ivf, Xn, far, indices, sims, verbose)
         indices, sims = refine_graph(Xn, indices, sims, floor, n_jobs, verbose)
         reached = _recall_of_likely(exact_sims, sims[sample], floor)
         while reached < recall:
@@ -364,13 +360,8 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
                 )
                 return indices, sims, 1.0
             rows = _rows_to_widen(order, closeness, sample, exact_sims, sims, floor)
-            with _timed(f"{rows.size:,} rows searched again", verbose):
-                found_sims, found = _search_rows(
-                    index, ivf, Xn, rows, n_neighbors, factor=REFINE_FACTOR
-                )
             previous = indices.copy()
-            merge_found(indices, sims, rows, found, found_sims)
-            del found, found_sims
+            _search_and_merge(index, ivf, Xn, rows, indices, sims, verbose)
             indices, sims = refine_graph(
                 Xn, indices, sims, floor, n_jobs, verbose, previous
             )
@@ -383,6 +374,17 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
             f"{_recall_at_k(exact_sims, sims[sample]):.3f} of all {n_neighbors}"
         )
     return indices, sims, reached
+
+
+def _search_and_merge(index, ivf, Xn, rows, indices, sims, verbose):
+    """Search ``rows`` again at the index's ``nprobe`` (``REFINE_FACTOR``
+    candidates per neighbour re-ranked) and merge what they find into
+    their rows of the graph ``indices``, ``sims``, in place."""
+    with _timed(f"{rows.size:,} rows searched at nprobe {ivf.nprobe}", verbose):
+        found_sims, found = _search_rows(
+            index, ivf, Xn, rows, indices.shape[1], factor=REFINE_FACTOR
+        )
+        merge_found(indices, sims, rows, found, found_sims)
 
 
 def _search_rows(

@@ -1,5 +1,7 @@
 """numba kernels of the neighbour search: the pairs found from one end
-offered to the other, and each list put in order."""
+offered to the other, each list put in order, the exact re-rank of an
+index's candidates, the merge of a second search and the rounds of the
+neighbour-descent refinement."""
 
 import numba
 import numpy as np

@@ -60,23 +60,22 @@ def refine_graph(Xn, indices, sims, floor, n_jobs=None, verbose=False, previous=
     ``_REFINE_SOURCES`` neighbours (:func:`neighbours_of_neighbours`), through
     the pairs added since the round before (all of them in the first
     round, or those not in ``previous``, the graph before a merge), and the
-    pairs gained are offered in turn (only they: a row's lowest cosine only
-    rises, so a pair refused once is refused again); the rounds stop when they measure
-    fewer cosines than rows, or after ``_REFINE_ROUNDS``. Faces of one
+    pairs gained are offered in turn (only they: a row's lowest cosine
+    only rises, so a pair refused once is refused again); the rounds stop
+    when they measure fewer cosines than rows, or after
+    ``_REFINE_ROUNDS``. Faces of one
     person that the cells split apart are found through the faces between
     them. Returns new ``(indices, sims)``, rows in the same order.
     """
     n = indices.shape[0]
     with numba_threads(n_jobs) as threads:
         chunks = max(1, min(n, 16 * threads))
+        every = np.ones(indices.shape, dtype=bool)
         with _timed("pairs offered to their other end", verbose):
-            offer_reverse_pairs(indices, sims, threads, np.ones(indices.shape, bool))
+            offer_reverse_pairs(indices, sims, threads, every)
             indices, sims = _sort_rows(indices, sims)
-        if previous is None:
-            new = np.ones(indices.shape, dtype=bool)
-        else:
-            new = new_entries(previous, indices, chunks)
-            del previous
+        new = every if previous is None else new_entries(previous, indices, chunks)
+        del every, previous
         for round_ in range(_REFINE_ROUNDS):
             with _timed(f"refinement round {round_ + 1}", verbose) as note:
                 grown, grown_sims, measured = neighbours_of_neighbours(

@@ -44,7 +44,8 @@ def knn_bytes(n_samples, n_features, n_neighbors, method):
 
     The unit-row copy of the embeddings, the (n, k) outputs and the
     search's working set: the exact search's similarity block, the IVF
-    index (a second copy of the rows, their ids and the centroids) with
+    index (counted as a second copy of the rows, which its codes, ids,
+    centroids and faiss's buffers stay under) with
     its block of results, the pairs offered to their other end and the
     refinement's copy of the graph, or pynndescent's graph. ``method`` is
     ``"exact"``, ``"ivf"`` or ``"pynndescent"``. Arguments are made Python
