@@ -111,13 +111,13 @@ def offer_reverse_pairs(indices, values, n_chunks, chosen):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def self_first_order(indices, values, rows):
-    """Per row, the order that puts the row's own id (``rows``) first, then
-    the others by decreasing ``values``, ties by increasing id: what
-    ``np.lexsort((indices, -values, indices != rows[:, None]))`` gives,
-    with a row that is already in order only checked."""
+def sort_self_first(indices, values, rows):
+    """Sort each row in place: the row's own id (``rows``) first, then the
+    others by decreasing ``values``, ties by increasing id (the order
+    ``np.lexsort((indices, -values, indices != rows[:, None]))`` gives); a
+    row that is already in order is only checked. No (n, k) array is
+    allocated."""
     n, k = indices.shape
-    order = np.empty((n, k), dtype=np.int32)
     for i in numba.prange(n):
         own = rows[i]
         ordered = indices[i, 0] == own
@@ -131,21 +131,22 @@ def self_first_order(indices, values, rows):
         if ordered and k > 1:
             ordered = indices[i, k - 1] != own
         if ordered:
-            for c in range(k):
-                order[i, c] = c
             continue
-        by_id = np.argsort(indices[i], kind="mergesort")
-        by_value = by_id[np.argsort(-values[i][by_id], kind="mergesort")]
+        ids = indices[i].copy()
+        vals = values[i].copy()
+        by_id = np.argsort(ids, kind="mergesort")
+        by_value = by_id[np.argsort(-vals[by_id], kind="mergesort")]
         at = 0
         for c in range(k):
-            if indices[i, by_value[c]] == own:
-                order[i, at] = by_value[c]
+            if ids[by_value[c]] == own:
+                indices[i, at] = ids[by_value[c]]
+                values[i, at] = vals[by_value[c]]
                 at += 1
         for c in range(k):
-            if indices[i, by_value[c]] != own:
-                order[i, at] = by_value[c]
+            if ids[by_value[c]] != own:
+                indices[i, at] = ids[by_value[c]]
+                values[i, at] = vals[by_value[c]]
                 at += 1
-    return order
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

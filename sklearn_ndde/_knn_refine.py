@@ -6,12 +6,12 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ._kernels import numba_threads, take_rows
+from ._kernels import numba_threads
 from ._knn_kernels import (
     neighbours_of_neighbours,
     new_entries,
     offer_reverse_pairs,
-    self_first_order,
+    sort_self_first,
 )
 from ._progress import log
 from ._recall import _likely_hits
@@ -29,13 +29,14 @@ _WIDEN_SHARE = 0.9
 
 
 def _sort_rows(indices, similarities, rows=None):
-    """Self first, then by decreasing similarity (ties by index).
+    """Self first, then by decreasing similarity (ties by index), in place;
+    returns ``(indices, similarities)``.
 
     ``rows`` are the sample ids of the rows (default: ``0 .. n - 1``).
     """
     rows = np.arange(indices.shape[0]) if rows is None else np.asarray(rows)
-    order = self_first_order(indices, similarities, rows)
-    return take_rows(indices, order), take_rows(similarities, order)
+    sort_self_first(indices, similarities, rows)
+    return indices, similarities
 
 
 @contextmanager

@@ -10,6 +10,10 @@ from sklearn.utils._param_validation import Interval
 #: Cosines this close to 1 mark exact duplicates (float32 rounding included).
 DUPLICATE_GAP = 1e-5
 
+#: float32 rows whose squared norm is this close to 1 are taken as unit
+#: rows as they are (float32 normalisation leaves errors near 3e-7).
+UNIT_TOLERANCE = 1e-6
+
 #: ``n_jobs`` as scikit-learn reads it: a positive count, or -1 (all
 #: threads), -2 (all but one), ...; 0 means nothing and is refused.
 N_JOBS_CONSTRAINT = [
@@ -98,9 +102,16 @@ def _normalize_rows(X, block=65536, allow_zero=False):
     With ``allow_zero`` a zero row stays a zero row instead. Each row is
     divided by its largest absolute value before its norm is taken, in the
     input's own precision, so that huge (1e30) and subnormal (1e-40) entries
-    neither overflow nor vanish. Works in blocks of rows.
+    neither overflow nor vanish. Works in blocks of rows. float32 rows that
+    are unit already (:func:`_has_unit_rows`) are not copied: a read-only
+    view of ``X`` is returned, so that a memory-mapped file of unit
+    embeddings is never held twice.
     """
     X = np.asarray(X)
+    if _has_unit_rows(X):
+        X = X.view()
+        X.flags.writeable = False
+        return X
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
     out = np.empty(X.shape, dtype=np.float32)
@@ -113,6 +124,10 @@ def _normalize_rows(X, block=65536, allow_zero=False):
         part = part / np.where(bad, 1.0, scale)[:, None]
         norms = np.linalg.norm(part, axis=1)
         out[start : start + block] = part / np.where(bad, 1.0, norms)[:, None]
+        if X.dtype == np.float32:
+            # Unit rows as they are, whichever block holds them.
+            unit = _unit_row_mask(X[start : start + block])
+            out[start : start + block][unit] = X[start : start + block][unit]
     zero = np.concatenate(zero) if zero else np.empty(0, dtype=np.intp)
     if zero.size and not allow_zero:
         raise ValueError(
@@ -120,6 +135,26 @@ def _normalize_rows(X, block=65536, allow_zero=False):
             "metric is undefined for them. Remove them or use metric='precomputed'."
         )
     return out
+
+
+def _has_unit_rows(X, block=8192):
+    """Whether ``X`` is a non-empty 2-D float32 array of unit rows
+    (:func:`_unit_row_mask`), checked in blocks of rows up to the first
+    that is not."""
+    if X.dtype != np.float32 or X.ndim != 2 or X.size == 0:
+        return False
+    return all(
+        _unit_row_mask(X[start : start + block]).all()
+        for start in range(0, X.shape[0], block)
+    )
+
+
+def _unit_row_mask(rows):
+    """Which float32 ``rows`` have a squared norm (summed in float64)
+    within ``UNIT_TOLERANCE`` of 1: they are kept as they are, so that
+    normalising is the same whether a row comes alone or in a block."""
+    part = rows.astype(np.float64)
+    return np.abs(np.einsum("ij,ij->i", part, part) - 1.0) <= UNIT_TOLERANCE
 
 
 def clipped_k(k, n, stacklevel, n_rows=None):

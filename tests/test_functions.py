@@ -205,9 +205,54 @@ def test_rows_sorted_self_first_as_lexsort_orders_them():
             indices[:, 0] = rows
         sims = rng.choice([0.1, 0.5, 0.5, 0.9, -np.inf], (n, k)).astype(np.float32)
         order = np.lexsort((indices, -sims, indices != rows[:, None]), axis=-1)
+        expected = [np.take_along_axis(a, order, 1) for a in (indices, sims)]
         got = _sort_rows(indices, sims, rows)
-        np.testing.assert_array_equal(got[0], np.take_along_axis(indices, order, 1))
-        np.testing.assert_array_equal(got[1], np.take_along_axis(sims, order, 1))
+        # In place: no (n, k) array allocated.
+        assert got[0] is indices and got[1] is sims
+        np.testing.assert_array_equal(indices, expected[0])
+        np.testing.assert_array_equal(sims, expected[1])
+
+
+def test_unit_float32_rows_are_used_as_they_are():
+    """A float32 array of unit rows (a memory-mapped file of normalised
+    embeddings) is not copied: a read-only view is returned, and each row
+    normalises the same alone as in any block."""
+    from sklearn_ndde._validation import _normalize_rows
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 16))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = X.astype(np.float32)
+    Xn = _normalize_rows(X)
+    assert np.shares_memory(Xn, X) and not Xn.flags.writeable
+    assert X.flags.writeable  # the caller's array is left as it was
+    # One row scaled: the array is copied, and every other row kept as is.
+    Y = X.copy()
+    Y[7] *= 3.0
+    Yn = _normalize_rows(Y, block=64)
+    assert not np.shares_memory(Yn, Y)
+    np.testing.assert_array_equal(np.delete(Yn, 7, 0), np.delete(X, 7, 0))
+    np.testing.assert_allclose(Yn[7], X[7], rtol=1e-6)
+    for start in (0, 64, 448):
+        np.testing.assert_array_equal(
+            _normalize_rows(Y[start : start + 64]), Yn[start : start + 64]
+        )
+    # float64 unit rows are still made float32 (a copy).
+    assert _normalize_rows(X.astype(np.float64)).dtype == np.float32
+
+
+def test_fit_on_unit_float32_rows_keeps_one_copy():
+    from sklearn_ndde import NDDeTPDiClustering
+    from sklearn_ndde.datasets import make_face_embeddings
+
+    X, y = make_face_embeddings(600, 20, dim=32, random_state=0)
+    X = X.astype(np.float32)
+    before = X.copy()
+    est = NDDeTPDiClustering(k=20).fit(X)
+    assert np.shares_memory(est._fit_X, X)
+    np.testing.assert_array_equal(X, before)
+    labels = NDDeTPDiClustering(k=20).fit(X.astype(np.float64)).labels_
+    np.testing.assert_array_equal(est.labels_, labels)
 
 
 def _random_graph(rng, n, k, X):

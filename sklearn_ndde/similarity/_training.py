@@ -3,6 +3,7 @@ optimiser, the schedule, early stopping on held-out identities."""
 
 import os
 import time
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -114,7 +115,7 @@ def train_network(est, torch, X, y, indices, cosines, rng, seed):
                 cycle_momentum=False,
             )
         loss_fn = torch.nn.BCEWithLogitsLoss()
-        features = torch.from_numpy(X).to(est.device_)
+        features = _read_tensor(torch, X).to(est.device_)
         idx_t = torch.from_numpy(indices.astype(np.int64)).to(est.device_)
         tgt_t = torch.from_numpy(targets).to(est.device_)
         generator = torch.Generator().manual_seed(seed)
@@ -202,13 +203,24 @@ def _loss(torch, module, data, anchors, loss_fn, device, precision):
     return total / anchors.size
 
 
+def _read_tensor(torch, array):
+    """``torch.from_numpy`` of an array that may be read-only (unit rows
+    used as they are, a memory-mapped file), which the network only
+    reads: without torch's warning that it is not writable."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="The given NumPy array is not writable"
+        )
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+
 def score(est, torch, X, Y, Y_arr, indices):
     """The network's logits for the pairs ``(X[i], Y_arr[indices[i, c]])``
     (with ``Y`` given, each anchor put in front of its neighbours)."""
     device = next(est.module_.parameters()).device
     out = np.empty(indices.shape, dtype=np.float32)
-    feats = torch.from_numpy(np.ascontiguousarray(Y_arr)).to(device)
-    anchors = torch.from_numpy(np.ascontiguousarray(X)).to(device)
+    feats = _read_tensor(torch, Y_arr).to(device)
+    anchors = _read_tensor(torch, X).to(device)
     idx_t = torch.from_numpy(indices.astype(np.int64))
     est.module_.eval()
     with _torch_session(torch, 0, est.n_jobs), torch.inference_mode():
