@@ -28,7 +28,7 @@ from ._pipeline import (
 )
 from ._precomputed import graph_to_neighbors
 from ._progress import log
-from ._tpdi import tpdi
+from ._tpdi import tpdi_of_sorted_graph
 from ._transition import transition_matrix
 from ._validation import clipped_k
 
@@ -60,9 +60,13 @@ class NumpyStages:
         return ndde_density(self.P, n_iter=self.est.density_iter)
 
     def tpdi(self):
-        Q = transition_matrix(self.indices, self.s, sigma=self.est.distance_sigma)
-        self.distances = tpdi(
-            Q, self.indices, n_jobs=self.est.n_jobs, verbose=self.est.verbose
+        # tpdi(transition_matrix(...)) without a second (n, k) array.
+        self.distances = tpdi_of_sorted_graph(
+            self.indices,
+            self.s,
+            self.est.distance_sigma,
+            n_jobs=self.est.n_jobs,
+            verbose=self.est.verbose,
         )
 
     def density_rank(self, density):
@@ -187,11 +191,11 @@ def fit_stages(est, X, Xn, n_rows=None):
                     f"{out['knn_recall_']:.3f}"
                 )
 
-    out.update(
-        cluster_graph(
-            est, indices, cosines, None if precomputed else X, out["_fit_X"], stage
-        )
-    )
+    graph = NumpyStages(est, indices, cosines, None if precomputed else X, Xn)
+    # The stages replace the graph's arrays (sorted, then trimmed): no
+    # reference here may keep the first ones alive.
+    del indices, cosines
+    out.update(run_stages(est, graph, stage))
     out["n_features_in_"] = est.n_features_in_
     if hasattr(est, "feature_names_in_"):
         out["feature_names_in_"] = est.feature_names_in_

@@ -10,9 +10,12 @@ from ._progress import progress
 from ._tpdi_kernels import (
     bhattacharyya_pairs,
     relabel_rows,
+    renumber_cols,
+    roots_in_order,
     tpdi_forward_pairs,
     tpdi_remaining_pairs,
 )
+from ._transition import row_softmax
 from ._validation import N_JOBS_CONSTRAINT, check_transition
 
 # The fewest samples a progress-bar update stands for.
@@ -97,11 +100,7 @@ def tpdi(Q, indices, *, n_jobs=None, verbose=False):
     pairs = indices.astype(index_dtype, copy=False)
     order = locality_order(indices)
     k = indices.shape[1]
-    # Slices of the visiting order, so that a progress bar can move and a
-    # Ctrl-C is noticed within a slice (a fraction of a second): a sample
-    # costs k^2 steps, so the slices shrink as k grows.
-    step = max(_PROGRESS_STEP, -(-n // 100)) if verbose else _INTERRUPT_STEP
-    step = max(_MIN_STEP, int(step * min(1.0, (80 / max(k, 1)) ** 2)))
+    step = _kernel_step(n, k, verbose)
     if k > 0 and _rows_are_pairs(indptr, cols, pairs):
         # Q built from these same pairs, as the estimator builds it.
         return _tpdi_of_own_pairs(
@@ -132,12 +131,35 @@ def tpdi(Q, indices, *, n_jobs=None, verbose=False):
     return out
 
 
+def _kernel_step(n, k, verbose):
+    """Samples per kernel call: slices of the visiting order, so that a
+    progress bar can move and a Ctrl-C is noticed within a slice (a
+    fraction of a second); a sample costs k^2 steps, so the slices shrink
+    as k grows."""
+    step = max(_PROGRESS_STEP, -(-n // 100)) if verbose else _INTERRUPT_STEP
+    return max(_MIN_STEP, int(step * min(1.0, (80 / max(k, 1)) ** 2)))
+
+
 def _rows_are_pairs(indptr, cols, pairs):
     """Whether row ``i`` of the CSR arrays lists exactly ``pairs[i]``."""
     n, k = pairs.shape
     return np.array_equal(indptr, np.arange(0, n * k + 1, k)) and np.array_equal(
         cols, pairs.ravel()
     )
+
+
+def tpdi_of_sorted_graph(indices, similarities, sigma, *, n_jobs=None, verbose=False):
+    """``tpdi(transition_matrix(indices, similarities, sigma=sigma),
+    indices)`` for rows already by decreasing similarity (as the estimator
+    keeps them), with one (n, k) array fewer: the transition rows are made
+    here and turned into their square roots in place."""
+    indices = np.asarray(indices)
+    n, k = indices.shape
+    order = locality_order(indices)
+    probabilities = row_softmax(similarities, sigma)
+    roots_in_order(probabilities, order)
+    cols, out = renumber_cols(indices.ravel(), order, k, probabilities)
+    return _own_pairs(cols, probabilities.ravel(), order, out, n_jobs, verbose)
 
 
 def _tpdi_of_own_pairs(cols, probabilities, order, k, n_jobs, verbose, step):
@@ -150,8 +172,15 @@ def _tpdi_of_own_pairs(cols, probabilities, order, k, n_jobs, verbose, step):
     a face kNN graph, where 70 % of the pairs are mutual
     (``benchmarks/speed_after_knn.py``; ``NOTES.md``).
     """
-    n = order.size
     cols, roots, out = relabel_rows(cols, probabilities, order, k)
+    return _own_pairs(cols, roots, order, out, n_jobs, verbose, step)
+
+
+def _own_pairs(cols, roots, order, out, n_jobs, verbose, step=None):
+    """The TPDi kernels over rows renumbered in ``order`` (see
+    :func:`_tpdi_of_own_pairs`), into ``out``."""
+    n, k = out.shape
+    step = _kernel_step(n, k, verbose) if step is None else step
     with (
         numba_threads(n_jobs) as threads,
         progress("TPDi", 2 * n, verbose, unit="sample") as bar,

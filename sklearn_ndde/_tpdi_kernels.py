@@ -68,20 +68,58 @@ def relabel_rows(cols, probabilities, order, k):
     then have nearby ids and rows, which the TPDi kernels read far faster.
     Also returns the (n, k) output of the TPDi kernels, filled with -1.
     """
+    new_cols, out = renumber_cols(cols, order, k, probabilities)
+    roots = np.empty_like(probabilities)
+    for r in numba.prange(order.size):
+        source = order[r] * k
+        for c in range(k):
+            roots[r * k + c] = np.sqrt(probabilities[source + c])
+    return new_cols, roots, out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def renumber_cols(cols, order, k, like):
+    """The column ids of :func:`relabel_rows` (a new array), and the TPDi
+    output filled with -1 (of the dtype of ``like``)."""
     n = order.size
     new_id = np.empty(n, dtype=cols.dtype)
     for r in numba.prange(n):
         new_id[order[r]] = r
     new_cols = np.empty_like(cols)
-    roots = np.empty_like(probabilities)
-    out = np.empty((n, k), dtype=probabilities.dtype)
+    out = np.empty((n, k), dtype=like.dtype)
     for r in numba.prange(n):
         source = order[r] * k
         for c in range(k):
             new_cols[r * k + c] = new_id[cols[source + c]]
-            roots[r * k + c] = np.sqrt(probabilities[source + c])
             out[r, c] = -1.0
-    return new_cols, roots, out
+    return new_cols, out
+
+
+@numba.njit(cache=True, nogil=True)
+def roots_in_order(probabilities, order):
+    """The square roots of :func:`relabel_rows`, made in place: row ``r``
+    of the (n, k) ``probabilities`` becomes the roots of its row
+    ``order[r]`` (each cycle of the permutation followed with one row
+    aside), so that no second (n, k) array is needed."""
+    n, k = probabilities.shape
+    for r in range(n):
+        for c in range(k):
+            probabilities[r, c] = np.sqrt(probabilities[r, c])
+    done = np.zeros(n, dtype=np.bool_)
+    aside = np.empty(k, dtype=probabilities.dtype)
+    for start in range(n):
+        if done[start]:
+            continue
+        aside[:] = probabilities[start]
+        r = start
+        while True:
+            done[r] = True
+            source = order[r]
+            if source == start:
+                probabilities[r] = aside
+                break
+            probabilities[r] = probabilities[source]
+            r = source
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -213,6 +213,26 @@ def test_rows_sorted_self_first_as_lexsort_orders_them():
         np.testing.assert_array_equal(sims, expected[1])
 
 
+def test_tpdi_of_a_sorted_graph_is_tpdi_of_its_transition_matrix():
+    """The estimator's TPDi (square roots made in place, rows permuted by
+    cycles) gives what the two public functions give."""
+    from sklearn_ndde import tpdi, transition_matrix
+    from sklearn_ndde._tpdi import tpdi_of_sorted_graph
+
+    rng = np.random.default_rng(5)
+    for n, k in [(1, 1), (7, 3), (300, 12), (2000, 20)]:
+        X = rng.normal(size=(n, 8))
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        S = X @ X.T
+        indices = np.argsort(-S, axis=1)[:, :k].astype(np.int32)
+        s = np.clip(np.take_along_axis(S, indices, 1), 0, 1).astype(np.float32)
+        s = -np.sort(-s, axis=1)  # rows by decreasing similarity
+        expected = tpdi(transition_matrix(indices, s, sigma=0.05), indices)
+        got = tpdi_of_sorted_graph(indices, s, 0.05)
+        np.testing.assert_array_equal(got, expected)
+        assert got.dtype == np.float32
+
+
 def test_unit_float32_rows_are_used_as_they_are():
     """A float32 array of unit rows (a memory-mapped file of normalised
     embeddings) is not copied: a read-only view is returned, and each row
