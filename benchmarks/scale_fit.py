@@ -12,7 +12,11 @@ between consecutive sizes and over all of them. ``--json`` writes the
 rows, which the documentation's benchmark page draws.
 
     python benchmarks/scale_fit.py [--n 30000 100000 300000 584013] [--json PATH]
-        [--knn-method auto|ivf|pynndescent] [-v]
+        [--knn-method auto|ivf|pynndescent] [--growth-from 584013] [-v]
+
+The paper's scale, 5,206,761 faces (about 20 minutes, 18 GB):
+
+    python benchmarks/scale_fit.py --n 30000 100000 300000 584013 1740301 5206761
 """
 
 import argparse
@@ -103,6 +107,12 @@ def main():
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="the fit's lines on stderr"
     )
+    parser.add_argument(
+        "--growth-from",
+        type=int,
+        default=584013,
+        help="also print the growth exponent over the sizes from this one up",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -135,6 +145,8 @@ def main():
         )
         for name, (seconds, peak) in row["stages"].items():
             print(f"{'':9s}   {name:<16s} {seconds:8.1f} s {peak:6.2f} GB")
+        if args.json:  # after each size: a later one may not finish
+            args.json.write_text(json.dumps(rows, indent=1))
     for a, b in zip(rows, rows[1:]):
         slope = np.log(b["seconds"] / a["seconds"]) / np.log(b["n"] / a["n"])
         print(f"time grows as n^{slope:.2f} from {a['n']:,} to {b['n']:,}")
@@ -145,8 +157,14 @@ def main():
         print(
             f"time grows as n^{fit[0]:.2f} over {rows[0]['n']:,} to {rows[-1]['n']:,}"
         )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    large = [r for r in rows if r["n"] >= args.growth_from]
+    if len(large) > 2 and len(large) < len(rows):
+        fit = np.polyfit(
+            np.log([r["n"] for r in large]), np.log([r["seconds"] for r in large]), 1
+        )
+        print(
+            f"time grows as n^{fit[0]:.2f} over {large[0]['n']:,} to {large[-1]['n']:,}"
+        )
 
 
 if __name__ == "__main__":

@@ -36,11 +36,14 @@ from ._validation import clipped_k
 class NumpyStages:
     """The kNN graph ``indices``, ``cosines`` of the estimator ``est``, with
     the embeddings ``X`` (for a learned similarity) and their unit rows
-    ``Xn`` (None when the graph was precomputed), and the stages on it."""
+    ``Xn`` (None when the graph was precomputed), and the stages on it.
+    With ``own_graph`` the graph's arrays are sorted in place (the fit's
+    own search made them); otherwise they are left as they are."""
 
-    def __init__(self, est, indices, cosines, X, Xn):
+    def __init__(self, est, indices, cosines, X, Xn, own_graph=False):
         self.est, self.X, self.Xn = est, X, Xn
         self.indices, self.cosines = indices, cosines
+        self.own_graph = own_graph
         self.top = min(int(est.density_k), indices.shape[1])
 
     def fit_similarity(self):
@@ -50,7 +53,7 @@ class NumpyStages:
         """The first pair similarities; each row is then sorted by them."""
         s = pair_similarity(similarity, self.X, self.indices, self.cosines)
         self.indices, self.s, self.cosines = sort_by_similarity(
-            self.indices, s, self.cosines
+            self.indices, s, self.cosines, in_place=self.own_graph
         )
 
     def density(self):
@@ -191,7 +194,9 @@ def fit_stages(est, X, Xn, n_rows=None):
                     f"{out['knn_recall_']:.3f}"
                 )
 
-    graph = NumpyStages(est, indices, cosines, None if precomputed else X, Xn)
+    graph = NumpyStages(
+        est, indices, cosines, None if precomputed else X, Xn, own_graph=True
+    )
     # The stages replace the graph's arrays (sorted, then trimmed): no
     # reference here may keep the first ones alive.
     del indices, cosines

@@ -23,6 +23,9 @@ from ._progress import log, progress
 from ._validation import DUPLICATE_GAP
 from .similarity import CalibratedCosineSimilarity
 
+# Rows per block of an in-place sort.
+_SORT_BLOCK = 65536
+
 STAGES = (
     "kNN graph",
     "pair similarity",
@@ -49,10 +52,21 @@ def duplicate_links(indices, cosines, rows=None):
     return rows[r], indices[r, c]
 
 
-def sort_by_similarity(indices, similarities, *aligned):
-    """Each row by decreasing similarity; ``aligned`` arrays follow along."""
-    order = descending_order(np.asarray(similarities))
-    return tuple(take_rows(a, order) for a in (indices, similarities, *aligned))
+def sort_by_similarity(indices, similarities, *aligned, in_place=False):
+    """Each row by decreasing similarity; ``aligned`` arrays follow along.
+
+    New arrays, or with ``in_place`` the given ones sorted in blocks of
+    rows (no (n, k) array allocated)."""
+    arrays = (indices, similarities, *aligned)
+    if not in_place:
+        order = descending_order(np.asarray(similarities))
+        return tuple(take_rows(a, order) for a in arrays)
+    for start in range(0, similarities.shape[0], _SORT_BLOCK):
+        rows = slice(start, start + _SORT_BLOCK)
+        order = descending_order(similarities[rows])
+        for a in arrays:
+            a[rows] = take_rows(a[rows], order)
+    return arrays
 
 
 def unconfirmed(refitted, first, cosines, similarity):
