@@ -516,11 +516,13 @@ def search_numpy(
     method, torch_device = _search_method(n, method, device)
     if n_neighbors >= n - 1:
         method = "exact"
+    Xn = _normalize_rows(X)
     check_memory(
-        knn_bytes(n, X.shape[1], n_neighbors, method),
+        knn_bytes(
+            n, X.shape[1], n_neighbors, method, not np.may_share_memory(X, Xn)
+        ),
         f"knn_graph on {n} samples with n_neighbors={n_neighbors}",
     )
-    Xn = _normalize_rows(X)
     reached = 1.0
     seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
     if method == "exact" and torch_device is not None:

@@ -3,12 +3,12 @@
 import os
 
 # Bytes per (sample, neighbour) entry of the stages after the kNN graph: the
-# graph, the pair similarities, two CSR transition matrices, TPDi, the sort
-# buffers, the flow merge and the recalibration. ``benchmarks/scale_fit.py``
-# measured 3.70 GiB at the peak of these stages at 584,013 x 80 x 256-d,
-# of which 0.56 GiB the memory-mapped input and 0.56 GiB its unit rows:
-# 59 bytes per entry.
-_BYTES_PER_ENTRY = 60
+# graph, the pair similarities, the transition matrices, TPDi, the flow
+# merge and the recalibration (``benchmarks/scale_fit.py``; NOTES.md).
+_BYTES_PER_ENTRY = 30
+# The IVF search's refinement per entry: the pairs offered to their other
+# end, the round's grown copy of the graph and its flags of new pairs.
+_REFINE_BYTES_PER_ENTRY = 20
 # pynndescent's working set per entry (measured by ``benchmarks/scale.py``:
 # about 4.2 GB peak at 584,013 x 80 x 256-d, embeddings included).
 _PYNNDESCENT_BYTES_PER_ENTRY = 64
@@ -39,57 +39,56 @@ def available_bytes():
         return None
 
 
-def knn_bytes(n_samples, n_features, n_neighbors, method):
+def knn_bytes(n_samples, n_features, n_neighbors, method, rows_copied=True):
     """A bound on the peak memory of :func:`~sklearn_ndde.knn_graph`.
 
-    The unit-row copy of the embeddings, the (n, k) outputs and the
-    search's working set: the exact search's similarity block, the IVF
-    index (counted as a second copy of the rows, which its codes, ids,
-    centroids and faiss's buffers stay under) with
-    its block of results, the pairs offered to their other end and the
-    refinement's copy of the graph, or pynndescent's graph. ``method`` is
-    ``"exact"``, ``"ivf"`` or ``"pynndescent"``. Arguments are made Python
-    integers first, so that numpy integers (``np.int32(80)``) cannot
-    overflow the products.
+    The unit-row copy of the embeddings (none when ``rows_copied`` is
+    False: float32 unit rows are used as they are), the (n, k) outputs and
+    the search's working set: the exact search's similarity block, the IVF
+    index (half a byte per dimension and an id per row; a copy of the rows
+    for an odd dimension) with its block of results, the pairs offered to
+    their other end and the refinement's copy of the graph, or
+    pynndescent's graph. ``method`` is ``"exact"``, ``"ivf"`` or
+    ``"pynndescent"``. Arguments are made Python integers first, so that
+    numpy integers (``np.int32(80)``) cannot overflow the products.
     """
     n_samples, n_features, n_neighbors = map(int, (n_samples, n_features, n_neighbors))
     entries = n_samples * n_neighbors
-    total = 4 * n_samples * n_features + 16 * entries
+    total = 4 * n_samples * n_features * bool(rows_copied) + 8 * entries
     if method == "exact":
         block = min(n_samples * n_samples, _EXACT_BLOCK_ELEMENTS)
         total += _EXACT_BYTES_PER_ELEMENT * block
     elif method == "ivf":
-        total += (4 * n_features + 8) * n_samples
+        code = n_features // 4 if n_features % 2 == 0 else 4 * n_features
+        # The codes and ids, the cells, closeness and order of each row.
+        total += (code + 8 + 24) * n_samples
         total += _IVF_BLOCK_ROWS * n_neighbors * 12
-        # The pairs offered to their other end (ids and cosines by target),
-        # and the refinement's copy of the graph, its flags of new pairs and
-        # one marker array of n ids per thread.
-        total += 18 * entries + 40 * n_samples
+        total += _REFINE_BYTES_PER_ENTRY * entries
         total += _EXACT_BYTES_PER_ELEMENT * min(n_samples * 1000, _EXACT_BLOCK_ELEMENTS)
     else:
         total += _PYNNDESCENT_BYTES_PER_ENTRY * entries
     return total
 
 
-def fit_bytes(n_samples, n_features, n_neighbors, method):
+def fit_bytes(n_samples, n_features, n_neighbors, method, rows_copied=True):
     """The peak memory of ``NDDeTPDiClustering.fit`` beyond the input.
 
     The larger of its two phases: the neighbour search
     (:func:`knn_bytes`), and the stages after it (the unit rows, kept for
-    ``predict``, and ``_BYTES_PER_ENTRY`` per neighbour pair); the search's
-    working set is freed before the later stages start. ``n_features`` is
-    0 for a precomputed graph (no search, no embeddings kept): then only
-    the stages after the graph count. At 584,013 x 80 x 256-d with the IVF
-    search it says 3.4 GB where ``benchmarks/scale_fit.py`` measured 3.4 GB
-    beyond the input.
+    ``predict``, unless ``rows_copied`` is False, and ``_BYTES_PER_ENTRY``
+    per neighbour pair); the search's working set is freed before the
+    later stages start. ``n_features`` is 0 for a precomputed graph (no
+    search, no embeddings kept): then only the stages after the graph
+    count. ``benchmarks/scale_fit.py`` prints it beside the peak it
+    measures.
     """
     n_samples, n_features, n_neighbors = map(int, (n_samples, n_features, n_neighbors))
     after_graph = _BYTES_PER_ENTRY * n_samples * n_neighbors
     if not n_features:
         return after_graph
     return max(
-        knn_bytes(n_samples, n_features, n_neighbors, method),
-        after_graph + 4 * n_samples * n_features,
+        knn_bytes(n_samples, n_features, n_neighbors, method, rows_copied),
+        after_graph + 4 * n_samples * n_features * bool(rows_copied),
     )
 
 

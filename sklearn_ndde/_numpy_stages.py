@@ -162,8 +162,10 @@ def fit_stages(est, X, Xn, n_rows=None):
     method = est.knn_method
     if method == "auto" and not precomputed:
         method, _ = _search_method(n, method, est.device)
+    # Unit float32 rows are used as they are: then no copy of them.
+    rows_copied = Xn is not None and not np.may_share_memory(X, Xn)
     check_memory(
-        fit_bytes(n, 0 if precomputed else X.shape[1], k, method),
+        fit_bytes(n, 0 if precomputed else X.shape[1], k, method, rows_copied),
         f"NDDeTPDiClustering.fit on {n} samples with k={k}",
     )
     out = {}
