@@ -50,6 +50,7 @@ def child(n, cache, knn_method, verbose):
     from sklearn_ndde import NDDeTPDiClustering, _numpy_stages
     from sklearn_ndde._knn import _search_method
     from sklearn_ndde._memory import fit_bytes
+    from sklearn_ndde._validation import _has_unit_rows
     from sklearn_ndde.metrics import bcubed_fscore
 
     X_path, y_path = data_files(n, cache)
@@ -78,7 +79,11 @@ def child(n, cache, knn_method, verbose):
         "n": n,
         "seconds": seconds,
         "peak_gb": max(peak_rss_gb(), *(peak for _, peak in stages.values())),
-        "estimate_gb": fit_bytes(n, X.shape[1], est.k, method) / 1024**3,
+        # Unit float32 rows (as these are) are used without a copy.
+        "estimate_gb": fit_bytes(
+            n, X.shape[1], est.k, method, rows_copied=not _has_unit_rows(X)
+        )
+        / 1024**3,
         "data_gb": X.nbytes / 1024**3,
         "knn_method": method,
         "knn_recall": est.knn_recall_,

@@ -11,7 +11,7 @@ _BYTES_PER_ENTRY = 30
 _REFINE_BYTES_PER_ENTRY = 20
 # pynndescent's working set per entry (measured by ``benchmarks/scale.py``:
 # about 4.2 GB peak at 584,013 x 80 x 256-d, embeddings included).
-_PYNNDESCENT_BYTES_PER_ENTRY = 64
+_PYNNDESCENT_BYTES_PER_ENTRY = 72
 # The exact search's similarity block (at most 2**26 float32: about 256 MB
 # whatever n is) and its int64 argpartition output.
 _EXACT_BLOCK_ELEMENTS = 2**26
