@@ -518,9 +518,7 @@ def search_numpy(
         method = "exact"
     Xn = _normalize_rows(X)
     check_memory(
-        knn_bytes(
-            n, X.shape[1], n_neighbors, method, not np.may_share_memory(X, Xn)
-        ),
+        knn_bytes(n, X.shape[1], n_neighbors, method, not np.may_share_memory(X, Xn)),
         f"knn_graph on {n} samples with n_neighbors={n_neighbors}",
     )
     reached = 1.0

@@ -369,7 +369,7 @@ def test_interrupted_fit_leaves_the_estimator_unfitted(monkeypatch, refit):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline_module, "tpdi", interrupted)
+    monkeypatch.setattr(pipeline_module, "tpdi_of_sorted_graph", interrupted)
     with pytest.raises(KeyboardInterrupt):
         est.fit(X)
     with pytest.raises(NotFittedError):

@@ -1,7 +1,11 @@
 """Time and memory of ``fit`` against n, per stage
-(``benchmarks/results/scale_fit.json``)."""
+(``benchmarks/results/scale_fit.json``).
+
+The documentation draws it; the README's copy is made from ``docs/`` by
+``python _plots/scale.py _static/scale_fit.png``."""
 
 import json
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -46,3 +50,6 @@ for ax in axes:
     ax.legend(fontsize=8)
 fig.suptitle("NDDeTPDiClustering().fit at its defaults against the number of faces")
 fig.tight_layout()
+
+if len(sys.argv) == 2 and sys.argv[1].endswith(".png"):
+    fig.savefig(sys.argv[1], dpi=80)
