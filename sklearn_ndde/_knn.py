@@ -222,13 +222,45 @@ def _cells_of_rows(faiss, ivf, n):
     return order, cells
 
 
-def _closeness(Xn, centroids, cells, block=65536):
-    """Cosine of each unit row of ``Xn`` to the centroid of its cell."""
-    out = np.empty(Xn.shape[0], dtype=np.float32)
-    for start in range(0, Xn.shape[0], block):
-        rows = slice(start, start + block)
-        out[rows] = np.einsum("ij,ij->i", Xn[rows], centroids[cells[rows]])
-    return out
+def _add_assigned(faiss, index, ivf, Xn, block=65536):
+    """Fill the trained fast-scan ``index`` with the rows ``Xn``, each row
+    compared with the cells' centres once: returns the filled index, its
+    IVF part and ``(sims, cells)``, each row's ``ivf.nprobe`` nearest cells
+    (nearest first), which the first pass searches without comparing again
+    (``search_preassigned``). faiss's own ``add`` and ``search`` would each
+    compare every row with every centre: n x nlist x d, which grows as
+    n^1.5. An index that is not fast-scan (odd ``d``) is filled by
+    ``add`` and its rows compared again. The rows are coded by an
+    ``IndexIVFPQ`` sharing the index's centres and codebooks (its
+    ``add_core`` takes the assignment) and converted to fast-scan."""
+    n = Xn.shape[0]
+    nprobe = ivf.nprobe
+    sims = np.empty((n, nprobe), dtype=np.float32)
+    cells = np.empty((n, nprobe), dtype=np.int64)
+    for start in range(0, n, block):
+        part = np.ascontiguousarray(Xn[start : start + block])
+        sims[start : start + block], cells[start : start + block] = (
+            ivf.quantizer.search(part, nprobe)
+        )
+    fast = faiss.downcast_index(index)
+    if not isinstance(fast, faiss.IndexIVFPQFastScan):
+        index.add(Xn)
+        return index, ivf, (sims, cells)
+    coder = faiss.IndexIVFPQ(
+        ivf.quantizer, fast.d, fast.nlist, fast.pq.M, 4, fast.metric_type
+    )
+    coder.pq, coder.by_residual, coder.is_trained = fast.pq, fast.by_residual, True
+    for start in range(0, n, block):
+        part = np.ascontiguousarray(Xn[start : start + block])
+        assign = np.ascontiguousarray(cells[start : start + block, 0])
+        coder.add_core(
+            part.shape[0], faiss.swig_ptr(part), None, faiss.swig_ptr(assign)
+        )
+    filled = faiss.IndexIVFPQFastScan(coder)
+    filled.nprobe = nprobe
+    # The centres stay owned by the trained index, which must outlive this.
+    filled.referenced_objects = [index]
+    return filled, filled, (sims, cells)
 
 
 def _ivf_lists(n_samples, per_root=8):
@@ -333,14 +365,23 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
         )
         with _timed(f"{nlist:,} cells trained on {train.size:,} rows", verbose):
             index.train(Xn[train])
-        with _timed(f"{n:,} rows added", verbose):
-            index.add(Xn)
-            order, cells = _cells_of_rows(faiss, ivf, n)
-            closeness = _closeness(Xn, ivf.quantizer.reconstruct_n(0, nlist), cells)
         ivf.nprobe = _FIRST_NPROBE
+        with _timed(f"{n:,} rows assigned to their {_FIRST_NPROBE} cells", verbose):
+            index, ivf, coarse = _add_assigned(faiss, index, ivf, Xn)
+            order = np.argsort(coarse[1][:, 0], kind="stable")
+            closeness = coarse[0][:, 0].copy()
         indices, sims = _search_by_cell(
-            faiss, index, ivf, Xn, n_neighbors, order, verbose, _FIRST_PASS_REFINE
+            faiss,
+            index,
+            ivf,
+            Xn,
+            n_neighbors,
+            order,
+            verbose,
+            _FIRST_PASS_REFINE,
+            coarse,
         )
+        del coarse
         _search_short_rows(Xn, indices, sims, n_jobs)
         indices, sims = _sort_rows(indices, sims)
         # The rows least close to their centroid, searched again in many
@@ -388,14 +429,16 @@ def _search_and_merge(index, ivf, Xn, rows, indices, sims, verbose):
 
 
 def _search_rows(
-    index, ivf, Xn, rows, n_neighbors, verbose=False, factor=None, into=None
-):
+    index, ivf, Xn, rows, n_neighbors, verbose=False, factor=None, into=None,
+    coarse=None,
+):  # fmt: skip
     """``(sims, indices)`` of ``rows`` (ids in cell order) in the filled IVF
     ``index`` at its ``nprobe``. With ``factor``, the index returns
     ``factor * n_neighbors`` candidates (scored by its codes) and
     :func:`rerank` keeps the best by exact cosine. With ``into``, a pair
     of (n, k) arrays ``(sims, indices)``, the rows are written there
-    instead, block by block."""
+    instead, block by block. With ``coarse`` (from :func:`_add_assigned`),
+    the rows' cells are not searched again."""
     if into is None:
         sims = np.empty((rows.size, n_neighbors), dtype=np.float32)
         indices = np.empty((rows.size, n_neighbors), dtype=np.int32)
@@ -403,11 +446,15 @@ def _search_rows(
     with bar:
         for start in range(0, rows.size, _IVF_BLOCK_ROWS):
             part = slice(start, start + _IVF_BLOCK_ROWS)
-            if factor is None:
-                found = index.search(Xn[rows[part]], n_neighbors)
+            wanted = n_neighbors if factor is None else factor * n_neighbors
+            queries = np.ascontiguousarray(Xn[rows[part]])
+            if coarse is None:
+                found = index.search(queries, wanted)
             else:
-                candidates = index.search(Xn[rows[part]], factor * n_neighbors)[1]
-                found = rerank(Xn, rows[part], candidates, n_neighbors)
+                cells = [np.ascontiguousarray(a[rows[part]]) for a in coarse]
+                found = index.search_preassigned(queries, wanted, cells[1], cells[0])
+            if factor is not None:
+                found = rerank(Xn, rows[part], found[1], n_neighbors)
             if into is None:
                 sims[part], indices[part] = found
             else:
@@ -417,10 +464,11 @@ def _search_rows(
 
 
 def _search_by_cell(
-    faiss, index, ivf, Xn, n_neighbors, order=None, verbose=False, factor=None
-):
+    faiss, index, ivf, Xn, n_neighbors, order=None, verbose=False, factor=None,
+    coarse=None,
+):  # fmt: skip
     """Every row's neighbours in the filled IVF ``index`` at its ``nprobe``
-    (``factor``: as :func:`_search_rows`).
+    (``factor``, ``coarse``: as :func:`_search_rows`).
 
     The rows are searched cell by cell (``order``, from
     :func:`_cells_of_rows` when not given): consecutive queries probe
@@ -434,7 +482,7 @@ def _search_by_cell(
     sims = np.empty((n, n_neighbors), dtype=np.float32)
     with _timed(f"{n:,} rows searched at nprobe {ivf.nprobe}", verbose):
         _search_rows(
-            index, ivf, Xn, order, n_neighbors, verbose, factor, into=(sims, indices)
+            index, ivf, Xn, order, n_neighbors, verbose, factor, (sims, indices), coarse
         )
     return indices, sims
 
