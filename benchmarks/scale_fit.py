@@ -158,20 +158,18 @@ def main():
         slope = np.log(b["seconds"] / a["seconds"]) / np.log(b["n"] / a["n"])
         print(f"time grows as n^{slope:.2f} from {a['n']:,} to {b['n']:,}")
     if len(rows) > 2:
-        fit = np.polyfit(
-            np.log([r["n"] for r in rows]), np.log([r["seconds"] for r in rows]), 1
-        )
-        print(
-            f"time grows as n^{fit[0]:.2f} over {rows[0]['n']:,} to {rows[-1]['n']:,}"
-        )
+        print_growth(rows)
     large = [r for r in rows if r["n"] >= args.growth_from]
-    if len(large) > 2 and len(large) < len(rows):
-        fit = np.polyfit(
-            np.log([r["n"] for r in large]), np.log([r["seconds"] for r in large]), 1
-        )
-        print(
-            f"time grows as n^{fit[0]:.2f} over {large[0]['n']:,} to {large[-1]['n']:,}"
-        )
+    if 2 < len(large) < len(rows):
+        print_growth(large)
+
+
+def print_growth(rows):
+    """The least-squares exponent of the time against n over ``rows``."""
+    fit = np.polyfit(
+        np.log([r["n"] for r in rows]), np.log([r["seconds"] for r in rows]), 1
+    )
+    print(f"time grows as n^{fit[0]:.2f} over {rows[0]['n']:,} to {rows[-1]['n']:,}")
 
 
 if __name__ == "__main__":

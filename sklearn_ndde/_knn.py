@@ -442,11 +442,11 @@ def _search_rows(
     if into is None:
         sims = np.empty((rows.size, n_neighbors), dtype=np.float32)
         indices = np.empty((rows.size, n_neighbors), dtype=np.int32)
+    wanted = n_neighbors if factor is None else factor * n_neighbors
     bar = progress(f"kNN (IVF, nprobe {ivf.nprobe})", rows.size, verbose, unit="sample")
     with bar:
         for start in range(0, rows.size, _IVF_BLOCK_ROWS):
             part = slice(start, start + _IVF_BLOCK_ROWS)
-            wanted = n_neighbors if factor is None else factor * n_neighbors
             queries = np.ascontiguousarray(Xn[rows[part]])
             if coarse is None:
                 found = index.search(queries, wanted)

@@ -154,7 +154,7 @@ def tpdi_of_sorted_graph(indices, similarities, sigma, *, n_jobs=None, verbose=F
     keeps them), with one (n, k) array fewer: the transition rows are made
     here and turned into their square roots in place."""
     indices = np.asarray(indices)
-    n, k = indices.shape
+    k = indices.shape[1]
     order = locality_order(indices)
     probabilities = row_softmax(similarities, sigma)
     roots_in_order(probabilities, order)
