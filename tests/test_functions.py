@@ -306,9 +306,17 @@ def test_neighbours_of_neighbours_as_brute_force():
         new = rng.random((n, k)) < (1.0 if case % 2 else 0.5)
         sources, each = int(rng.integers(1, k + 1)), int(rng.integers(1, k + 1))
         floor = np.float32(rng.uniform(-0.5, 0.3))
+        order = rng.permutation(n) if case % 3 else np.arange(n)
         got_i, got_s, measured = neighbours_of_neighbours(
-            X, indices, sims, new, sources, each, floor, 3
+            X, indices, sims, new, sources, each, floor, 3, order
         )
+        # The visiting order changes the speed only.
+        by_id = neighbours_of_neighbours(
+            X, indices, sims, new, sources, each, floor, 2, np.arange(n)
+        )
+        np.testing.assert_array_equal(by_id[0], got_i)
+        np.testing.assert_array_equal(by_id[1], got_s)
+        assert by_id[2] == measured
         total = 0
         for i in range(n):
             met = set()
