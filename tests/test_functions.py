@@ -388,6 +388,23 @@ def test_rerank_keeps_the_best_candidates_by_exact_cosine():
     assert (ids[1, 3:] == -1).all() and np.isneginf(sims[1, 3:]).all()
 
 
+def test_rerank_orders_ties_and_signs_as_a_stable_sort():
+    """Equal cosines keep the candidates' order, whatever their sign
+    (zero included), as a stable argsort of the negated cosines."""
+    from sklearn_ndde._knn_kernels import rerank
+
+    X = np.zeros((7, 2), dtype=np.float32)
+    X[0] = [1, 0]
+    X[1:] = [[0, 1], [-1, 0], [0.6, 0.8], [0, -1], [0.6, -0.8], [-0.6, 0.8]]
+    candidates = np.array([[1, 2, 3, 4, 5, 6, 0, -1]])
+    sims, ids = rerank(X, np.array([0]), candidates, 8)
+    cosines = X[candidates[0, :7]] @ X[0]
+    order = np.argsort(-cosines, kind="stable")
+    np.testing.assert_array_equal(ids[0, :7], candidates[0, order])
+    np.testing.assert_array_equal(sims[0, :7], cosines[order])
+    assert ids[0, 7] == -1 and np.isneginf(sims[0, 7])
+
+
 def test_rows_to_widen_are_the_least_close_with_the_misses():
     from sklearn_ndde._knn import _rows_to_widen
 
