@@ -459,13 +459,18 @@ def _search_rows(
             else:
                 cells = [np.ascontiguousarray(a[rows[part]]) for a in coarse]
                 found = index.search_preassigned(queries, wanted, cells[1], cells[0])
-            if factor is not None:
-                found = rerank(Xn, rows[part], found[1], n_neighbors)
-            if into is None:
+            if factor is not None and into is not None:
+                # Written straight to the rows' places in the graph.
+                rerank(Xn, rows[part], found[1], n_neighbors, into)
+            elif factor is not None:
+                sims[part], indices[part] = rerank(
+                    Xn, rows[part], found[1], n_neighbors
+                )
+            elif into is None:
                 sims[part], indices[part] = found
             else:
                 into[0][rows[part]], into[1][rows[part]] = found
-            bar.update(found[0].shape[0])
+            bar.update(queries.shape[0])
     return None if into is not None else (sims, indices)
 
 

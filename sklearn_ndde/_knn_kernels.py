@@ -286,23 +286,38 @@ def _descending_key(value, position):
     return (bits << 32) | position
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def rerank(Xn, rows, candidates, n_neighbors):
+def rerank(Xn, rows, candidates, n_neighbors, into=None):
     """The ``n_neighbors`` candidates of highest cosine to each of ``rows``
     (``Xn``: unit rows; ``candidates``: ids, -1 for none), as ``(cosines,
     ids)`` by decreasing cosine (ties in the candidates' order), padded
-    with ``-inf`` and -1. One sort of packed integer keys a row, in
-    scratch arrays reused over a block of rows (a seventh less time than
-    an argsort a row)."""
+    with ``-inf`` and -1. With ``into``, a pair ``(cosines, ids)`` of
+    arrays with a row per sample, each of ``rows`` is written to its own
+    row there (nothing returned)."""
+    if into is None:
+        m = candidates.shape[0]
+        out = (
+            np.empty((m, n_neighbors), dtype=np.float32),
+            np.empty((m, n_neighbors), dtype=np.int32),
+        )
+        _rerank_into(Xn, rows, candidates, *out, np.arange(m))
+        return out
+    _rerank_into(Xn, rows, candidates, *into, rows)
+    return None
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _rerank_into(Xn, rows, candidates, out_values, out_ids, out_rows):
+    """:func:`rerank`, row ``rows[r]``'s result written to row
+    ``out_rows[r]``. One sort of packed integer keys a row, in scratch
+    arrays reused over a block of rows."""
     m, width = candidates.shape
-    out_values = np.full((m, n_neighbors), -np.inf, dtype=np.float32)
-    out_ids = np.full((m, n_neighbors), -1, dtype=np.int32)
+    n_neighbors = out_ids.shape[1]
     block = 256
     for part in numba.prange((m + block - 1) // block):
         cosines = np.empty(width, dtype=np.float32)
         keys = np.empty(width, dtype=np.int64)
         for r in range(part * block, min(m, (part + 1) * block)):
-            i = rows[r]
+            i, o = rows[r], out_rows[r]
             used = 0
             for x in range(width):
                 q = candidates[r, x]
@@ -315,8 +330,11 @@ def rerank(Xn, rows, candidates, n_neighbors):
                 keys[used] = _descending_key(cosine, x)
                 used += 1
             best = np.sort(keys[:used])
-            for c in range(min(n_neighbors, used)):
-                x = best[c] & 0xFFFFFFFF
-                out_values[r, c] = cosines[x]
-                out_ids[r, c] = candidates[r, x]
-    return out_values, out_ids
+            for c in range(n_neighbors):
+                if c < used:
+                    x = best[c] & 0xFFFFFFFF
+                    out_values[o, c] = cosines[x]
+                    out_ids[o, c] = candidates[r, x]
+                else:
+                    out_values[o, c] = -np.inf
+                    out_ids[o, c] = -1
