@@ -283,24 +283,19 @@ def _ivf_lists(n_samples, per_root=8):
 def _ivf_index(faiss, d, nlist, seed, k_factor=REFINE_FACTOR):
     """The untrained IVF index: PQ fast-scan codes with an exact re-rank.
 
-    Each row is coded on ``d / 2`` sub-vectors of 4 bits, scanned with
-    SIMD lookups; the ``k_factor * k`` best candidates of a query are then
-    re-ranked with the exact cosine, so the cosines returned are exact. At
-    584,013 synthetic 256-d faces this reached recall 0.955 at about half
-    the time of IVF-Flat's 0.957 (``benchmarks/knn_ivf.py``). With
-    ``k_factor`` None (the single-machine search, whose caller re-ranks
-    with :func:`rerank` and refines the graph) the index holds no copy of
-    the rows and codes ``d / 4`` sub-vectors where 4 divides ``d``: at
-    1,740,301 faces the search took 152 s instead of 174 s for the same
-    BCubed F. An odd ``d`` falls back to IVF-Flat.
+    Each row is coded on ``d / 2`` sub-vectors of 4 bits (half a byte per
+    dimension), scanned with SIMD lookups; the ``k_factor * k`` best
+    candidates of a query are then re-ranked with the exact cosine, so the
+    cosines returned are exact (``k_factor`` None: no re-rank, and no copy
+    of the rows; the caller re-ranks with :func:`rerank`). At 584,013
+    synthetic 256-d faces this reached recall 0.955 at about half the time
+    of IVF-Flat's 0.957 (``benchmarks/knn_ivf.py``). An odd ``d`` falls
+    back to IVF-Flat.
     """
     metric = faiss.METRIC_INNER_PRODUCT
     cells = f"IVF{nlist}"
     if d % 2 == 0 and k_factor is None:
-        # The single-machine search re-ranks and refines what the codes
-        # find: codes of 4 bits per 4 dimensions where d allows.
-        subvectors = d // 4 if d % 4 == 0 else d // 2
-        index = faiss.index_factory(d, f"{cells},PQ{subvectors}x4fs", metric)
+        index = faiss.index_factory(d, f"{cells},PQ{d // 2}x4fs", metric)
         ivf = faiss.extract_index_ivf(index)
     elif d % 2 == 0:
         index = faiss.index_factory(d, f"{cells},PQ{d // 2}x4fs,RFlat", metric)
@@ -313,6 +308,17 @@ def _ivf_index(faiss, d, nlist, seed, k_factor=REFINE_FACTOR):
     ivf.cp.spherical = True
     ivf.cp.min_points_per_centroid = _TRAIN_PER_LIST
     return index, ivf
+
+
+def _nprobe_steps(nlist):
+    """The ``nprobe`` values tried, 8 up by factors of 1.5 to a quarter of
+    ``nlist`` (past that the exact search is cheaper)."""
+    steps = []
+    nprobe = 8.0
+    while round(nprobe) <= max(1, nlist // 4):
+        steps.append(int(round(nprobe)))
+        nprobe *= 1.5
+    return steps or [1]
 
 
 def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):

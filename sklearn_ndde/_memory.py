@@ -47,7 +47,7 @@ def knn_bytes(n_samples, n_features, n_neighbors, method, rows_copied=True):
     The unit-row copy of the embeddings (none when ``rows_copied`` is
     False: float32 unit rows are used as they are), the (n, k) outputs and
     the search's working set: the exact search's similarity block, the IVF
-    index (4 bits per 4 dimensions and an id per row; a copy of the rows
+    index (half a byte per dimension and an id per row; a copy of the rows
     for an odd dimension) with its block of results, the pairs offered to
     their other end and the refinement's copy of the graph, or
     pynndescent's graph. ``method`` is ``"exact"``, ``"ivf"`` or
@@ -61,14 +61,7 @@ def knn_bytes(n_samples, n_features, n_neighbors, method, rows_copied=True):
         block = min(n_samples * n_samples, _EXACT_BLOCK_ELEMENTS)
         total += _EXACT_BYTES_PER_ELEMENT * block
     elif method == "ivf":
-        # Codes of 4 bits per 4 dimensions (per 2 for an even d that 4 does
-        # not divide); a copy of the rows for an odd d (IVF-Flat).
-        if n_features % 4 == 0:
-            code = n_features // 8
-        elif n_features % 2 == 0:
-            code = n_features // 4
-        else:
-            code = 4 * n_features
+        code = n_features // 4 if n_features % 2 == 0 else 4 * n_features
         # The codes and ids, the cells, closeness and order of each row.
         total += (code + 8 + 24) * n_samples
         total += _IVF_BLOCK_ROWS * n_neighbors * 12
