@@ -310,17 +310,6 @@ def _ivf_index(faiss, d, nlist, seed, k_factor=REFINE_FACTOR):
     return index, ivf
 
 
-def _nprobe_steps(nlist):
-    """The ``nprobe`` values tried, 8 up by factors of 1.5 to a quarter of
-    ``nlist`` (past that the exact search is cheaper)."""
-    steps = []
-    nprobe = 8.0
-    while round(nprobe) <= max(1, nlist // 4):
-        steps.append(int(round(nprobe)))
-        nprobe *= 1.5
-    return steps or [1]
-
-
 def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
     """IVF search in two passes, then a neighbour-descent refinement,
     widened until a recall target holds.

@@ -37,7 +37,6 @@ from ._knn import (
     _faiss_threads,
     _ivf_index,
     _ivf_lists,
-    _nprobe_steps,
     _recall_of_likely,
     _sort_rows,
 )
@@ -54,6 +53,17 @@ GROUP_ROWS = 1_000_000
 # Query rows per search task (their nprobe cells are found in the task; at
 # nprobe 1,000 a task of 8,192 rows took 0.37 GB more than it was given).
 QUERY_ROWS = 4096
+
+
+def _nprobe_steps(nlist):
+    """The ``nprobe`` values tried, 8 up by factors of 1.5 to a quarter of
+    ``nlist`` (past that the exact search is cheaper)."""
+    steps = []
+    nprobe = 8.0
+    while round(nprobe) <= max(1, nlist // 4):
+        steps.append(int(round(nprobe)))
+        nprobe *= 1.5
+    return steps or [1]
 
 
 def _task_slots():
