@@ -55,8 +55,7 @@ print(
 
 # %%
 ax = plot_density_peaks(X, est)
-if sys.argv[-1].endswith(
-    ".png"
-):  # python examples/plot_method_in_2d.py docs/_static/method.png
-    ax.figure.savefig(sys.argv[1], dpi=80, bbox_inches="tight")
+# python examples/plot_method_in_2d.py docs/_static/method.png
+if sys.argv[-1].endswith(".png"):
+    ax.figure.savefig(sys.argv[-1], dpi=80, bbox_inches="tight")
 plt.show()

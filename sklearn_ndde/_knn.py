@@ -241,25 +241,26 @@ def _add_assigned(faiss, index, ivf, Xn, block=65536):
     nprobe = ivf.nprobe
     sims = np.empty((n, nprobe), dtype=np.float32)
     cells = np.empty((n, nprobe), dtype=np.int64)
-    for start in range(0, n, block):
-        part = np.ascontiguousarray(Xn[start : start + block])
-        sims[start : start + block], cells[start : start + block] = (
-            ivf.quantizer.search(part, nprobe)
-        )
     fast = faiss.downcast_index(index)
-    if not isinstance(fast, faiss.IndexIVFPQFastScan):
+    coder = None
+    if isinstance(fast, faiss.IndexIVFPQFastScan):
+        coder = faiss.IndexIVFPQ(
+            ivf.quantizer, fast.d, fast.nlist, fast.pq.M, 4, fast.metric_type
+        )
+        coder.pq, coder.by_residual = fast.pq, fast.by_residual
+        coder.is_trained = True
+    for start in range(0, n, block):
+        rows = slice(start, start + block)
+        part = np.ascontiguousarray(Xn[rows])
+        sims[rows], cells[rows] = ivf.quantizer.search(part, nprobe)
+        if coder is not None:
+            assign = np.ascontiguousarray(cells[rows, 0])
+            coder.add_core(
+                part.shape[0], faiss.swig_ptr(part), None, faiss.swig_ptr(assign)
+            )
+    if coder is None:
         index.add(Xn)
         return index, ivf, (sims, cells)
-    coder = faiss.IndexIVFPQ(
-        ivf.quantizer, fast.d, fast.nlist, fast.pq.M, 4, fast.metric_type
-    )
-    coder.pq, coder.by_residual, coder.is_trained = fast.pq, fast.by_residual, True
-    for start in range(0, n, block):
-        part = np.ascontiguousarray(Xn[start : start + block])
-        assign = np.ascontiguousarray(cells[start : start + block, 0])
-        coder.add_core(
-            part.shape[0], faiss.swig_ptr(part), None, faiss.swig_ptr(assign)
-        )
     filled = faiss.IndexIVFPQFastScan(coder)
     filled.nprobe = nprobe
     # The centres stay owned by the trained index, which must outlive this.
@@ -434,9 +435,12 @@ def _search_rows(
     of (n, k) arrays ``(sims, indices)``, the rows are written there
     instead, block by block. With ``coarse`` (from :func:`_add_assigned`),
     the rows' cells are not searched again."""
+    out = into
     if into is None:
-        sims = np.empty((rows.size, n_neighbors), dtype=np.float32)
-        indices = np.empty((rows.size, n_neighbors), dtype=np.int32)
+        out = (
+            np.empty((rows.size, n_neighbors), dtype=np.float32),
+            np.empty((rows.size, n_neighbors), dtype=np.int32),
+        )
     wanted = n_neighbors if factor is None else factor * n_neighbors
     bar = progress(f"kNN (IVF, nprobe {ivf.nprobe})", rows.size, verbose, unit="sample")
     with bar:
@@ -448,19 +452,15 @@ def _search_rows(
             else:
                 cells = [np.ascontiguousarray(a[rows[part]]) for a in coarse]
                 found = index.search_preassigned(queries, wanted, cells[1], cells[0])
-            if factor is not None and into is not None:
-                # Written straight to the rows' places in the graph.
-                rerank(Xn, rows[part], found[1], n_neighbors, into)
-            elif factor is not None:
-                sims[part], indices[part] = rerank(
-                    Xn, rows[part], found[1], n_neighbors
-                )
-            elif into is None:
-                sims[part], indices[part] = found
+            # Each row's place in the output: its id in ``into``, else its
+            # position in ``rows``.
+            at = rows[part] if into is not None else np.arange(rows.size)[part]
+            if factor is None:
+                out[0][at], out[1][at] = found
             else:
-                into[0][rows[part]], into[1][rows[part]] = found
+                rerank(Xn, rows[part], found[1], n_neighbors, out, at)
             bar.update(queries.shape[0])
-    return None if into is not None else (sims, indices)
+    return None if into is not None else out
 
 
 def _search_by_cell(

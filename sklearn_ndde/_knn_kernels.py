@@ -286,13 +286,13 @@ def _descending_key(value, position):
     return (bits << 32) | position
 
 
-def rerank(Xn, rows, candidates, n_neighbors, into=None):
+def rerank(Xn, rows, candidates, n_neighbors, into=None, at=None):
     """The ``n_neighbors`` candidates of highest cosine to each of ``rows``
     (``Xn``: unit rows; ``candidates``: ids, -1 for none), as ``(cosines,
     ids)`` by decreasing cosine (ties in the candidates' order), padded
     with ``-inf`` and -1. With ``into``, a pair ``(cosines, ids)`` of
-    arrays with a row per sample, each of ``rows`` is written to its own
-    row there (nothing returned)."""
+    arrays, the result of ``rows[r]`` is written to their row ``at[r]``
+    (default: ``rows[r]``) and nothing is returned."""
     if into is None:
         m = candidates.shape[0]
         out = (
@@ -301,7 +301,7 @@ def rerank(Xn, rows, candidates, n_neighbors, into=None):
         )
         _rerank_into(Xn, rows, candidates, *out, np.arange(m))
         return out
-    _rerank_into(Xn, rows, candidates, *into, rows)
+    _rerank_into(Xn, rows, candidates, *into, rows if at is None else at)
     return None
 
 
