@@ -44,6 +44,9 @@ _FIRST_PASS_REFINE = 2
 _WIDE_SHARE = 0.08
 _WIDE_CELLS = 0.05
 _WIDE_REFINE = 4
+# Dimensions per 4-bit code of the single-machine search (the Dask path's
+# one pass keeps 2): 5,206,761 faces in ``NOTES.md``, twenty-second session.
+_DIMS_PER_CODE = 4
 
 # k-means iterations of the IVF cells (faiss's default is 10): what poorer
 # cells miss is found again by the refinement (584,013 faces, the earlier
@@ -281,25 +284,27 @@ def _ivf_lists(n_samples, per_root=8):
     return int(max(1, min(per_root * np.sqrt(n_samples), n_samples // _TRAIN_PER_LIST)))
 
 
-def _ivf_index(faiss, d, nlist, seed, k_factor=REFINE_FACTOR):
+def _ivf_index(faiss, d, nlist, seed, k_factor=REFINE_FACTOR, dims_per_code=2):
     """The untrained IVF index: PQ fast-scan codes with an exact re-rank.
 
-    Each row is coded on ``d / 2`` sub-vectors of 4 bits (half a byte per
-    dimension), scanned with SIMD lookups; the ``k_factor * k`` best
-    candidates of a query are then re-ranked with the exact cosine, so the
-    cosines returned are exact (``k_factor`` None: no re-rank, and no copy
-    of the rows; the caller re-ranks with :func:`rerank`). At 584,013
-    synthetic 256-d faces this reached recall 0.955 at about half the time
-    of IVF-Flat's 0.957 (``benchmarks/knn_ivf.py``). An odd ``d`` falls
-    back to IVF-Flat.
+    Each row is coded on ``d / dims_per_code`` sub-vectors of 4 bits,
+    scanned with SIMD lookups; the ``k_factor * k`` best candidates of a
+    query are then re-ranked with the exact cosine, so the cosines returned
+    are exact (``k_factor`` None: no re-rank, and no copy of the rows; the
+    caller re-ranks with :func:`rerank`). At 584,013 synthetic 256-d faces
+    4 bits per 2 dimensions reached recall 0.955 at about half the time of
+    IVF-Flat's 0.957 (``benchmarks/knn_ivf.py``). A ``d`` that
+    ``dims_per_code`` does not divide is coded on ``d / 2`` sub-vectors; an
+    odd ``d`` falls back to IVF-Flat.
     """
     metric = faiss.METRIC_INNER_PRODUCT
     cells = f"IVF{nlist}"
+    codes = d // dims_per_code if d % dims_per_code == 0 else d // 2
     if d % 2 == 0 and k_factor is None:
-        index = faiss.index_factory(d, f"{cells},PQ{d // 2}x4fs", metric)
+        index = faiss.index_factory(d, f"{cells},PQ{codes}x4fs", metric)
         ivf = faiss.extract_index_ivf(index)
     elif d % 2 == 0:
-        index = faiss.index_factory(d, f"{cells},PQ{d // 2}x4fs,RFlat", metric)
+        index = faiss.index_factory(d, f"{cells},PQ{codes}x4fs,RFlat", metric)
         index.k_factor = k_factor
         ivf = faiss.extract_index_ivf(index)
     else:
@@ -352,7 +357,7 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
         sample, exact_sims = _recall_sample(Xn, n_neighbors, rng, n_jobs)
         floor = _likely_cosine(Xn, exact_sims, n_neighbors)
     with _faiss_threads(faiss, n_jobs):
-        index, ivf = _ivf_index(faiss, d, nlist, seed, k_factor=None)
+        index, ivf = _ivf_index(faiss, d, nlist, seed, None, _DIMS_PER_CODE)
         ivf.cp.niter = _KMEANS_ITERATIONS
         train = np.sort(
             rng.choice(n, size=min(n, _TRAIN_PER_LIST * nlist), replace=False)
@@ -396,7 +401,9 @@ def _ivf_knn(Xn, n_neighbors, recall, seed, n_jobs, verbose):
                     Xn, n_neighbors, verbose=verbose, n_jobs=n_jobs
                 )
                 return indices, sims, 1.0
-            rows = _rows_to_widen(order, closeness, sample, exact_sims, sims, floor)
+            rows = _rows_to_widen(
+                order, closeness, sample, exact_sims, sims, floor, recall
+            )
             previous = indices.copy()
             _search_and_merge(index, ivf, Xn, rows, indices, sims, verbose)
             indices, sims = refine_graph(

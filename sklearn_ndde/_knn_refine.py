@@ -23,9 +23,11 @@ _REFINE_SOURCES = 20
 _REFINE_EACH = 40
 _REFINE_ROUNDS = 8
 
-# Share of the sample's missed likely neighbours whose rows a widening
-# searches again.
+# A widening searches again the rows of _WIDEN_MARGIN times the share of
+# the sample's missed likely neighbours that the recall target still
+# needs, and at most _WIDEN_SHARE of them.
 _WIDEN_SHARE = 0.9
+_WIDEN_MARGIN = 3.0
 
 
 def _sort_rows(indices, similarities, rows=None):
@@ -76,12 +78,17 @@ def refine_graph(
     order = np.arange(n) if order is None else np.asarray(order)
     with numba_threads(n_jobs) as threads:
         chunks = max(1, min(n, 16 * threads))
-        every = np.ones(indices.shape, dtype=bool)
+        # After a merge only the pairs it added are offered: the others
+        # were, and a row's lowest cosine only rises since.
+        if previous is None:
+            offered = np.ones(indices.shape, dtype=bool)
+        else:
+            offered = new_entries(previous, indices, chunks)
         with _timed("pairs offered to their other end", verbose):
-            offer_reverse_pairs(indices, sims, threads, every)
+            offer_reverse_pairs(indices, sims, threads, offered)
             indices, sims = _sort_rows(indices, sims)
-        new = every if previous is None else new_entries(previous, indices, chunks)
-        del every, previous
+        new = offered if previous is None else new_entries(previous, indices, chunks)
+        del offered, previous
         for round_ in range(_REFINE_ROUNDS):
             with _timed(f"refinement round {round_ + 1}", verbose) as note:
                 grown, grown_sims, measured = neighbours_of_neighbours(
@@ -108,13 +115,38 @@ def refine_graph(
     return indices, sims
 
 
-def _rows_to_widen(order, closeness, sample, exact_sims, sims, floor):
-    """The rows (in cell ``order``) to search again in more cells: those
-    no closer to the centroid of their cell than the sample rows holding
-    ``_WIDEN_SHARE`` of the sample's missed likely neighbours, taken from
-    the least close up."""
+def _likely_found(sims, floor, block=65536):
+    """How many likely neighbours (cosine ``floor`` or more, self left
+    out) each row of the graph holds, in blocks of rows."""
+    out = np.empty(sims.shape[0], dtype=np.int32)
+    for start in range(0, sims.shape[0], block):
+        out[start : start + block] = (sims[start : start + block, 1:] >= floor).sum(1)
+    return out
+
+
+def _rows_to_widen(order, closeness, sample, exact_sims, sims, floor, recall):
+    """The rows (in cell ``order``) to search again in more cells.
+
+    The sample's missed likely neighbours say where they are: in the rows
+    least close to the centroid of their cell (people spread over many
+    cells), or in rows that hold few likely neighbours or none (a face
+    whose nearest cells hold none of its person, which no neighbour of
+    its can lead to). Along each of the two keys, from its low end, the
+    rows are taken up to the sample rows that hold the share of the
+    misses the ``recall`` target needs, ``_WIDEN_MARGIN`` times over (at
+    most ``_WIDEN_SHARE``); the key that needs fewer rows is kept. A sample
+    just under the target widens few rows: the cost follows the shortfall.
+    """
     found, counts = _likely_hits(exact_sims, sims[sample], floor)
-    missed = (counts - found)[np.argsort(closeness[sample], kind="stable")]
-    cutoff_at = np.searchsorted(np.cumsum(missed), _WIDEN_SHARE * missed.sum())
-    cutoff = np.sort(closeness[sample])[min(cutoff_at, sample.size - 1)]
-    return order[closeness[order] <= cutoff]
+    missed = counts - found
+    short = recall * counts.sum() - found.sum()
+    share = min(_WIDEN_SHARE, _WIDEN_MARGIN * short / max(missed.sum(), 1))
+    widen = None
+    for key in (closeness, _likely_found(sims, floor)):
+        ranked = np.argsort(key[sample], kind="stable")
+        cutoff_at = np.searchsorted(np.cumsum(missed[ranked]), share * missed.sum())
+        cutoff = key[sample][ranked[min(cutoff_at, sample.size - 1)]]
+        rows = order[key[order] <= cutoff]
+        if widen is None or rows.size < widen.size:
+            widen = rows
+    return widen

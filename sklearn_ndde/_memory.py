@@ -47,8 +47,9 @@ def knn_bytes(n_samples, n_features, n_neighbors, method, rows_copied=True):
     The unit-row copy of the embeddings (none when ``rows_copied`` is
     False: float32 unit rows are used as they are), the (n, k) outputs and
     the search's working set: the exact search's similarity block, the IVF
-    index (half a byte per dimension and an id per row; a copy of the rows
-    for an odd dimension) with its block of results, the pairs offered to
+    index (4 bits per 4 dimensions, or per 2 where 4 do not divide the
+    dimension, and an id per row; a copy of the rows for an odd dimension)
+    with its block of results, the pairs offered to
     their other end and the refinement's copy of the graph, or
     pynndescent's graph. ``method`` is ``"exact"``, ``"ivf"`` or
     ``"pynndescent"``. Arguments are made Python integers first, so that
@@ -62,6 +63,7 @@ def knn_bytes(n_samples, n_features, n_neighbors, method, rows_copied=True):
         total += _EXACT_BYTES_PER_ELEMENT * block
     elif method == "ivf":
         code = n_features // 4 if n_features % 2 == 0 else 4 * n_features
+        code = n_features // 8 if n_features % 4 == 0 else code
         # The codes and ids, the cells, closeness and order of each row.
         total += (code + 8 + 24) * n_samples
         total += _IVF_BLOCK_ROWS * n_neighbors * 12

@@ -419,11 +419,67 @@ def test_rows_to_widen_are_the_least_close_with_the_misses():
     far = sample[closeness[sample] < 0.35]
     sims[far, 1:] = 0.0  # the sample's misses are all in its far rows
     order = rng.permutation(n)
-    rows = _rows_to_widen(order, closeness, sample, exact, sims, 0.5)
+    rows = _rows_to_widen(order, closeness, sample, exact, sims, 0.5, 1.0)
     cutoff = closeness[rows].max()
     assert np.isin(far, rows).sum() >= 0.9 * far.size
     assert cutoff < 0.35
     np.testing.assert_array_equal(rows, order[closeness[order] <= cutoff])
+
+
+def test_rows_to_widen_follow_the_shortfall():
+    # The same misses under two targets: a sample just under its target
+    # widens a few of the least close rows, one far under it most of them.
+    from sklearn_ndde._knn import _rows_to_widen
+
+    rng = np.random.default_rng(1)
+    m, k, n = 400, 10, 4000
+    exact = np.sort(rng.uniform(0.6, 0.9, (m, k)), axis=1)[:, ::-1]
+    exact[:, 0] = 1.0
+    closeness = rng.uniform(0.2, 0.9, n)
+    sample = np.sort(rng.choice(n, m, replace=False))
+    sims = np.zeros((n, k), dtype=np.float32)
+    sims[sample] = exact
+    far = sample[closeness[sample] < 0.4]
+    sims[far, 1:3] = 0.0  # two misses in each far sample row
+    order = rng.permutation(n)
+    likely = (k - 1) * m
+    reached = 1.0 - 2 * far.size / likely
+    just_under = _rows_to_widen(
+        order, closeness, sample, exact, sims, 0.5, reached + 0.001
+    )
+    far_under = _rows_to_widen(order, closeness, sample, exact, sims, 0.5, 1.0)
+    # 3 times the misses needed: 3 * 0.001 * likely of 2 * far.size.
+    needed = 3 * 0.001 * likely / (2 * far.size)
+    assert 0 < just_under.size < far_under.size
+    assert np.isin(far, just_under).mean() == pytest.approx(needed, abs=0.05)
+    assert np.isin(far, far_under).mean() >= 0.9
+    # The least close rows, in cell order, as before.
+    cutoff = closeness[just_under].max()
+    np.testing.assert_array_equal(just_under, order[closeness[order] <= cutoff])
+
+
+def test_rows_to_widen_find_the_rows_with_no_likely_neighbour():
+    # The misses are in rows that found none of their likely neighbours,
+    # anywhere in the cells: those few rows are widened, not the least
+    # close ones.
+    from sklearn_ndde._knn import _rows_to_widen
+
+    rng = np.random.default_rng(2)
+    m, k, n = 400, 10, 4000
+    exact = np.sort(rng.uniform(0.6, 0.9, (m, k)), axis=1)[:, ::-1]
+    exact[:, 0] = 1.0
+    closeness = rng.uniform(0.2, 0.9, n)
+    sample = np.sort(rng.choice(n, m, replace=False))
+    sims = np.full((n, k), 0.7, dtype=np.float32)
+    sims[:, 0] = 1.0
+    sims[sample] = exact
+    # Five sample rows and about 35 others found no likely neighbour.
+    lost = np.unique(np.concatenate([sample[::80], rng.choice(n, 35)]))
+    sims[lost, 1:] = 0.1
+    order = rng.permutation(n)
+    rows = _rows_to_widen(order, closeness, sample, exact, sims, 0.5, 1.0)
+    np.testing.assert_array_equal(np.sort(rows), np.sort(lost))
+    np.testing.assert_array_equal(rows, order[np.isin(order, lost)])
 
 
 def test_knn_graph_ivf_at_full_recall_is_the_exact_graph():
