@@ -405,20 +405,27 @@ def test_rerank_orders_ties_and_signs_as_a_stable_sort():
     assert ids[0, 7] == -1 and np.isneginf(sims[0, 7])
 
 
-def test_rows_to_widen_are_the_least_close_with_the_misses():
-    from sklearn_ndde._knn import _rows_to_widen
-
-    rng = np.random.default_rng(0)
-    m, k, n = 200, 10, 1000
+def _widening_case(seed, m, n, k=10, found=0.0):
+    """A graph of ``n`` rows whose ``m`` sample rows hold their exact lists
+    (the other rows' cosines ``found``), the rows' closeness to their cell
+    and a cell order: ``(rng, exact, closeness, sample, sims, order)``."""
+    rng = np.random.default_rng(seed)
     exact = np.sort(rng.uniform(0.6, 0.9, (m, k)), axis=1)[:, ::-1]
     exact[:, 0] = 1.0
     closeness = rng.uniform(0.2, 0.9, n)
     sample = np.sort(rng.choice(n, m, replace=False))
-    sims = np.zeros((n, k), dtype=np.float32)
+    sims = np.full((n, k), found, dtype=np.float32)
+    sims[:, 0] = 1.0
     sims[sample] = exact
+    return rng, exact, closeness, sample, sims, rng.permutation(n)
+
+
+def test_rows_to_widen_are_the_least_close_with_the_misses():
+    from sklearn_ndde._knn import _rows_to_widen
+
+    _, exact, closeness, sample, sims, order = _widening_case(0, 200, 1000)
     far = sample[closeness[sample] < 0.35]
     sims[far, 1:] = 0.0  # the sample's misses are all in its far rows
-    order = rng.permutation(n)
     rows = _rows_to_widen(order, closeness, sample, exact, sims, 0.5, 1.0)
     cutoff = closeness[rows].max()
     assert np.isin(far, rows).sum() >= 0.9 * far.size
@@ -431,18 +438,10 @@ def test_rows_to_widen_follow_the_shortfall():
     # widens a few of the least close rows, one far under it most of them.
     from sklearn_ndde._knn import _rows_to_widen
 
-    rng = np.random.default_rng(1)
-    m, k, n = 400, 10, 4000
-    exact = np.sort(rng.uniform(0.6, 0.9, (m, k)), axis=1)[:, ::-1]
-    exact[:, 0] = 1.0
-    closeness = rng.uniform(0.2, 0.9, n)
-    sample = np.sort(rng.choice(n, m, replace=False))
-    sims = np.zeros((n, k), dtype=np.float32)
-    sims[sample] = exact
+    _, exact, closeness, sample, sims, order = _widening_case(1, 400, 4000)
     far = sample[closeness[sample] < 0.4]
     sims[far, 1:3] = 0.0  # two misses in each far sample row
-    order = rng.permutation(n)
-    likely = (k - 1) * m
+    likely = (exact.shape[1] - 1) * sample.size
     reached = 1.0 - 2 * far.size / likely
     just_under = _rows_to_widen(
         order, closeness, sample, exact, sims, 0.5, reached + 0.001
@@ -464,19 +463,10 @@ def test_rows_to_widen_find_the_rows_with_no_likely_neighbour():
     # close ones.
     from sklearn_ndde._knn import _rows_to_widen
 
-    rng = np.random.default_rng(2)
-    m, k, n = 400, 10, 4000
-    exact = np.sort(rng.uniform(0.6, 0.9, (m, k)), axis=1)[:, ::-1]
-    exact[:, 0] = 1.0
-    closeness = rng.uniform(0.2, 0.9, n)
-    sample = np.sort(rng.choice(n, m, replace=False))
-    sims = np.full((n, k), 0.7, dtype=np.float32)
-    sims[:, 0] = 1.0
-    sims[sample] = exact
+    rng, exact, closeness, sample, sims, order = _widening_case(2, 400, 4000, found=0.7)
     # Five sample rows and about 35 others found no likely neighbour.
-    lost = np.unique(np.concatenate([sample[::80], rng.choice(n, 35)]))
+    lost = np.unique(np.concatenate([sample[::80], rng.choice(4000, 35)]))
     sims[lost, 1:] = 0.1
-    order = rng.permutation(n)
     rows = _rows_to_widen(order, closeness, sample, exact, sims, 0.5, 1.0)
     np.testing.assert_array_equal(np.sort(rows), np.sort(lost))
     np.testing.assert_array_equal(rows, order[np.isin(order, lost)])
