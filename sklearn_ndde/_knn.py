@@ -10,9 +10,11 @@ from ._knn_kernels import merge_found, rerank
 from ._knn_refine import _rows_to_widen, _sort_rows, _timed, refine_graph
 from ._knn_torch import _cuda_device, _exact_knn_torch
 from ._memory import (
+    _DIMS_PER_CODE,
     _EXACT_BLOCK_ELEMENTS,
     _IVF_BLOCK_ROWS,
     check_memory,
+    ivf_sub_vectors,
     knn_bytes,
 )
 from ._progress import log, progress
@@ -44,9 +46,6 @@ _FIRST_PASS_REFINE = 2
 _WIDE_SHARE = 0.08
 _WIDE_CELLS = 0.05
 _WIDE_REFINE = 4
-# Dimensions per 4-bit code of the single-machine search (the Dask path's
-# one pass keeps 2): 5,206,761 faces in ``NOTES.md``, twenty-second session.
-_DIMS_PER_CODE = 4
 
 # k-means iterations of the IVF cells (faiss's default is 10): what poorer
 # cells miss is found again by the refinement (584,013 faces, the earlier
@@ -299,7 +298,7 @@ def _ivf_index(faiss, d, nlist, seed, k_factor=REFINE_FACTOR, dims_per_code=2):
     """
     metric = faiss.METRIC_INNER_PRODUCT
     cells = f"IVF{nlist}"
-    codes = d // dims_per_code if d % dims_per_code == 0 else d // 2
+    codes = ivf_sub_vectors(d, dims_per_code)
     if d % 2 == 0 and k_factor is None:
         index = faiss.index_factory(d, f"{cells},PQ{codes}x4fs", metric)
         ivf = faiss.extract_index_ivf(index)

@@ -20,6 +20,17 @@ _EXACT_BYTES_PER_ELEMENT = 12
 # Small blocks keep faiss's result heaps in the caches: at 584,013 faces
 # the pass at nprobe 8 took 30 % less time in blocks of 2,048 than of 16,384.
 _IVF_BLOCK_ROWS = 2048
+# Dimensions per 4-bit code of the single-machine IVF search (the Dask
+# path's one pass keeps 2): 5,206,761 faces in ``NOTES.md``, twenty-second
+# session.
+_DIMS_PER_CODE = 4
+
+
+def ivf_sub_vectors(d, dims_per_code=_DIMS_PER_CODE):
+    """The 4-bit codes of a row of ``d`` dimensions in the IVF index: one
+    per ``dims_per_code`` dimensions, or per 2 where ``dims_per_code``
+    does not divide ``d`` (an odd ``d`` is not coded: IVF-Flat)."""
+    return d // dims_per_code if d % dims_per_code == 0 else d // 2
 
 
 def available_bytes():
@@ -62,8 +73,10 @@ def knn_bytes(n_samples, n_features, n_neighbors, method, rows_copied=True):
         block = min(n_samples * n_samples, _EXACT_BLOCK_ELEMENTS)
         total += _EXACT_BYTES_PER_ELEMENT * block
     elif method == "ivf":
-        code = n_features // 4 if n_features % 2 == 0 else 4 * n_features
-        code = n_features // 8 if n_features % 4 == 0 else code
+        # Two 4-bit codes a byte; an odd dimension keeps a copy of the rows.
+        code = (
+            ivf_sub_vectors(n_features) // 2 if n_features % 2 == 0 else 4 * n_features
+        )
         # The codes and ids, the cells, closeness and order of each row.
         total += (code + 8 + 24) * n_samples
         total += _IVF_BLOCK_ROWS * n_neighbors * 12
