@@ -213,6 +213,29 @@ def test_rows_sorted_self_first_as_lexsort_orders_them():
         np.testing.assert_array_equal(sims, expected[1])
 
 
+def test_kept_range_counts_the_pairs_a_calibration_keeps():
+    # Count, min and max of the values that are not a row's own sample and
+    # lie below the floor, whatever the number of chunks.
+    from sklearn_ndde._kernels import kept_range
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n, k = int(rng.integers(1, 60)), int(rng.integers(1, 8))
+        indices = rng.integers(0, n, size=(n, k)).astype(np.int32)
+        values = rng.uniform(-1, 1, size=(n, k)).astype(np.float32)
+        values[rng.random((n, k)) < 0.2] = 1.0
+        rows = np.arange(n)
+        floor = np.float32(1.0 - 1e-6)
+        kept = (indices != rows[:, None]) & (values < floor)
+        for n_chunks in (1, 3, max(1, n)):
+            count, lo, hi = kept_range(indices, values, rows, floor, n_chunks)
+            assert count == kept.sum()
+            if count:
+                assert (lo, hi) == (values[kept].min(), values[kept].max())
+            else:
+                assert (lo, hi) == (np.inf, -np.inf)
+
+
 def test_tpdi_of_a_sorted_graph_is_tpdi_of_its_transition_matrix():
     """The estimator's TPDi (square roots made in place, rows permuted by
     cycles) gives what the two public functions give."""
