@@ -17,6 +17,14 @@ subset in its three models (as it is). For each cell it prints BCubed F of
 and the gap of the defaults to the best baseline. ``--json PATH`` writes
 the table as JSON; ``--no-celeba`` leaves CelebA out.
 
+``--libraries`` adds photo libraries made of real faces, scored apart from
+the cells above: for each model, every face of the split's people with at
+least 20 (or 40) faces, and strangers, people of the split with a single
+face, drawn at random (``np.random.default_rng(0)``) until they are 10 %
+(or 30 %) of the faces, as in a family library where a few people fill
+most photos and passers-by appear once. ``--only-libraries`` leaves the
+other cells out.
+
 ``--relu-models`` adds two synthetic embedding models made from the two
 real ones: each row is mapped by a fixed Gaussian random projection to
 1,024 dimensions, shifted by 0.2 and cut at zero. The features are
@@ -35,10 +43,12 @@ every face of those identities; the kept rows are sorted. Needs
 ../shared/data and ``pip install infomap``.
 
     python benchmarks/regimes.py [--split test] [--no-learned] [--no-celeba]
-                                 [--relu-models] [--json PATH]
+                                 [--relu-models] [--libraries]
+                                 [--only-libraries] [--json PATH]
 """
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -83,6 +93,21 @@ def regime_rows(labels, min_faces, cap=30):
     return np.sort(np.concatenate(kept))
 
 
+#: Photo-library cells of ``--libraries``: (smallest person, strangers' share).
+LIBRARIES = ((40, 0.1), (20, 0.1), (20, 0.3))
+
+
+def library_rows(labels, min_faces, stranger_share, seed=0):
+    """Rows of a photo library: see the module docstring."""
+    ids, counts = np.unique(labels, return_counts=True)
+    people = np.flatnonzero(np.isin(labels, ids[counts >= min_faces]))
+    once = np.flatnonzero(np.isin(labels, ids[counts == 1]))
+    n_strangers = int(round(stranger_share * people.size / (1 - stranger_share)))
+    n_strangers = min(n_strangers, once.size)
+    strangers = np.random.default_rng(seed).choice(once, n_strangers, replace=False)
+    return np.sort(np.concatenate([people, strangers]))
+
+
 def relu_features(X, dim=1024, shift=0.2, seed=1):
     """The synthetic non-negative model of ``--relu-models``: unit rows
     projected by a fixed Gaussian matrix, shifted, cut at zero."""
@@ -90,6 +115,25 @@ def relu_features(X, dim=1024, shift=0.2, seed=1):
     X = X / np.linalg.norm(X, axis=1, keepdims=True)
     W = np.random.default_rng(seed).standard_normal((X.shape[1], dim))
     return np.maximum(X @ W + shift, 0.0).astype(np.float32)
+
+
+def library_cells(split):
+    """The photo libraries of ``--libraries``, as :func:`cells` gives them."""
+    for model_name, file in MODELS.items():
+        data = np.load(DATA / f"{file}.npz")
+        split_rows = data["split"] == split
+        X_all, y_all = data["features"][split_rows], data["labels"][split_rows]
+        for min_faces, share in LIBRARIES:
+            rows = library_rows(y_all, min_faces, share)
+            regime = f">= {min_faces} + {share:.0%} once"
+            yield (
+                f"LFW {split} library",
+                model_name,
+                regime,
+                X_all[rows],
+                y_all[rows],
+                None,
+            )
 
 
 def cells(split, relu_models, celeba):
@@ -128,15 +172,22 @@ def main():
     parser.add_argument("--no-learned", action="store_true")
     parser.add_argument("--no-celeba", action="store_true")
     parser.add_argument("--relu-models", action="store_true")
+    parser.add_argument("--libraries", action="store_true")
+    parser.add_argument("--only-libraries", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     learned = not args.no_learned and args.split == "test"
     trained = {}
     table = []
     baselines = ("Infomap", "Chinese whispers", "FC-ES")
-    for collection, model, regime, X, y, lfw_file in cells(
-        args.split, args.relu_models, not args.no_celeba
-    ):
+    chosen = (
+        []
+        if args.only_libraries
+        else [cells(args.split, args.relu_models, not args.no_celeba)]
+    )
+    if args.libraries or args.only_libraries:
+        chosen.append(library_cells(args.split))
+    for collection, model, regime, X, y, lfw_file in itertools.chain(*chosen):
         if learned and lfw_file is not None and lfw_file not in trained:
             from sklearn_ndde.similarity import TransformerSimilarity
 
@@ -185,12 +236,21 @@ def main():
             f"gap {row['gap']:+.4f}",
             flush=True,
         )
-    gaps = np.array([r["gap"] for r in table])
-    print(f"\nDefaults against the best tuned baseline: mean gap {gaps.mean():+.4f},")
-    print(
-        f"worst cell {gaps.min():+.4f}; cells within 0.005: "
-        f"{int((gaps >= -0.005).sum())} of {gaps.size}"
-    )
+    for title, part in [
+        ("Defaults against the best tuned baseline", _cells_of(table, False)),
+        (
+            "Photo libraries, defaults against the best tuned baseline",
+            _cells_of(table, True),
+        ),
+    ]:
+        if not part:
+            continue
+        gaps = np.array([r["gap"] for r in part])
+        print(f"\n{title}: mean gap {gaps.mean():+.4f},")
+        print(
+            f"worst cell {gaps.min():+.4f}; cells within 0.005: "
+            f"{int((gaps >= -0.005).sum())} of {gaps.size}"
+        )
     with_learned = [r for r in table if r["ndde_learned"] is not None]
     if with_learned:
         diff = np.mean([r["ndde_learned"] - r["ndde_defaults"] for r in with_learned])
@@ -210,6 +270,11 @@ def main():
         )
     if args.json is not None:
         args.json.write_text(json.dumps(table, indent=1))
+
+
+def _cells_of(table, libraries):
+    """The rows of ``table`` that are photo libraries (or are not)."""
+    return [r for r in table if r["collection"].endswith("library") == libraries]
 
 
 #: The tuned baselines' keys in a row of the table.

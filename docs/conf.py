@@ -109,8 +109,33 @@ def _benchmark_tables(app):
             lines += [f"     - {cell}" for cell in row[1:]]
         return "\n".join(lines) + "\n"
 
-    regimes = json.loads((results / "regimes_test.json").read_text())
-    (out / "regimes_table.rst").write_text(
+    for name in ("regimes_test", "regimes_libraries_test"):
+        _regimes_table(table, results / f"{name}.json", out / f"{name}_table.rst")
+    scale = json.loads((results / "scale_fit.json").read_text())
+    (out / "scale_table.rst").write_text(
+        table(
+            ["faces", "search", "seconds", "peak GB", "kNN recall", "BCubed F"],
+            [
+                [
+                    f"{r['n']:,}",
+                    r["knn_method"],
+                    f"{r['seconds']:.1f}",
+                    f"{r['peak_gb']:.2f}",
+                    f"{r['knn_recall']:.3f}",
+                    f"{r['bcubed_f']:.4f}",
+                ]
+                for r in scale
+            ],
+        )
+    )
+
+
+def _regimes_table(table, source, target):
+    """The table of one ``benchmarks/regimes.py --json`` file."""
+    import json
+
+    regimes = json.loads(source.read_text())
+    target.write_text(
         table(
             [
                 "collection",
@@ -136,23 +161,6 @@ def _benchmark_tables(app):
                     f"{r['gap']:+.3f}",
                 ]
                 for r in regimes
-            ],
-        )
-    )
-    scale = json.loads((results / "scale_fit.json").read_text())
-    (out / "scale_table.rst").write_text(
-        table(
-            ["faces", "search", "seconds", "peak GB", "kNN recall", "BCubed F"],
-            [
-                [
-                    f"{r['n']:,}",
-                    r["knn_method"],
-                    f"{r['seconds']:.1f}",
-                    f"{r['peak_gb']:.2f}",
-                    f"{r['knn_recall']:.3f}",
-                    f"{r['bcubed_f']:.4f}",
-                ]
-                for r in scale
             ],
         )
     )
