@@ -117,12 +117,17 @@ def relu_features(X, dim=1024, shift=0.2, seed=1):
     return np.maximum(X @ W + shift, 0.0).astype(np.float32)
 
 
+def split_faces(file, split):
+    """``(X, y)`` of the faces of one LFW ``split`` in the model ``file``."""
+    data = np.load(DATA / f"{file}.npz")
+    rows = data["split"] == split
+    return data["features"][rows], data["labels"][rows]
+
+
 def library_cells(split):
     """The photo libraries of ``--libraries``, as :func:`cells` gives them."""
     for model_name, file in MODELS.items():
-        data = np.load(DATA / f"{file}.npz")
-        split_rows = data["split"] == split
-        X_all, y_all = data["features"][split_rows], data["labels"][split_rows]
+        X_all, y_all = split_faces(file, split)
         for min_faces, share in LIBRARIES:
             rows = library_rows(y_all, min_faces, share)
             regime = f">= {min_faces} + {share:.0%} once"
@@ -144,9 +149,7 @@ def cells(split, relu_models, celeba):
     if relu_models:
         models += [(f"{name} relu-1024", file, True) for name, file in MODELS.items()]
     for model_name, file, relu in models:
-        data = np.load(DATA / f"{file}.npz")
-        split_rows = data["split"] == split
-        X_all, y_all = data["features"][split_rows], data["labels"][split_rows]
+        X_all, y_all = split_faces(file, split)
         if relu:
             X_all = relu_features(X_all)
         for regime, (min_faces, cap) in REGIMES.items():

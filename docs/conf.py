@@ -1,6 +1,7 @@
 """Sphinx configuration of the sklearn-ndde documentation."""
 
 import importlib.util
+import json
 import os
 import re
 import warnings
@@ -94,8 +95,6 @@ plot_formats = [("png", 100)]
 
 def _benchmark_tables(app):
     """Write the benchmark page's tables from ``benchmarks/results``."""
-    import json
-    from pathlib import Path
 
     docs = Path(app.srcdir)
     results = docs.parent / "benchmarks" / "results"
@@ -132,8 +131,6 @@ def _benchmark_tables(app):
 
 def _regimes_table(table, source, target):
     """The table of one ``benchmarks/regimes.py --json`` file."""
-    import json
-
     regimes = json.loads(source.read_text())
     target.write_text(
         table(
