@@ -343,7 +343,7 @@ class DaskStages:
             )
         )
 
-    def saturated_links(self, peaks, rank, similarity):
+    def saturated_links(self, peaks, rank, similarity, confirm=None):
         """Saturated peaks, solved on the rows they reach in two steps."""
         if not self.est.link_saturated:
             return peaks.copy()
@@ -356,6 +356,7 @@ class DaskStages:
             rank,
             similarity,
             self.offsets,
+            confirm,
         )
 
     def flow_merge(self, parents, labels):

@@ -14,14 +14,18 @@ from ._knn_dask import (
 )
 from ._peaks import (
     MIN_SHARED,
-    link_saturated_peaks,
+    checked_saturated_links,
+    confirmed,
     shared_fraction,
 )
 
 
-def _link_saturated(blocks, rows, indices, cosines, parents, rank, sim, offsets):
+def _link_saturated(
+    blocks, rows, indices, cosines, parents, rank, sim, offsets, confirm=None
+):
     """:func:`link_saturated_peaks` on Dask, under the similarity ``sim``
-    (a calibration of the cosine). Each block finds its saturated peaks and
+    (a calibration of the cosine), each link confirmed by ``confirm`` (see
+    :func:`._peaks.confirmed`). Each block finds its saturated peaks and
     the best denser sample in their own lists (most peaks have one); the
     client links those the calibration judges the same identity, and solves
     the rest, with the rows they reach in two kNN steps, gathered (a few per
@@ -44,11 +48,11 @@ def _link_saturated(blocks, rows, indices, cosines, parents, rank, sim, offsets)
     parents = parents.copy()
     listed = candidate >= 0
     same = listed.copy()
-    same[listed] = np.asarray(sim.calibrate(cosine[listed])) >= threshold
+    same[listed] = confirmed(sim, confirm, cosine[listed], threshold)
     parents[peaks[same]] = candidate[same]
     peaks = peaks[~listed]
     if peaks.size:
-        _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks)
+        _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks, confirm)
     return _with_shared_lists(blocks, indices, before, parents)
 
 
@@ -68,7 +72,7 @@ def _with_shared_lists(blocks, indices, before, parents):
     return parents
 
 
-def _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks):
+def _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks, confirm):
     """Links, in ``parents``, the saturated ``peaks`` with no denser sample
     in their own lists to the one :func:`link_saturated_peaks` finds two kNN
     steps away, on the rows they reach, gathered."""
@@ -92,7 +96,7 @@ def _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks):
     # Only these peaks may link (none has a denser sample in its own list,
     # so each looks two steps away); every other row is a root that is not
     # saturated (its only neighbour is itself).
-    _, linked = link_saturated_peaks(
+    _, linked = checked_saturated_links(
         local_parents,
         rank[universe].astype(np.float64),
         idx,
@@ -102,6 +106,8 @@ def _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks):
         threshold=threshold,
         min_shared=0.0,  # checked for every new link by _with_shared_lists
         cosines=cos,
+        n_jobs=None,
+        confirm=confirm,
     )
     at = local(universe, peaks)
     found = linked[at] >= 0

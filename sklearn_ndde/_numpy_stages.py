@@ -79,10 +79,10 @@ class NumpyStages:
         nearest = nearest_denser(rank, self.indices, self.distances)
         return links_below_tau(nearest, self.indices, self.distances, self.est.tau)
 
-    def saturated_links(self, peaks, rank, similarity):
+    def saturated_links(self, peaks, rank, similarity, confirm=None):
         """``peaks`` with the saturated peaks linked under ``similarity``
-        (the first one, or the refitted one after :meth:`recalibrate`), as
-        a new array."""
+        (the first one, or the refitted one after :meth:`recalibrate`, each
+        link then confirmed by ``confirm``), as a new array."""
         if not self.est.link_saturated or self.Xn is None:
             return peaks.copy()
         first = similarity is not getattr(self, "merge_calibration", None)
@@ -95,6 +95,7 @@ class NumpyStages:
             rank,
             cosines=self.cosines,
             n_jobs=self.est.n_jobs,
+            confirm=confirm,
         )
 
     def flow_merge(self, parents, labels):

@@ -127,7 +127,10 @@ def run_stages(est, graph, stage):
             # rows are sorted by the first similarity). A merge needs a pair
             # of the two clusters that is more likely one identity than not.
             graph.recalibrate(merge_calibration)
-            relinked = graph.saturated_links(peaks, rank, merge_calibration)
+            # A link needs the first calibration's assent too (``confirmed``).
+            relinked = graph.saturated_links(
+                peaks, rank, merge_calibration, confirm=calibration_of(similarity)
+            )
             # A link that no flow back confirms needs both calibrations, and
             # a pair clear of the unrelated samples.
             relinked = graph.isolated_links(relinked, density, rank, similarity)
@@ -148,6 +151,12 @@ def run_stages(est, graph, stage):
         labels=labels,
         parents=parents,
     )
+
+
+def calibration_of(similarity):
+    """``similarity`` where it is a calibration of the cosine (has
+    ``calibrate``), else None."""
+    return similarity if hasattr(similarity, "calibrate") else None
 
 
 def recalibrates(est, similarity):

@@ -1056,6 +1056,51 @@ def test_link_saturated_leaves_unsaturated_peaks_and_links_alone():
     assert out is not parents
 
 
+def test_saturated_links_keep_only_the_links_a_second_calibration_confirms():
+    """With ``confirm``, a saturated peak keeps its link only when that
+    calibration too maps the pair's cosine to at least the threshold: the
+    links without it, less those it refuses, the rest unchanged."""
+    from sklearn_ndde._peaks import saturated_links
+
+    class Step:
+        def __init__(self, at):
+            self.at = at
+
+        def calibrate(self, cosines):
+            return (np.asarray(cosines) >= self.at).astype(np.float64)
+
+    X, _ = make_face_embeddings(400, 20, dim=16, spread=(0.3, 0.9), random_state=0)
+    indices, cosines = knn_graph(X, 15, method="exact")
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    rank = np.random.default_rng(0).permutation(len(X)).astype(np.int64)
+
+    def links(confirm):
+        return saturated_links(
+            np.full(len(X), -1),
+            indices,
+            np.ones_like(cosines),  # every row saturated
+            X,
+            Step(-1.0),  # every link accepted
+            rank,
+            cosines=cosines,
+            confirm=confirm,
+        )
+
+    every = links(None)
+    linked = np.flatnonzero(every >= 0)
+    cosine = np.einsum("id,id->i", Xn[linked], Xn[every[linked]])
+    at = float(np.median(cosine))
+    expected = every.copy()
+    expected[linked[cosine < at - 1e-4]] = -1
+    got = links(Step(at))
+    near = np.abs(cosine - at) <= 1e-4  # the list's cosine may round apart
+    keep = np.ones(len(X), dtype=bool)
+    keep[linked[near]] = False
+    np.testing.assert_array_equal(got[keep], expected[keep])
+    assert 0 < (got >= 0).sum() < linked.size
+    np.testing.assert_array_equal(links(Step(-1.0)), every)
+
+
 def test_link_saturated_bad_shapes():
     indices = np.array([[0, 1], [1, 0]])
     sims = np.ones((2, 2))
