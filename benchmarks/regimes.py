@@ -25,6 +25,14 @@ face, drawn at random (``np.random.default_rng(0)``) until they are 10 %
 most photos and passers-by appear once. ``--only-libraries`` leaves the
 other cells out.
 
+``--both-splits`` adds, also scored apart, the LFW people of *both* splits
+with at least 10, 20 or 40 faces, every face kept: more people with
+hundreds of faces than either split holds (George W. Bush's 530 beside
+Colin Powell's 236 and 50 others of 20 or more), and pairs of look-alike
+people that one split never holds together. The train split's people are
+in them, so they check the defaults and are not used to choose them.
+``--only-both-splits`` leaves the other cells out.
+
 ``--relu-models`` adds two synthetic embedding models made from the two
 real ones: each row is mapped by a fixed Gaussian random projection to
 1,024 dimensions, shifted by 0.2 and cut at zero. The features are
@@ -44,7 +52,8 @@ every face of those identities; the kept rows are sorted. Needs
 
     python benchmarks/regimes.py [--split test] [--no-learned] [--no-celeba]
                                  [--relu-models] [--libraries]
-                                 [--only-libraries] [--json PATH]
+                                 [--only-libraries] [--both-splits]
+                                 [--only-both-splits] [--json PATH]
 """
 
 import argparse
@@ -118,10 +127,36 @@ def relu_features(X, dim=1024, shift=0.2, seed=1):
 
 
 def split_faces(file, split):
-    """``(X, y)`` of the faces of one LFW ``split`` in the model ``file``."""
+    """``(X, y)`` of the faces of one LFW ``split`` in the model ``file``
+    (``None``: both splits)."""
     data = np.load(DATA / f"{file}.npz")
-    rows = data["split"] == split
+    rows = (
+        np.ones(data["split"].size, dtype=bool)
+        if split is None
+        else (data["split"] == split)
+    )
     return data["features"][rows], data["labels"][rows]
+
+
+#: The cells of ``--both-splits``: people of both LFW splits with at least
+#: this many faces.
+BOTH_SPLITS = (10, 20, 40)
+
+
+def both_split_cells():
+    """The cells of ``--both-splits``, as :func:`cells` gives them."""
+    for model_name, file in MODELS.items():
+        X_all, y_all = split_faces(file, None)
+        for min_faces in BOTH_SPLITS:
+            rows = regime_rows(y_all, min_faces, None)
+            yield (
+                "LFW both splits",
+                model_name,
+                f">= {min_faces}",
+                X_all[rows],
+                y_all[rows],
+                None,
+            )
 
 
 def library_cells(split):
@@ -177,6 +212,8 @@ def main():
     parser.add_argument("--relu-models", action="store_true")
     parser.add_argument("--libraries", action="store_true")
     parser.add_argument("--only-libraries", action="store_true")
+    parser.add_argument("--both-splits", action="store_true")
+    parser.add_argument("--only-both-splits", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     learned = not args.no_learned and args.split == "test"
@@ -185,11 +222,13 @@ def main():
     baselines = ("Infomap", "Chinese whispers", "FC-ES")
     chosen = (
         []
-        if args.only_libraries
+        if args.only_libraries or args.only_both_splits
         else [cells(args.split, args.relu_models, not args.no_celeba)]
     )
     if args.libraries or args.only_libraries:
         chosen.append(library_cells(args.split))
+    if args.both_splits or args.only_both_splits:
+        chosen.append(both_split_cells())
     for collection, model, regime, X, y, lfw_file in itertools.chain(*chosen):
         if learned and lfw_file is not None and lfw_file not in trained:
             from sklearn_ndde.similarity import TransformerSimilarity
@@ -240,10 +279,14 @@ def main():
             flush=True,
         )
     for title, part in [
-        ("Defaults against the best tuned baseline", _cells_of(table, False)),
+        ("Defaults against the best tuned baseline", _cells_of(table, "regimes")),
         (
             "Photo libraries, defaults against the best tuned baseline",
-            _cells_of(table, True),
+            _cells_of(table, "libraries"),
+        ),
+        (
+            "LFW both splits, defaults against the best tuned baseline",
+            _cells_of(table, "both splits"),
         ),
     ]:
         if not part:
@@ -275,9 +318,17 @@ def main():
         args.json.write_text(json.dumps(table, indent=1))
 
 
-def _cells_of(table, libraries):
-    """The rows of ``table`` that are photo libraries (or are not)."""
-    return [r for r in table if r["collection"].endswith("library") == libraries]
+def _cells_of(table, kind):
+    """The rows of ``table`` of one kind: ``"libraries"`` (the photo
+    libraries), ``"both splits"`` (``--both-splits``) or ``"regimes"``
+    (the others)."""
+
+    def kind_of(row):
+        if row["collection"].endswith("library"):
+            return "libraries"
+        return "both splits" if row["collection"] == "LFW both splits" else "regimes"
+
+    return [r for r in table if kind_of(r) == kind]
 
 
 #: The tuned baselines' keys in a row of the table.

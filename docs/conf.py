@@ -108,7 +108,7 @@ def _benchmark_tables(app):
             lines += [f"     - {cell}" for cell in row[1:]]
         return "\n".join(lines) + "\n"
 
-    for name in ("regimes_test", "regimes_libraries_test"):
+    for name in ("regimes_test", "regimes_libraries_test", "regimes_both_splits"):
         _regimes_table(table, results / f"{name}.json", out / f"{name}_table.rst")
     scale = json.loads((results / "scale_fit.json").read_text())
     (out / "scale_table.rst").write_text(

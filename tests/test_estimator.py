@@ -435,8 +435,9 @@ def test_identity_much_larger_than_k_stays_whole():
 def test_second_pass_links_need_the_first_calibration_too():
     """MobileFaceNet, LFW people with at least 40 faces (both splits): the
     calibration refitted to the first clustering of a few people with many
-    faces accepts cosines as low as 0.36, and under it alone the densest
-    peak of Jean Chretien (55 faces) linked to Ariel Sharon's faces (77).
+    faces accepts cosines as low as 0.36, and under it alone a density
+    peak of Jean Chretien's (55 faces) linked to a face of Ariel Sharon's
+    (77).
     The first calibration refuses that link: each person's faces lie
     mostly in a cluster of their own."""
     data = np.load(DATA / "lfw_mobileface256.npz")
