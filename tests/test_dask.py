@@ -182,6 +182,30 @@ def test_fit_gives_the_numpy_partition_on_lfw(client):
     assert ref.merge_calibration_ is not None
 
 
+def test_fit_gives_the_numpy_partition_where_a_link_is_refused(client):
+    """LFW MobileFaceNet, the people of both splits with at least 40 faces:
+    the second pass's saturated links need both calibrations, and one link
+    (a density peak of Jean Chretien's to a face of Ariel Sharon's) is
+    refused on both paths alike."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared/data/lfw_mobileface256.npz"
+    if not path.exists():
+        pytest.skip("../shared/data is not here")
+    data = np.load(path)
+    ids, counts = np.unique(data["labels"], return_counts=True)
+    rows = np.flatnonzero(np.isin(data["labels"], ids[counts >= 40]))
+    X, y = data["features"][rows].astype(np.float32), data["labels"][rows]
+    ref, est = _fit_both(X, 500)
+    _assert_same_clustering(ref, est)
+    names = list(data["identity_names"])
+    chretien, sharon = names.index("Jean_Chretien"), names.index("Ariel_Sharon")
+    labels = ref.labels_
+    assert np.bincount(labels[y == chretien]).argmax() != np.bincount(
+        labels[y == sharon]
+    ).argmax()
+
+
 @pytest.mark.parametrize("dim", [128, 64])
 def test_fit_gives_the_numpy_partition_where_closed_groups_join(client, dim):
     """Sparse people of hundreds of faces, left as lone faces by the merges
