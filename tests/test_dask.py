@@ -201,9 +201,10 @@ def test_fit_gives_the_numpy_partition_where_a_link_is_refused(client):
     names = list(data["identity_names"])
     chretien, sharon = names.index("Jean_Chretien"), names.index("Ariel_Sharon")
     labels = ref.labels_
-    assert np.bincount(labels[y == chretien]).argmax() != np.bincount(
-        labels[y == sharon]
-    ).argmax()
+    assert (
+        np.bincount(labels[y == chretien]).argmax()
+        != np.bincount(labels[y == sharon]).argmax()
+    )
 
 
 @pytest.mark.parametrize("dim", [128, 64])
