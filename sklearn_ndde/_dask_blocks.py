@@ -9,7 +9,7 @@ from ._calibration import (
     _flat,
 )
 from ._kernels import kept_count_range
-from ._merge import likely_pairs, merge_on_flows, pair_flows
+from ._merge import likely_counts, likely_pairs, merge_on_flows, pair_flows
 from ._peaks import (
     ISOLATED_DENSITY,
     ISOLATED_SIMILARITY,
@@ -195,6 +195,13 @@ def _block_flows(indices, p, offset, labels, n_clusters):
     top = p.shape[1]
     rows = offset + np.repeat(np.arange(indices.shape[0]), top)
     return pair_flows(rows, indices[:, :top].ravel(), p.ravel(), labels, n_clusters)
+
+
+def _likely_block_counts(indices, cosines, similarity, offset, labels, n_clusters):
+    """:func:`likely_counts` of a block under the calibration
+    ``similarity`` (every column, as the single-machine path)."""
+    s = np.clip(similarity.calibrate(cosines), 0.0, 1.0)
+    return likely_counts(indices, s, labels, n_clusters, offset)
 
 
 def _recalibrated_flows(

@@ -55,6 +55,7 @@ from ._dask_blocks import (
     _duplicates,
     _histogram,
     _isolated,
+    _likely_block_counts,
     _merged,
     _pairwise_sum,
     _recalibrated_flows,
@@ -414,6 +415,19 @@ class DaskStages:
         for linked_rows, targets in isolated:
             parents[linked_rows] = targets
         return parents
+
+    def likely_counts(self, labels):
+        """The likely pairs under the refitted calibration between the
+        clusters ``labels``, counted per block and summed."""
+        n_clusters = int(labels.max()) + 1
+        counts = [
+            _delayed(_likely_block_counts)(
+                i, c, self.merge_calibration, o, labels, n_clusters
+            )
+            for i, c, o in zip(self.indices, self.cosines, self.offsets)
+        ]
+        (total,) = _compute(_pairwise_sum(counts))
+        return total
 
     def second_merge(self, parents):
         """The merge on the blocks' flows of the refitted similarities and

@@ -14,7 +14,7 @@ from ._groups import GROUP_COLUMNS, closed_group_links, small_cluster_rows
 from ._kernels import nearest_denser
 from ._knn import _search_method
 from ._memory import check_memory, fit_bytes
-from ._merge import likely_connectivity, merge_by_flow
+from ._merge import likely_connectivity, likely_counts, merge_by_flow
 from ._neighbors import knn_graph
 from ._peaks import density_rank, isolated_peak_links, links_below_tau, saturated_links
 from ._pipeline import (
@@ -112,6 +112,11 @@ class NumpyStages:
     def recalibrate(self, merge_calibration):
         self.merge_calibration = merge_calibration
         self.refitted = merge_calibration.calibrate(self.cosines)
+
+    def likely_counts(self, labels):
+        """The likely pairs under the refitted calibration between the
+        clusters ``labels`` (:func:`._merge.likely_counts`)."""
+        return likely_counts(self.indices, self.refitted, labels, int(labels.max()) + 1)
 
     def isolated_links(self, parents, density, rank, similarity):
         def sims(rows):

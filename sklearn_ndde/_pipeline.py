@@ -15,6 +15,7 @@ from sklearn.base import clone
 
 from ._calibration import same_above
 from ._kernels import descending_order, take_rows
+from ._merge import links_with_flow_back
 from ._peaks import (
     ISOLATED_CLEARANCE,
     components_from_parents,
@@ -130,6 +131,10 @@ def run_stages(est, graph, stage):
             # A link needs the first calibration's assent too (``confirmed``).
             relinked = graph.saturated_links(
                 peaks, rank, merge_calibration, confirm=calibration_of(similarity)
+            )
+            # A link between two clusters of the first merge needs flow back.
+            relinked = links_with_flow_back(
+                relinked, peaks, labels, graph.likely_counts(labels)
             )
             # A link that no flow back confirms needs both calibrations, and
             # a pair clear of the unrelated samples.

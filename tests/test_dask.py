@@ -182,11 +182,18 @@ def test_fit_gives_the_numpy_partition_on_lfw(client):
     assert ref.merge_calibration_ is not None
 
 
-def test_fit_gives_the_numpy_partition_where_a_link_is_refused(client):
-    """LFW MobileFaceNet, the people of both splits with at least 40 faces:
-    the second pass's saturated links need both calibrations, and one link
-    (a density peak of Jean Chretien's to a face of Ariel Sharon's) is
-    refused on both paths alike."""
+@pytest.mark.parametrize(
+    "min_faces, one, other",
+    [(40, "Jean_Chretien", "Ariel_Sharon"), (20, "Tom_Ridge", "George_W_Bush")],
+)
+def test_fit_gives_the_numpy_partition_where_a_link_is_refused(
+    client, min_faces, one, other
+):
+    """LFW MobileFaceNet, the people of both splits with at least 40 (20)
+    faces: in the second pass a saturated link needs both calibrations
+    (refused: a peak of Jean Chretien's to a face of Ariel Sharon's) and,
+    between two clusters, flow back (refused: Tom Ridge's to George W.
+    Bush's); both paths refuse them alike."""
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "shared/data/lfw_mobileface256.npz"
@@ -194,17 +201,14 @@ def test_fit_gives_the_numpy_partition_where_a_link_is_refused(client):
         pytest.skip("../shared/data is not here")
     data = np.load(path)
     ids, counts = np.unique(data["labels"], return_counts=True)
-    rows = np.flatnonzero(np.isin(data["labels"], ids[counts >= 40]))
+    rows = np.flatnonzero(np.isin(data["labels"], ids[counts >= min_faces]))
     X, y = data["features"][rows].astype(np.float32), data["labels"][rows]
     ref, est = _fit_both(X, 500)
     _assert_same_clustering(ref, est)
     names = list(data["identity_names"])
-    chretien, sharon = names.index("Jean_Chretien"), names.index("Ariel_Sharon")
     labels = ref.labels_
-    assert (
-        np.bincount(labels[y == chretien]).argmax()
-        != np.bincount(labels[y == sharon]).argmax()
-    )
+    main = [np.bincount(labels[y == names.index(p)]).argmax() for p in (one, other)]
+    assert main[0] != main[1]
 
 
 @pytest.mark.parametrize("dim", [128, 64])

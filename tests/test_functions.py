@@ -1101,6 +1101,35 @@ def test_saturated_links_keep_only_the_links_a_second_calibration_confirms():
     np.testing.assert_array_equal(links(Step(-1.0)), every)
 
 
+def test_links_with_flow_back_refuses_one_way_links_between_clusters():
+    """A new link between two clusters stays when the target's samples list
+    the source's samples as likely at least once per source sample; a lone
+    sample's link and links inside a cluster always stay; old links stay."""
+    import scipy.sparse as sp
+
+    from sklearn_ndde._merge import likely_counts, links_with_flow_back
+
+    # Clusters: 0 = {0, 1}, 1 = {2, 3, 4}, 2 = {5} (alone), 3 = {6, 7}.
+    labels = np.array([0, 0, 1, 1, 1, 2, 3, 3])
+    before = np.array([-1, 0, -1, 2, 2, -1, -1, 6])
+    linked = np.array([2, 0, -1, 2, 2, 3, 2, 6])  # new: 0 -> 2, 5 -> 3, 6 -> 2
+    # Likely pairs: 2 -> 0 and 3 -> 1 (cluster 1 lists cluster 0 twice),
+    # 4 -> 6 (cluster 1 lists cluster 3 once, which has two samples).
+    indices = np.array([[0, 1], [1, 0], [2, 0], [3, 1], [4, 6], [5, 5], [6, 7], [7, 6]])
+    sims = np.array([[1, 0.9], [1, 0.9], [1, 0.6], [1, 0.7], [1, 0.5], [1, 1],
+                     [1, 0.9], [1, 0.9]])  # fmt: skip
+    counts = likely_counts(indices, sims, labels, 4)
+    assert counts[1, 0] == 2 and counts[1, 3] == 1 and counts[0, 1] == 0
+    out = links_with_flow_back(linked, before, labels, counts)
+    np.testing.assert_array_equal(out, [2, 0, -1, 2, 2, 3, -1, 6])
+    assert out is not linked
+    # Below 0.5 a pair is not a likely match: cluster 0 loses its flow back.
+    sims[2, 1] = sims[3, 1] = 0.49
+    counts = likely_counts(indices, sims, labels, 4)
+    out = links_with_flow_back(linked, before, labels, sp.csr_matrix(counts))
+    np.testing.assert_array_equal(out, [-1, 0, -1, 2, 2, 3, -1, 6])
+
+
 def test_link_saturated_bad_shapes():
     indices = np.array([[0, 1], [1, 0]])
     sims = np.ones((2, 2))
