@@ -197,11 +197,17 @@ def _block_flows(indices, p, offset, labels, n_clusters):
     return pair_flows(rows, indices[:, :top].ravel(), p.ravel(), labels, n_clusters)
 
 
-def _likely_block_counts(indices, cosines, similarity, offset, labels, n_clusters):
+def _likely_block_counts(
+    indices, cosines, similarity, offset, labels, n_clusters, targets
+):
     """:func:`likely_counts` of a block under the calibration
-    ``similarity`` (every column, as the single-machine path)."""
-    s = np.clip(similarity.calibrate(cosines), 0.0, 1.0)
-    return likely_counts(indices, s, labels, n_clusters, offset)
+    ``similarity`` (every column, as the single-machine path), from the
+    rows of the clusters ``targets``."""
+    rows = targets[labels[offset : offset + indices.shape[0]]]
+    calibrated = np.clip(similarity.calibrate(cosines[rows]), 0.0, 1.0)
+    s = np.zeros(cosines.shape, dtype=calibrated.dtype)
+    s[rows] = calibrated
+    return likely_counts(indices, s, labels, n_clusters, targets, offset)
 
 
 def _recalibrated_flows(

@@ -416,13 +416,13 @@ class DaskStages:
             parents[linked_rows] = targets
         return parents
 
-    def likely_counts(self, labels):
-        """The likely pairs under the refitted calibration between the
-        clusters ``labels``, counted per block and summed."""
+    def likely_counts(self, labels, targets):
+        """The likely pairs under the refitted calibration from the clusters
+        ``targets`` of ``labels``, counted per block and summed."""
         n_clusters = int(labels.max()) + 1
         counts = [
             _delayed(_likely_block_counts)(
-                i, c, self.merge_calibration, o, labels, n_clusters
+                i, c, self.merge_calibration, o, labels, n_clusters, targets
             )
             for i, c, o in zip(self.indices, self.cosines, self.offsets)
         ]

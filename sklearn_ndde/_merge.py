@@ -63,23 +63,33 @@ def likely_pairs(indices, similarities, offset=0):
     )
 
 
-def likely_counts(indices, similarities, labels, n_clusters, offset=0):
-    """``C[a, b]``: how many of the :func:`likely_pairs` of the neighbour
+def likely_counts(indices, similarities, labels, n_clusters, targets, offset=0):
+    """``C[b, a]``: how many of the :func:`likely_pairs` of the neighbour
     lists ``indices`` (of the rows ``offset``, ``offset + 1``, ...) lead
-    from a sample of cluster ``a`` of ``labels`` to one of ``b`` (sparse;
-    the Dask path adds its blocks' counts)."""
-    rows, cols = likely_pairs(indices, similarities, offset)
+    from a sample of cluster ``b`` of ``labels`` to one of ``a``, counted
+    for the clusters ``b`` where the boolean ``targets`` holds (sparse; the
+    Dask path adds its blocks' counts). Only those clusters' rows are
+    read."""
+    rows = np.flatnonzero(targets[labels[offset : offset + indices.shape[0]]])
+    local, cols = likely_pairs(indices[rows], similarities[rows])
     return pair_flows(
-        rows, cols, np.ones(rows.size, dtype=np.float32), labels, n_clusters
+        offset + rows[local],
+        cols,
+        np.ones(cols.size, dtype=np.float32),
+        labels,
+        n_clusters,
     )
 
 
-def links_with_flow_back(linked, before, labels, counts):
+def links_with_flow_back(linked, before, labels, counts_of):
     """``linked`` (a new array) without the new links, those that
     ``before`` lacks, that join a cluster ``a`` of ``labels`` with at least
     two samples to another cluster ``b`` whose samples list ``a``'s samples
-    as likely matches fewer times than ``a`` has samples (``counts[b, a]``,
-    from :func:`likely_counts`).
+    as likely matches fewer times than ``a`` has samples.
+
+    ``counts_of(targets)`` gives the counts of :func:`likely_counts` for
+    the clusters ``b`` that ``targets`` marks; it is called only when such
+    a link exists.
 
     The second pass links the saturated peaks again under the refitted
     calibration, without the flow back that the merges ask for. A fragment
@@ -90,12 +100,16 @@ def links_with_flow_back(linked, before, labels, counts):
     """
     out = np.array(linked, copy=True)
     new = np.flatnonzero((before < 0) & (out >= 0))
-    if new.size == 0:
-        return out
     a, b = labels[new], labels[out[new]]
     size = np.bincount(labels)
-    back = _entries(sp.csr_matrix(counts), b, a)
-    refused = new[(a != b) & (size[a] >= 2) & (back < size[a])]
+    asked = (a != b) & (size[a] >= 2)
+    if not asked.any():
+        return out
+    new, a, b = new[asked], a[asked], b[asked]
+    targets = np.zeros(size.size, dtype=bool)
+    targets[b] = True
+    back = _entries(sp.csr_matrix(counts_of(targets)), b, a)
+    refused = new[back < size[a]]
     out[refused] = before[refused]
     return out
 

@@ -113,10 +113,12 @@ class NumpyStages:
         self.merge_calibration = merge_calibration
         self.refitted = merge_calibration.calibrate(self.cosines)
 
-    def likely_counts(self, labels):
-        """The likely pairs under the refitted calibration between the
-        clusters ``labels`` (:func:`._merge.likely_counts`)."""
-        return likely_counts(self.indices, self.refitted, labels, int(labels.max()) + 1)
+    def likely_counts(self, labels, targets):
+        """The likely pairs under the refitted calibration from the clusters
+        ``targets`` of ``labels`` (:func:`._merge.likely_counts`)."""
+        return likely_counts(
+            self.indices, self.refitted, labels, int(labels.max()) + 1, targets
+        )
 
     def isolated_links(self, parents, density, rank, similarity):
         def sims(rows):

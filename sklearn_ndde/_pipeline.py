@@ -134,7 +134,7 @@ def run_stages(est, graph, stage):
             )
             # A link between two clusters of the first merge needs flow back.
             relinked = links_with_flow_back(
-                relinked, peaks, labels, graph.likely_counts(labels)
+                relinked, peaks, labels, lambda t: graph.likely_counts(labels, t)
             )
             # A link that no flow back confirms needs both calibrations, and
             # a pair clear of the unrelated samples.

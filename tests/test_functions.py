@@ -1104,9 +1104,9 @@ def test_saturated_links_keep_only_the_links_a_second_calibration_confirms():
 def test_links_with_flow_back_refuses_one_way_links_between_clusters():
     """A new link between two clusters stays when the target's samples list
     the source's samples as likely at least once per source sample; a lone
-    sample's link and links inside a cluster always stay; old links stay."""
-    import scipy.sparse as sp
-
+    sample's link and links inside a cluster always stay; old links stay;
+    the counts are asked for only where such a link exists, and only for
+    the target clusters' rows."""
     from sklearn_ndde._merge import likely_counts, links_with_flow_back
 
     # Clusters: 0 = {0, 1}, 1 = {2, 3, 4}, 2 = {5} (alone), 3 = {6, 7}.
@@ -1118,16 +1118,31 @@ def test_links_with_flow_back_refuses_one_way_links_between_clusters():
     indices = np.array([[0, 1], [1, 0], [2, 0], [3, 1], [4, 6], [5, 5], [6, 7], [7, 6]])
     sims = np.array([[1, 0.9], [1, 0.9], [1, 0.6], [1, 0.7], [1, 0.5], [1, 1],
                      [1, 0.9], [1, 0.9]])  # fmt: skip
-    counts = likely_counts(indices, sims, labels, 4)
-    assert counts[1, 0] == 2 and counts[1, 3] == 1 and counts[0, 1] == 0
-    out = links_with_flow_back(linked, before, labels, counts)
+    asked = []
+
+    def counts_of(targets):
+        asked.append(np.flatnonzero(targets))
+        return likely_counts(indices, sims, labels, 4, targets)
+
+    out = links_with_flow_back(linked, before, labels, counts_of)
     np.testing.assert_array_equal(out, [2, 0, -1, 2, 2, 3, -1, 6])
     assert out is not linked
+    np.testing.assert_array_equal(asked[0], [1])
+    counts = counts_of(np.ones(4, dtype=bool))
+    assert counts[1, 0] == 2 and counts[1, 3] == 1 and counts[0, 1] == 0
+    # Only the rows of the target clusters are read.
+    only = counts_of(np.array([True, False, False, False])).toarray()
+    assert only[0, 0] == 4 and only[1:].sum() == 0
     # Below 0.5 a pair is not a likely match: cluster 0 loses its flow back.
     sims[2, 1] = sims[3, 1] = 0.49
-    counts = likely_counts(indices, sims, labels, 4)
-    out = links_with_flow_back(linked, before, labels, sp.csr_matrix(counts))
+    out = links_with_flow_back(linked, before, labels, counts_of)
     np.testing.assert_array_equal(out, [-1, 0, -1, 2, 2, 3, -1, 6])
+    # No link between clusters of two or more: the counts are not asked for.
+    asked.clear()
+    out = links_with_flow_back(
+        np.array([1, 0, -1, 2, 2, 3, -1, 6]), before, labels, counts_of
+    )
+    assert not asked
 
 
 def test_link_saturated_bad_shapes():
