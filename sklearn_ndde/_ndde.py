@@ -65,7 +65,8 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
        often the graph's pairs share a cluster after step 8
        (:meth:`~sklearn_ndde.similarity.CalibratedCosineSimilarity.fit_labels`);
        the links of steps 6-7 made again from the density peaks with the
-       refitted similarities, plus a link for each peak that hardly any
+       refitted similarities (confirmed by the first ones, and with flow
+       back between clusters), plus a link for each peak that hardly any
        neighbour lists to a very alike denser neighbour
        (:func:`link_isolated_peaks`); and the merge of step 8 made again
        from those links, with the flows of the refitted similarities; two
@@ -149,7 +150,10 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         ArcFace MobileFaceNet's run from 0.3 to 0.9); a pure first
         clustering sees them. From the density peaks of ``tau`` (the
         density, TPDi and peaks keep the first calibration), the saturated
-        peaks are linked again under the refitted similarities, each peak
+        peaks are linked again under the refitted similarities (a link
+        also needs the first similarity's assent, and one between two
+        clusters of the first merge needs the target's samples to list the
+        source's as likely at least once per source sample), each peak
         that hardly any neighbour lists links to a denser neighbour when
         that pair is very likely one identity (:func:`link_isolated_peaks`:
         the faces at the edge of an identity much larger than the density
