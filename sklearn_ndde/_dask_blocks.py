@@ -9,7 +9,7 @@ from ._calibration import (
     _flat,
 )
 from ._kernels import kept_count_range
-from ._merge import likely_counts, likely_pairs, merge_on_flows, pair_flows
+from ._merge import likely_counts, merge_on_flows, pair_flows
 from ._peaks import (
     ISOLATED_DENSITY,
     ISOLATED_SIMILARITY,
@@ -218,8 +218,7 @@ def _recalibrated_flows(
     the counts of their :func:`likely_pairs` between clusters."""
     top = params["top"]
     s = np.clip(similarity.calibrate(cosines[:, :top]), 0.0, 1.0)
-    rows, cols = likely_pairs(indices[:, :top], s, offset)
-    connected = pair_flows(rows, cols, np.ones(rows.size), labels, n_clusters)
+    connected = likely_counts(indices[:, :top], s, labels, n_clusters, offset=offset)
     p = row_softmax(s.astype(np.float32), params["density_sigma"])
     return _block_flows(indices, p, offset, labels, n_clusters), connected
 

@@ -63,21 +63,21 @@ def likely_pairs(indices, similarities, offset=0):
     )
 
 
-def likely_counts(indices, similarities, labels, n_clusters, targets, offset=0):
+def likely_counts(indices, similarities, labels, n_clusters, targets=None, offset=0):
     """``C[b, a]``: how many of the :func:`likely_pairs` of the neighbour
     lists ``indices`` (of the rows ``offset``, ``offset + 1``, ...) lead
-    from a sample of cluster ``b`` of ``labels`` to one of ``a``, counted
-    for the clusters ``b`` where the boolean ``targets`` holds (sparse; the
-    Dask path adds its blocks' counts). Only those clusters' rows are
-    read."""
-    rows = np.flatnonzero(targets[labels[offset : offset + indices.shape[0]]])
-    local, cols = likely_pairs(indices[rows], similarities[rows])
+    from a sample of cluster ``b`` of ``labels`` to one of ``a`` (sparse;
+    the Dask path adds its blocks' counts). With the boolean ``targets``,
+    only the rows of the clusters ``b`` where it holds are read and
+    counted."""
+    if targets is None:
+        rows, cols = likely_pairs(indices, similarities, offset)
+    else:
+        kept = np.flatnonzero(targets[labels[offset : offset + indices.shape[0]]])
+        local, cols = likely_pairs(indices[kept], similarities[kept])
+        rows = offset + kept[local]
     return pair_flows(
-        offset + rows[local],
-        cols,
-        np.ones(cols.size, dtype=np.float32),
-        labels,
-        n_clusters,
+        rows, cols, np.ones(cols.size, dtype=np.float32), labels, n_clusters
     )
 
 
