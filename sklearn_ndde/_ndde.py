@@ -150,11 +150,9 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         ArcFace MobileFaceNet's run from 0.3 to 0.9); a pure first
         clustering sees them. From the density peaks of ``tau`` (the
         density, TPDi and peaks keep the first calibration), the saturated
-        peaks are linked again under the refitted similarities (a link
-        also needs the first similarity's assent, and one between two
-        clusters of the first merge needs the target's samples to list the
-        source's as likely at least once per source sample), each peak
-        that hardly any neighbour lists links to a denser neighbour when
+        peaks are linked again under the refitted similarities (each link
+        also likely under the first, with flow back between clusters), each
+        peak that hardly any neighbour lists links to a denser neighbour when
         that pair is very likely one identity (:func:`link_isolated_peaks`:
         the faces at the edge of an identity much larger than the density
         neighbourhood receive no flow back), and two clusters merge only
