@@ -524,7 +524,7 @@ def checked_blocks(X):
     return blocks, offsets
 
 
-def dask_knn_graph(X, n_neighbors, method="auto", recall=0.99, seed=0, n_jobs=None):
+def dask_knn_graph(X, n_neighbors, method="auto", recall=0.98, seed=0, n_jobs=None):
     """The cosine kNN graph of the dask array ``X``, and its recall.
 
     Returns ``(indices, similarities, recall)``, the first two as dask

@@ -166,7 +166,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         Neighbour search, see :func:`knn_graph`: exact up to 30,000
         samples, faiss's IVF search calibrated to ``knn_recall`` above
         (pynndescent where faiss is missing).
-    knn_recall : float in (0, 1], default=0.99
+    knn_recall : float in (0, 1], default=0.98
         Recall target of the IVF search: the share of the likely
         neighbours (exact neighbours whose calibrated similarity is at
         least 0.5, the pairs the clustering acts on) it must find,
@@ -295,7 +295,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         merge_threshold=0.18,
         recalibrate=True,
         knn_method="auto",
-        knn_recall=0.99,
+        knn_recall=0.98,
         metric="cosine",
         n_jobs=None,
         device="auto",

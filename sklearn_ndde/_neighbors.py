@@ -33,7 +33,7 @@ def knn_graph(
     *,
     method="auto",
     metric="cosine",
-    recall=0.99,
+    recall=0.98,
     random_state=None,
     n_jobs=None,
     device="auto",
@@ -70,7 +70,7 @@ def knn_graph(
         pynndescent's 18).
     metric : {"cosine"}, default="cosine"
         Similarity measure.
-    recall : float in (0, 1], default=0.99
+    recall : float in (0, 1], default=0.98
         Recall target of ``method="ivf"``: the share of the *likely*
         neighbours that the search must find, measured on 1,000 sampled
         rows against exact search. A likely neighbour is an exact

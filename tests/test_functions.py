@@ -495,6 +495,20 @@ def test_rows_to_widen_find_the_rows_with_no_likely_neighbour():
     np.testing.assert_array_equal(rows, order[np.isin(order, lost)])
 
 
+def test_far_rows_pass_probes_cells_growing_as_the_root_of_the_cells():
+    # 5 % of the cells at 584,013 faces; a fixed share would make the pass
+    # grow as n^2 (8 % of the rows times a share of all rows).
+    from sklearn_ndde._knn import _FIRST_PASS_ROOT, _far_cells, _ivf_lists
+
+    nlists = [_ivf_lists(n, _FIRST_PASS_ROOT) for n in (584_013, 5_206_761)]
+    cells = [_far_cells(nlist) for nlist in nlists]
+    assert cells[0] == round(0.05 * nlists[0])
+    assert cells[1] / cells[0] == pytest.approx(
+        np.sqrt(nlists[1] / nlists[0]), rel=0.01
+    )
+    assert _far_cells(10) == 10 and _far_cells(20) == 16
+
+
 def test_knn_graph_ivf_at_full_recall_is_the_exact_graph():
     X, _ = make_face_embeddings(3000, 150, dim=16, random_state=1)
     exact, exact_sims = knn_graph(X, 10, method="exact")

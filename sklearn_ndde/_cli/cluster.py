@@ -61,7 +61,7 @@ def add_parser(sub):
     cluster.add_argument(
         "--knn-recall",
         type=float,
-        default=0.99,
+        default=0.98,
         help="recall target of the ivf search: the share of the likely "
         "neighbours it finds, measured at run time on 1,000 rows (default "
         "%(default)s)",
