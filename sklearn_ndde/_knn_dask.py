@@ -40,6 +40,7 @@ from ._knn import (
     _recall_of_likely,
     _sort_rows,
 )
+from ._recall import DEFAULT_RECALL
 from ._validation import _normalize_rows
 
 # The IVF search on blocks (measured at 584,013 faces: NOTES.md, tenth
@@ -524,7 +525,9 @@ def checked_blocks(X):
     return blocks, offsets
 
 
-def dask_knn_graph(X, n_neighbors, method="auto", recall=0.98, seed=0, n_jobs=None):
+def dask_knn_graph(
+    X, n_neighbors, method="auto", recall=DEFAULT_RECALL, seed=0, n_jobs=None
+):
     """The cosine kNN graph of the dask array ``X``, and its recall.
 
     Returns ``(indices, similarities, recall)``, the first two as dask

@@ -18,6 +18,7 @@ from ._dask_fit import fit_on_dask
 from ._knn_dask import is_dask_array
 from ._numpy_stages import fit_stages
 from ._predict import predict_labels, predict_on_dask_fit
+from ._recall import DEFAULT_RECALL
 from ._rows import originals, spread_to_all_rows, unit_rows_warning_zeros
 from ._validation import N_JOBS_CONSTRAINT
 
@@ -295,7 +296,7 @@ class NDDeTPDiClustering(ClusterMixin, BaseEstimator):
         merge_threshold=0.18,
         recalibrate=True,
         knn_method="auto",
-        knn_recall=0.98,
+        knn_recall=DEFAULT_RECALL,
         metric="cosine",
         n_jobs=None,
         device="auto",

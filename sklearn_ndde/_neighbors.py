@@ -9,6 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 
 from ._knn import search_numpy
 from ._knn_dask import dask_knn_graph, is_dask_array
+from ._recall import DEFAULT_RECALL
 from ._validation import N_JOBS_CONSTRAINT
 
 
@@ -33,7 +34,7 @@ def knn_graph(
     *,
     method="auto",
     metric="cosine",
-    recall=0.98,
+    recall=DEFAULT_RECALL,
     random_state=None,
     n_jobs=None,
     device="auto",

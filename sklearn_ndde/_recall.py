@@ -6,6 +6,9 @@ import numpy as np
 
 from ._calibration import background_of, likely_floor
 
+#: Default recall target of the IVF search (``knn_recall``, ``recall``).
+DEFAULT_RECALL = 0.98
+
 
 def _recall_at_k(exact_sims, found_sims):
     """Share of the exact ``k`` neighbours of sample rows that a search found.
