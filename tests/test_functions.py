@@ -236,6 +236,32 @@ def test_kept_range_counts_the_pairs_a_calibration_keeps():
                 assert (lo, hi) == (np.inf, -np.inf)
 
 
+def test_locality_order_links_only_likely_pairs_when_given_similarities():
+    """Two groups whose first neighbours include one unlikely pair are one
+    component without the similarities and two contiguous runs with them;
+    the caller's arrays are left as they were."""
+    from sklearn_ndde._tpdi import locality_order
+
+    # Samples 0, 2, 4 form one group, 1, 3, 5 the other; sample 4's own
+    # neighbours are sample 1 (similarity 0.2) and sample 0 (0.1).
+    indices = np.array(
+        [[0, 2, 4], [1, 3, 5], [2, 0, 4], [3, 1, 5], [4, 1, 0], [5, 3, 1]],
+        dtype=np.int32,
+    )
+    s = np.array(
+        [[1, 0.9, 0.8], [1, 0.9, 0.8], [1, 0.9, 0.8], [1, 0.9, 0.8],
+         [1, 0.2, 0.1], [1, 0.9, 0.8]],
+        dtype=np.float32,
+    )  # fmt: skip
+    kept = indices.copy(), s.copy()
+    np.testing.assert_array_equal(locality_order(indices, 3), np.arange(6))
+    np.testing.assert_array_equal(
+        locality_order(indices, 3, similarities=s), [0, 2, 4, 1, 3, 5]
+    )
+    np.testing.assert_array_equal(indices, kept[0])
+    np.testing.assert_array_equal(s, kept[1])
+
+
 def test_tpdi_of_a_sorted_graph_is_tpdi_of_its_transition_matrix():
     """The estimator's TPDi (square roots made in place, rows permuted by
     cycles) gives what the two public functions give."""
