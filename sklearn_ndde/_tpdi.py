@@ -202,10 +202,11 @@ def locality_order(indices, n_columns=4, similarities=None, floor=LIKELY_SAME):
     first ``n_columns`` neighbours (for a kNN graph: the sample itself and
     its three nearest neighbours), which mostly follow identities. With
     ``similarities``, only the pairs whose similarity is at least
-    ``floor`` link: on a large graph one sample in a few hundred has another
-    person among its first neighbours, and each such pair joins two groups
-    (at 5,206,761 synthetic faces, one group of 3.3 million samples without
-    the floor, at most 3,999 with it; TPDi's kernels 72 s -> 27 s). TPDi
+    ``floor`` link: on a large graph each pair of two people among the first
+    neighbours joins two groups (at 5,206,761 synthetic faces, one sample
+    in 120 has another person among its first three, and the groups made
+    one of 3.3 million samples; with the floor, one in 530 and at most
+    3,999 samples a group; TPDi's kernels 72 s -> 27 s). TPDi
     visits samples in this order, so the transition rows it reads for one
     sample are still in cache for the next, which matters when samples are
     stored in no particular order (``benchmarks/speed_after_knn.py --layout
