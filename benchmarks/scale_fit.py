@@ -15,7 +15,8 @@ rows, which the documentation's benchmark page draws.
     python benchmarks/scale_fit.py [--n 30000 100000 300000 584013] [--json PATH]
         [--knn-method auto|ivf|pynndescent] [--growth-from 584013] [-v]
 
-The paper's scale, 5,206,761 faces (about 12 minutes, 17 GB):
+The paper's scale, 5,206,761 faces (that size alone about 12 minutes at
+17 GB; the whole command about 17 minutes):
 
     python benchmarks/scale_fit.py --n 30000 100000 300000 584013 1740301 5206761
 """

@@ -281,7 +281,7 @@ def _ivf_lists(n_samples, per_root=8):
 
 
 def _far_cells(nlist):
-    """The far pass's cells: 5 % at 584K, 265 (not 456) at 5.21M."""
+    """Far pass cells: _WIDE_ROOT sqrt(nlist), within [2 _FIRST_NPROBE, nlist]."""
     return min(nlist, max(2 * _FIRST_NPROBE, round(_WIDE_ROOT * np.sqrt(nlist))))
 
 

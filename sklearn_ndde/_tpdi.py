@@ -5,8 +5,8 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import validate_params
 
+from ._calibration import LIKELY
 from ._kernels import numba_threads
-from ._merge import LIKELY_SAME
 from ._progress import progress
 from ._tpdi_kernels import (
     bhattacharyya_pairs,
@@ -195,7 +195,7 @@ def _own_pairs(cols, roots, order, out, n_jobs, verbose, step=None):
     return out
 
 
-def locality_order(indices, n_columns=4, similarities=None, floor=LIKELY_SAME):
+def locality_order(indices, n_columns=4, similarities=None, floor=LIKELY):
     """A visiting order of the samples that keeps neighbourhoods together.
 
     Samples are grouped by the connected components of the graph of their
@@ -204,8 +204,8 @@ def locality_order(indices, n_columns=4, similarities=None, floor=LIKELY_SAME):
     ``similarities``, only the pairs whose similarity is at least
     ``floor`` link: on a large graph each pair of two people among the first
     neighbours joins two groups (at 5,206,761 synthetic faces, one sample
-    in 120 has another person among its first three, and the groups made
-    one of 3.3 million samples; with the floor, one in 530 and at most
+    in 122 has another person among its first three, and the groups made
+    one of 3.3 million samples; with the floor, one in 526 and at most
     3,999 samples a group; TPDi's kernels 72 s -> 27 s). TPDi
     visits samples in this order, so the transition rows it reads for one
     sample are still in cache for the next, which matters when samples are
