@@ -149,26 +149,43 @@ def distance_grid(model):
 THETA_GRID = np.round(np.arange(0.03, 0.60 + 1e-9, 0.015), 4)
 
 
+def tuned_grid_scores(indices, cosines, y, model):
+    """BCubed F of Infomap and Chinese whispers at every cosine-distance
+    threshold of :func:`distance_grid`, and of FC-ES at every NEP threshold
+    of :data:`THETA_GRID`, on the kNN graph: ``{method: (grid, scores)}``."""
+    grid = distance_grid(model)
+    scores = {}
+    for method, cluster in [
+        ("Infomap", infomap),
+        ("Chinese whispers", chinese_whispers),
+    ]:
+        scores[method] = (
+            grid,
+            np.array(
+                [bcubed_fscore(y, cluster(indices, cosines, 1.0 - t)) for t in grid]
+            ),
+        )
+    nep = nep_similarity(indices, cosines)
+    scores["FC-ES"] = (
+        THETA_GRID,
+        np.array(
+            [bcubed_fscore(y, fc_es(indices, nep, theta)) for theta in THETA_GRID]
+        ),
+    )
+    return scores
+
+
 def best_tuned_baselines(indices, cosines, y, model):
     """Best BCubed F, with its threshold, of Infomap and Chinese whispers
     (cosine distance thresholds of :func:`distance_grid`) and of FC-ES
     (NEP thresholds :data:`THETA_GRID`) on the kNN graph, chosen on the
     labels ``y``."""
-    best = {}
-    for method, cluster in [
-        ("Infomap", infomap),
-        ("Chinese whispers", chinese_whispers),
-    ]:
-        best[method] = max(
-            (bcubed_fscore(y, cluster(indices, cosines, 1.0 - t)), float(t))
-            for t in distance_grid(model)
-        )
-    nep = nep_similarity(indices, cosines)
-    best["FC-ES"] = max(
-        (bcubed_fscore(y, fc_es(indices, nep, theta)), float(theta))
-        for theta in THETA_GRID
-    )
-    return best
+    return {
+        method: max(zip(scores.tolist(), grid.tolist()))
+        for method, (grid, scores) in tuned_grid_scores(
+            indices, cosines, y, model
+        ).items()
+    }
 
 
 def threshold_grid(similarities):

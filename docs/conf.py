@@ -110,6 +110,22 @@ def _benchmark_tables(app):
 
     for name in ("regimes_test", "regimes_libraries_test", "regimes_both_splits"):
         _regimes_table(table, results / f"{name}.json", out / f"{name}_table.rst")
+    transfer = json.loads((results / "threshold_transfer.json").read_text())
+    (out / "threshold_transfer_table.rst").write_text(
+        table(
+            ["model", "cell", "NDDe defaults", "Infomap", "Chinese whispers", "FC-ES"]
+            + ["gap"],
+            [
+                [r["model"], r["cell"], f"{r['ndde_defaults']:.3f}"]
+                + [
+                    f"{r[m]:.3f} ({r[m + ' threshold']:g})"
+                    for m in ("Infomap", "Chinese whispers", "FC-ES")
+                ]
+                + [f"{r['gap']:+.3f}"]
+                for r in transfer
+            ],
+        )
+    )
     scale = json.loads((results / "scale_fit.json").read_text())
     (out / "scale_table.rst").write_text(
         table(
