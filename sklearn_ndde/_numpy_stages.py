@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ._density import ndde_density
+from ._diagnostics import warn_if_one_random_cluster
 from ._groups import GROUP_COLUMNS, closed_group_links, small_cluster_rows
 from ._kernels import nearest_denser
 from ._knn import _search_method
@@ -211,6 +212,9 @@ def fit_stages(est, X, Xn, n_rows=None):
     # reference here may keep the first ones alive.
     del indices, cosines
     out.update(run_stages(est, graph, stage))
+    if Xn is not None:
+        # fit_stages <- _fit <- fit <- scikit-learn's wrapper <- the caller.
+        warn_if_one_random_cluster(Xn, out["labels_"], k, stacklevel=5)
     out["n_features_in_"] = est.n_features_in_
     if hasattr(est, "feature_names_in_"):
         out["feature_names_in_"] = est.feature_names_in_
