@@ -3,6 +3,7 @@ the client on the few rows they reach in two kNN steps."""
 
 import numpy as np
 
+from ._calibration import LIKELY
 from ._dask_blocks import (
     _calibrated,
     _compute,
@@ -32,7 +33,7 @@ def _link_saturated(
     cent of the peaks: never an ``(n, k)`` array). A link needs the two
     lists to share ``min_shared`` of their samples, checked on the client
     on the gathered lists of the linked peaks and their candidates."""
-    threshold = 0.5
+    threshold = LIKELY
     before = parents
     found = _compute(
         *[
@@ -76,7 +77,7 @@ def _two_steps(blocks, rows, indices, cosines, parents, rank, sim, peaks, confir
     """Links, in ``parents``, the saturated ``peaks`` with no denser sample
     in their own lists to the one :func:`link_saturated_peaks` finds two kNN
     steps away, on the rows they reach, gathered."""
-    threshold = 0.5
+    threshold = LIKELY
     peak_rows = blocks.gather(indices, peaks)
     first = np.unique(peak_rows)
     first_rows = blocks.gather(indices, first)

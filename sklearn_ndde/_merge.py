@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from sklearn.utils._param_validation import Interval, validate_params
 
+from ._calibration import LIKELY
 from ._kernels import pairs_at_least, split_pair_sums
 from ._peaks import components_from_parents
 from ._validation import check_parents, check_transition
@@ -49,18 +50,12 @@ def pair_flows(rows, cols, mass, labels, n_clusters, width=0):
     return F
 
 
-#: The refitted similarity from which a pair of samples may join their
-#: clusters in the second merge: more likely one identity than not.
-LIKELY_SAME = 0.5
-
-
 def likely_pairs(indices, similarities, offset=0):
     """``(rows, cols)``: the pairs of the neighbour lists ``indices`` (of the
     rows ``offset``, ``offset + 1``, ...) whose similarity is at least
-    :data:`LIKELY_SAME`."""
-    return pairs_at_least(
-        np.asarray(indices), np.asarray(similarities), LIKELY_SAME, offset
-    )
+    :data:`._calibration.LIKELY` (more likely one identity than not): in the
+    second merge, the pairs from which two clusters may join."""
+    return pairs_at_least(np.asarray(indices), np.asarray(similarities), LIKELY, offset)
 
 
 def likely_counts(indices, similarities, labels, n_clusters, targets=None, offset=0):
