@@ -67,6 +67,7 @@ from ._dask_blocks import (
     _wanted,
 )
 from ._dask_links import _link_saturated
+from ._diagnostics import warn_if_one_random_cluster
 from ._groups import GROUP_COLUMNS, closed_group_links, small_cluster_rows
 from ._knn_dask import (
     _persist,
@@ -206,6 +207,13 @@ def fit_dask(estimator, X, k):
     out["knn_recall_"] = recall
     # The user's rows (not unit rows: each task normalizes what it reads).
     out["_fit_X"] = X.rechunk({1: -1})
+    # fit_dask <- fit_on_dask <- fit <- scikit-learn's wrapper <- the caller.
+    warn_if_one_random_cluster(
+        lambda ids: _unit(gather_rows(rows, block_offsets, ids)),
+        out["labels_"].compute(),
+        k,
+        stacklevel=5,
+    )
     return out
 
 

@@ -31,15 +31,16 @@ MIN_SAMPLES = 100
 N_PAIRS = 20000
 
 
-def largest_cluster_contrast(Xn, labels, n_pairs=N_PAIRS, seed=0):
+def largest_cluster_contrast(unit_rows, labels, n_pairs=N_PAIRS, seed=0):
     """The share of the samples in the largest cluster, and how far its
     pairs' median cosine sits above the collection's random pairs.
 
     Parameters
     ----------
-    Xn : ndarray of shape (n_samples, n_features)
-        Unit rows.
-    labels : ndarray of shape (n_samples,)
+    unit_rows : ndarray of shape (n_samples, n_features) or callable
+        The unit rows, or a function that returns the unit rows of the
+        sorted sample ids it is given (a Dask fit gathers only those).
+    labels : array-like of shape (n_samples,)
         The partition.
     n_pairs : int
         Random pairs drawn for each median (pairs of a sample with itself
@@ -58,36 +59,40 @@ def largest_cluster_contrast(Xn, labels, n_pairs=N_PAIRS, seed=0):
         the cluster has a single sample or the random cosines have no
         spread.
     """
-    _, labels = np.unique(labels, return_inverse=True)
+    _, labels = np.unique(np.asarray(labels), return_inverse=True)
     n = labels.shape[0]
     largest = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
     share = largest.size / n
     if largest.size < 2:
         return share, float("nan")
     rng = np.random.default_rng(seed)
+    drawn = [rng.choice(n, n_pairs) for _ in range(2)]
+    drawn += [rng.choice(largest, n_pairs) for _ in range(2)]
+    needed, where = np.unique(np.concatenate(drawn), return_inverse=True)
+    rows = unit_rows[needed] if hasattr(unit_rows, "shape") else unit_rows(needed)
+    a, b, c, d = where.reshape(4, n_pairs)
 
-    def pair_cosines(rows):
-        a, b = rng.choice(rows, n_pairs), rng.choice(rows, n_pairs)
-        distinct = a != b
-        return np.einsum("ij,ij->i", Xn[a[distinct]], Xn[b[distinct]])
+    def cosines(left, right):
+        distinct = left != right
+        return np.einsum("ij,ij->i", rows[left[distinct]], rows[right[distinct]])
 
-    background = pair_cosines(np.arange(n))
-    low, median, high = np.quantile(background, [0.25, 0.5, 0.75])
+    low, median, high = np.quantile(cosines(a, b), [0.25, 0.5, 0.75])
     scale = (high - low) / 1.349
     if not scale > 0:
         return share, float("nan")
-    inside = np.median(pair_cosines(largest))
+    inside = np.median(cosines(c, d))
     return share, float((inside - median) / scale)
 
 
-def warn_if_one_random_cluster(Xn, labels, k, stacklevel=1):
+def warn_if_one_random_cluster(unit_rows, labels, k, stacklevel=1):
     """Warn when one cluster holds most of at least ``MIN_SAMPLES`` samples
     and its pairs are no more alike than random pairs (see the module
-    docstring); ``k`` is the fit's, named in the message."""
-    n = Xn.shape[0]
+    docstring); ``unit_rows`` as in :func:`largest_cluster_contrast`,
+    ``k`` the fit's, named in the message."""
+    n = len(labels)
     if n < MIN_SAMPLES:
         return
-    share, contrast = largest_cluster_contrast(Xn, labels)
+    share, contrast = largest_cluster_contrast(unit_rows, labels)
     if share < LARGE_SHARE or not contrast < MIN_CONTRAST:
         return
     smaller_k = max(10, n // 20)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from sklearn_ndde import knn_graph
+from sklearn_ndde import NDDeTPDiClustering, knn_graph
 from sklearn_ndde.datasets import make_face_embeddings
 
 pytest.importorskip("distributed")
@@ -418,3 +418,26 @@ def test_saturated_peaks_in_their_own_lists():
     listed = candidate >= 0
     far = nearest_denser_two_hops(peaks, indices.astype(np.int64), rank, X, 1)
     np.testing.assert_array_equal(candidate[listed], far[listed])
+
+
+def test_one_random_cluster_warns_as_on_numpy(client):
+    # One person's faces: one cluster whose pairs are like random pairs.
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal(32) + 0.2 * rng.standard_normal((300, 32))).astype(
+        np.float32
+    )
+    with pytest.warns(UserWarning, match="One cluster holds") as on_numpy:
+        expected = NDDeTPDiClustering().fit(X).labels_
+    with pytest.warns(UserWarning, match="One cluster holds") as on_dask:
+        est = NDDeTPDiClustering().fit(da.from_array(X, chunks=(100, -1)))
+    np.testing.assert_array_equal(est.labels_.compute(), expected)
+    (numpy_message,) = [
+        str(w.message) for w in on_numpy if "One cluster" in str(w.message)
+    ]
+    (dask_message,) = [
+        str(w.message) for w in on_dask if "One cluster" in str(w.message)
+    ]
+    assert dask_message == numpy_message
+    assert all(
+        w.filename == __file__ for w in on_dask if "One cluster" in str(w.message)
+    )
