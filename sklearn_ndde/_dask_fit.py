@@ -67,7 +67,6 @@ from ._dask_blocks import (
     _wanted,
 )
 from ._dask_links import _link_saturated
-from ._diagnostics import warn_if_one_random_cluster
 from ._groups import GROUP_COLUMNS, closed_group_links, small_cluster_rows
 from ._knn_dask import (
     _persist,
@@ -207,13 +206,6 @@ def fit_dask(estimator, X, k):
     out["knn_recall_"] = recall
     # The user's rows (not unit rows: each task normalizes what it reads).
     out["_fit_X"] = X.rechunk({1: -1})
-    # fit_dask <- fit_on_dask <- fit <- scikit-learn's wrapper <- the caller.
-    warn_if_one_random_cluster(
-        lambda ids: _unit(gather_rows(rows, block_offsets, ids)),
-        out["labels_"].compute(),
-        k,
-        stacklevel=5,
-    )
     return out
 
 
@@ -477,6 +469,11 @@ class DaskStages:
             np.concatenate([d[0] for d in found]),
             np.concatenate([d[1] for d in found]),
         )
+
+    def unit_rows(self):
+        """The unit rows of given sample ids, as a function: gathered from
+        the blocks to the client."""
+        return lambda ids: _unit(self.blocks.gather(self.rows, ids))
 
     def attributes(self, similarity, merge_calibration, density, labels, parents):
         import dask.array as da

@@ -10,7 +10,6 @@ import numpy as np
 from sklearn.base import clone
 
 from ._density import ndde_density
-from ._diagnostics import warn_if_one_random_cluster
 from ._groups import GROUP_COLUMNS, closed_group_links, small_cluster_rows
 from ._kernels import nearest_denser
 from ._knn import _search_method
@@ -45,7 +44,8 @@ class NumpyStages:
         self.est, self.X, self.Xn = est, X, Xn
         self.indices, self.cosines = indices, cosines
         self.own_graph = own_graph
-        self.top = min(int(est.density_k), indices.shape[1])
+        self.k = indices.shape[1]
+        self.top = min(int(est.density_k), self.k)
 
     def fit_similarity(self):
         return fitted_similarity(self.est, self.indices, self.cosines, self.Xn)
@@ -148,6 +148,11 @@ class NumpyStages:
     def duplicate_links(self):
         return duplicate_links(self.indices, self.cosines)
 
+    def unit_rows(self):
+        """The unit rows of given sample ids, as a function (None without
+        embeddings: a precomputed graph)."""
+        return None if self.Xn is None else self.Xn.__getitem__
+
     def attributes(self, similarity, merge_calibration, density, labels, parents):
         return {
             "similarity_": similarity,
@@ -212,9 +217,6 @@ def fit_stages(est, X, Xn, n_rows=None):
     # reference here may keep the first ones alive.
     del indices, cosines
     out.update(run_stages(est, graph, stage))
-    if Xn is not None:
-        # fit_stages <- _fit <- fit <- scikit-learn's wrapper <- the caller.
-        warn_if_one_random_cluster(Xn, out["labels_"], k, stacklevel=5)
     out["n_features_in_"] = est.n_features_in_
     if hasattr(est, "feature_names_in_"):
         out["feature_names_in_"] = est.feature_names_in_

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ._calibration import same_above
+from ._diagnostics import warn_if_one_random_cluster
 from ._kernels import descending_order, take_rows
 from ._merge import links_with_flow_back
 from ._peaks import (
@@ -148,6 +149,14 @@ def run_stages(est, graph, stage):
         duplicates = graph.duplicate_links()
         if duplicates[0].size:
             labels = components_from_parents(parents, duplicates)
+
+    unit_rows = graph.unit_rows()
+    if unit_rows is not None:
+        # One cluster no more alike than random pairs: strangers joined, or
+        # one person (``_diagnostics``). The frames above: run_stages, the
+        # path's fit (fit_stages or fit_dask), _fit or fit_on_dask, fit,
+        # scikit-learn's wrapper, the caller.
+        warn_if_one_random_cluster(unit_rows, labels, graph.k, stacklevel=6)
 
     return graph.attributes(
         similarity=similarity,
