@@ -113,8 +113,15 @@ def _benchmark_tables(app):
     transfer = json.loads((results / "threshold_transfer.json").read_text())
     (out / "threshold_transfer_table.rst").write_text(
         table(
-            ["model", "cell", "NDDe defaults", "Infomap", "Chinese whispers", "FC-ES"]
-            + ["gap"],
+            [
+                "model",
+                "cell",
+                "NDDe defaults",
+                "Infomap",
+                "Chinese whispers",
+                "FC-ES",
+                "gap",
+            ],
             [
                 [r["model"], r["cell"], f"{r['ndde_defaults']:.3f}"]
                 + [
